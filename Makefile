@@ -1,0 +1,17 @@
+# The two commands: `make demo` (set up, then run the main job on the bundled sample county)
+# and `make test` (the whole test suite, including PostGIS and the headless browser).
+.PHONY: setup demo test bench
+
+setup:
+	./scripts/setup.sh
+
+demo: setup
+	.venv/bin/yzt demo --out out/sample
+
+test: setup
+	.venv/bin/pytest
+
+bench: setup
+	.venv/bin/python bench/bench_area.py
+	.venv/bin/python bench/bench_overlay.py
+	.venv/bin/python bench/bench_analyse.py

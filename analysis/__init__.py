@@ -1,0 +1,2 @@
+"""analysis: pure functions over GeoDataFrames — overlay, judgement rules, conflicts, indicators, rasters.
+No file or network I/O, no environment."""

@@ -1,0 +1,1 @@
+"""data: the sample county the project ships, and the deterministic generator that made it."""

@@ -1,0 +1,234 @@
+"""The region manifest: one YAML file that describes a bureau's region and its layers by role.
+
+```yaml
+region:
+  code: "130599"          # 行政区代码 of the county (6 digits) or city
+  name: 样例县
+crs: auto                 # or EPSG:4547: the CGCS2000 3° GK zone the store keeps geometry in
+options:                  # optional; defaults shown
+  area_tolerance: 0.001   # relative |TBMJ − ellipsoidal area| / area above which a patch is listed
+  area_flag: 0.10         # relative difference reported as a large discrepancy (exports >10 % off)
+layers:
+  dltb:
+    path: dltb.shp        # relative to the manifest's folder
+    layer: DLTB           # layer inside a GeoPackage / FileGDB (optional when the file has one layer)
+    crs: EPSG:4526        # optional: overrides / replaces a missing .prj
+    encoding: gbk         # optional: wins over detection
+    fields: {DLBM: 地类代码}  # optional: standard code -> source field name
+    transform:            # optional: datum transformation for Xian 1980 / Beijing 1954 sources
+      helmert: {x: 0, y: 0, z: 0, rx: 0, ry: 0, rz: 0, s: 0, convention: coordinate_frame}
+      # or four_param: {dx: 0, dy: 0, rotation: 0, scale: 0}   (metres, arc-seconds, ppm; in the plane)
+      # or pipeline: "+proj=pipeline …"
+  monitoring:             # a role may list several sources (rounds, satellite / camera / drone)
+    - {path: wp_2024_1.gpkg, source: satellite, round: 2024-1}
+    - {path: camera_2024.geojson, source: camera, round: 2024-1, coords: gcj02}
+rasters:                  # optional
+  dem: {path: dem.tif}
+```
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import ManifestError
+from .fields import RASTER_ROLES, ROLES
+
+MULTI_ROLES = {"monitoring", "approvals"}  # roles that may come from several files
+WEB_COORDS = {"gcj02", "bd09"}
+
+HELMERT_KEYS = {"x", "y", "z", "rx", "ry", "rz", "s"}
+FOUR_PARAM_KEYS = {"dx", "dy", "rotation", "scale"}
+
+
+@dataclass(frozen=True)
+class DatumTransform:
+    """A datum transformation given by the bureau: exactly one of helmert / four_param / pipeline."""
+
+    kind: str  # "helmert" | "four_param" | "pipeline"
+    params: dict
+    pipeline: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == "pipeline":
+            return f"PROJ pipeline: {self.pipeline}"
+        items = ", ".join(f"{k}={v}" for k, v in sorted(self.params.items()))
+        return f"{self.kind}: {items}"
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    role: str
+    path: Path
+    layer: str | None = None
+    crs: str | None = None
+    encoding: str | None = None
+    fields: dict[str, str] = field(default_factory=dict)  # standard code -> source field name
+    transform: DatumTransform | None = None
+    source: str | None = None  # monitoring: satellite / camera / drone / survey
+    round: str | None = None  # monitoring: issuing round
+    coords: str | None = None  # gcj02 / bd09 for web-map coordinates
+
+
+@dataclass(frozen=True)
+class Options:
+    area_tolerance: float = 0.001
+    area_flag: float = 0.10
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: Path
+    region_code: str
+    region_name: str
+    crs: str  # "auto" or "EPSG:nnnn"
+    layers: dict[str, list[LayerSpec]]
+    rasters: dict[str, LayerSpec]
+    options: Options
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def specs(self):
+        """All vector layer specs, in role order."""
+        for role in ROLES:
+            yield from self.layers.get(role, [])
+
+
+def _parse_transform(raw, where: str) -> DatumTransform | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or len(raw) != 1:
+        raise ManifestError(f"{where}.transform must have exactly one of helmert, four_param, pipeline")
+    (kind, value), = raw.items()
+    if kind == "pipeline":
+        if not isinstance(value, str) or "+proj" not in value:
+            raise ManifestError(f"{where}.transform.pipeline must be a PROJ pipeline string, got {value!r}")
+        return DatumTransform("pipeline", {}, value)
+    if kind not in ("helmert", "four_param"):
+        raise ManifestError(f"{where}.transform: unknown kind {kind!r}; use helmert, four_param or pipeline")
+    if not isinstance(value, dict):
+        raise ManifestError(f"{where}.transform.{kind} must be a mapping of parameters")
+    needed = HELMERT_KEYS if kind == "helmert" else FOUR_PARAM_KEYS
+    missing = needed - set(value)
+    extra = set(value) - needed - {"convention"}
+    if missing:
+        raise ManifestError(f"{where}.transform.{kind} lacks {sorted(missing)}")
+    if extra:
+        raise ManifestError(f"{where}.transform.{kind} has unknown keys {sorted(extra)}")
+    params = {}
+    for key, val in value.items():
+        if key == "convention":
+            if val not in ("coordinate_frame", "position_vector"):
+                raise ManifestError(
+                    f"{where}.transform.helmert.convention {val!r}: use coordinate_frame or position_vector")
+            params[key] = val
+            continue
+        try:
+            params[key] = float(val)
+        except (TypeError, ValueError):
+            raise ManifestError(f"{where}.transform.{kind}.{key} = {val!r} is not a number") from None
+    if kind == "helmert":
+        params.setdefault("convention", "coordinate_frame")
+    return DatumTransform(kind, params)
+
+
+def _parse_crs(value, where: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return f"EPSG:{value}"
+    text = str(value).strip()
+    if re.fullmatch(r"\d{4,5}", text):
+        return f"EPSG:{text}"
+    if not re.fullmatch(r"(?i)epsg:\d{4,5}", text):
+        raise ManifestError(f"{where}.crs {value!r}: write an EPSG code such as EPSG:4547")
+    return text.upper()
+
+
+def _parse_layer(role: str, raw, folder: Path, where: str) -> LayerSpec:
+    if isinstance(raw, str):
+        raw = {"path": raw}
+    if not isinstance(raw, dict) or "path" not in raw:
+        raise ManifestError(f"{where} needs a path")
+    known = {"path", "layer", "crs", "encoding", "fields", "transform", "source", "round", "coords"}
+    extra = set(raw) - known
+    if extra:
+        raise ManifestError(f"{where} has unknown keys {sorted(extra)}; allowed: {sorted(known)}")
+    path = Path(str(raw["path"]))
+    if not path.is_absolute():
+        path = folder / path
+    fields = raw.get("fields") or {}
+    if not isinstance(fields, dict):
+        raise ManifestError(f"{where}.fields must map standard codes to source field names")
+    coords = raw.get("coords")
+    if coords is not None and str(coords).lower() not in WEB_COORDS:
+        raise ManifestError(f"{where}.coords {coords!r}: use gcj02 or bd09 (or omit for real coordinates)")
+    return LayerSpec(
+        role=role,
+        path=path,
+        layer=None if raw.get("layer") is None else str(raw["layer"]),
+        crs=_parse_crs(raw.get("crs"), where),
+        encoding=None if raw.get("encoding") is None else str(raw["encoding"]).lower(),
+        fields={str(k).upper(): str(v) for k, v in fields.items()},
+        transform=_parse_transform(raw.get("transform"), where),
+        source=None if raw.get("source") is None else str(raw["source"]),
+        round=None if raw.get("round") is None else str(raw["round"]),
+        coords=None if coords is None else str(coords).lower(),
+    )
+
+
+def parse_manifest(doc: dict, path: Path) -> Manifest:
+    """Validate a manifest document (already parsed from YAML) and resolve its paths."""
+    if not isinstance(doc, dict):
+        raise ManifestError(f"manifest {path} must be a YAML mapping with region and layers")
+    region = doc.get("region")
+    if not isinstance(region, dict) or "code" not in region:
+        raise ManifestError(f"manifest {path}: region.code (行政区代码) is required")
+    code = str(region["code"]).strip()
+    if not re.fullmatch(r"\d{6}(\d{3}(\d{3})?)?", code):
+        raise ManifestError(f"manifest {path}: region.code {code!r} must be a 6-, 9- or 12-digit 行政区代码")
+    crs = doc.get("crs", "auto")
+    crs = "auto" if str(crs).lower() == "auto" else _parse_crs(crs, "crs")
+    layers_raw = doc.get("layers")
+    if not isinstance(layers_raw, dict) or not layers_raw:
+        raise ManifestError(f"manifest {path}: layers must map roles ({', '.join(ROLES)}) to files")
+    folder = path.parent
+    layers: dict[str, list[LayerSpec]] = {}
+    for role, raw in layers_raw.items():
+        if role not in ROLES:
+            raise ManifestError(f"manifest {path}: unknown layer role {role!r}; roles are {', '.join(ROLES)}")
+        entries = raw if isinstance(raw, list) else [raw]
+        if len(entries) > 1 and role not in MULTI_ROLES:
+            raise ManifestError(f"manifest {path}: role {role!r} takes one file, got {len(entries)}")
+        layers[role] = [_parse_layer(role, e, folder, f"layers.{role}" + (f"[{i}]" if isinstance(raw, list) else ""))
+                        for i, e in enumerate(entries)]
+    rasters: dict[str, LayerSpec] = {}
+    for role, raw in (doc.get("rasters") or {}).items():
+        if role not in RASTER_ROLES:
+            raise ManifestError(f"manifest {path}: unknown raster role {role!r}; roles are {sorted(RASTER_ROLES)}")
+        rasters[role] = _parse_layer(role, raw, folder, f"rasters.{role}")
+    opt_raw = doc.get("options") or {}
+    try:
+        options = Options(**{k: float(v) for k, v in opt_raw.items()})
+    except TypeError as exc:
+        raise ManifestError(f"manifest {path}: options: {exc}") from None
+    return Manifest(path=path, region_code=code, region_name=str(region.get("name", code)), crs=crs,
+                    layers=layers, rasters=rasters, options=options)
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Read and validate a manifest file; raise ManifestError naming what is wrong."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ManifestError(f"manifest {path} does not exist")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"manifest {path} is not valid UTF-8 YAML: {exc}") from None
+    return parse_manifest(doc, path)

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Set up yizhangtu on a fresh Debian machine: system packages (PostGIS, Chromium, CJK fonts) when we are
+# root, a Python 3.12 virtual environment in .venv with the pinned packages, and the web page's npm assets.
+# Idempotent: re-running only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+[ -d /usr/share/postgresql/15/extension ] && ls /usr/share/postgresql/15/extension/postgis.control >/dev/null 2>&1 \
+  || need_apt+=(postgresql-15-postgis-3)
+fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || need_apt+=(fonts-noto-cjk)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: apt-get install ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "setup: please install the Debian packages: ${need_apt[*]} (sudo apt-get install …)" >&2
+  fi
+fi
+
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+  for cand in python3.12 /root/.pyenv/versions/3.12*/bin/python3.12 "$HOME"/.pyenv/versions/3.12*/bin/python3.12; do
+    if command -v "$cand" >/dev/null 2>&1; then PY=$(command -v "$cand"); break; fi
+  done
+fi
+[ -n "$PY" ] || { echo "setup: Python 3.12 not found (pygeoapi >= 0.22 needs it); set PYTHON=/path/to/python3.12" >&2; exit 1; }
+
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e ".[dev,bench]"
+
+if [ -f services/web/package.json ]; then
+  (cd services/web && npm ci --no-audit --no-fund --loglevel=error)
+fi
+echo "setup: ready (.venv with $(.venv/bin/python --version))"

@@ -1,0 +1,1 @@
+"""services: the only room that reads settings, speaks HTTP / OGC API, draws web pages, or has a CLI."""
