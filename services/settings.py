@@ -1,0 +1,30 @@
+"""Settings: the only place that reads the environment (prefix YZT_). Tests build Settings explicitly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROLES = ("planner", "inspector", "admin")  # read; judge patches; ingest and configuration
+
+
+class Principal(BaseModel):
+    user: str
+    role: str  # one of ROLES
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="YZT_", env_nested_delimiter="__")
+
+    store: str = "out/sample/store.gpkg"  # a .gpkg path or postgresql://…?schema=…
+    base_url: str = "http://localhost:8000"  # public URL of the app root (OGC links are built from it)
+    ogc_prefix: str = "/ogc"  # where the OGC API (pygeoapi) is mounted
+    anonymous_read: bool = True  # open the read-only OGC endpoints and pages to anonymous users
+    tokens: dict[str, Principal] = {}  # bearer token / API key -> user and role
+    tokens_file: Path | None = None  # YAML {token: {user, role}}; merged into tokens
+    evidence_dir: Path = Path("out/evidence")  # uploaded evidence files (photos)
+    max_upload_bytes: int = 20 * 1024 * 1024
+    page_limit_max: int = 10_000
+    workdir: Path = Path("out/serve")  # generated pygeoapi config / OpenAPI document
