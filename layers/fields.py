@@ -100,11 +100,12 @@ ROLES: dict[str, dict] = {
                      "TBDLMJ", "GDLX", "GDPDJB", "XZDWKD", "TBXHDM", "TBXHMC", "ZZSXDM", "ZZSXMC",
                      "GDDB", "FRDBS", "CZCSXM", "SJNF", "MSSM", "YSDM"],
     },
-    "dltb_prev": {
+    "dltb_prev": {  # the same survey, one year earlier: the same fields
         "zh": "上一年度地类图斑",
         "required": ["BSM", "DLBM", "ZLDWDM", "TBMJ"],
-        "optional": ["TBBH", "DLMC", "QSXZ", "QSDWDM", "KCDLBM", "KCXS", "KCMJ", "TBDLMJ", "GDLX",
-                     "GDPDJB", "CZCSXM", "SJNF", "YSDM"],
+        "optional": ["TBBH", "DLMC", "QSXZ", "QSDWDM", "QSDWMC", "ZLDWMC", "KCDLBM", "KCXS", "KCMJ",
+                     "TBDLMJ", "GDLX", "GDPDJB", "XZDWKD", "TBXHDM", "TBXHMC", "ZZSXDM", "ZZSXMC",
+                     "GDDB", "FRDBS", "CZCSXM", "SJNF", "MSSM", "YSDM"],
     },
     "yjjbnt": {
         "zh": "永久基本农田",
