@@ -1,0 +1,192 @@
+"""入库: load every role of a manifest, then write them all to the store in ONE atomic write.
+
+    result = ingest(load_manifest("data/sample/manifest.yaml"), open_store("out/store.gpkg"))
+    print(result.to_text())
+
+Order of work: resolve the store CRS (``resolve_target_epsg``), refuse a store that holds another region or
+CRS, load each role with ``load_role`` (any YztError aborts here, before anything is written), then one
+``store.write_layers`` call with every layer, its LoadRecord (one ``load_id`` for the whole run), the
+入库质检 findings and the region metadata. ``roles=[…]`` re-ingests only those layers; the others stay.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import unicodedata
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .crs import central_meridian, zone_of_gk_epsg
+from .errors import ManifestError
+from .fields import ROLES
+from .georef import survey_region
+from .load import _Context, load_role, package_version, resolve_target_epsg
+from .manifest import Manifest
+from .records import ERROR, INFO, WARNING, Finding, LoadRecord
+from .store import Store, open_store
+
+
+@dataclass
+class LayerSummary:
+    """What one stored layer became: counts and how its CRS was reached."""
+
+    role: str
+    rows_read: int
+    rows_written: int
+    repaired: int
+    dropped_empty: int
+    duplicates: int
+    area_mismatches: int
+    warnings: int
+    infos: int
+    source_crs: str
+    crs_resolution: str
+    transformation: str
+    code_set: str | None
+
+
+@dataclass
+class IngestResult:
+    store: str
+    region_code: str
+    region_name: str
+    target_epsg: int
+    load_id: str
+    layers: list[LayerSummary]
+    records: list[LoadRecord]
+    findings: list[Finding]
+    seconds: float = 0.0  # whole run
+    write_seconds: float = 0.0  # of which the atomic store write
+    untouched: list[str] = field(default_factory=list)  # layers already in the store and not re-ingested
+
+    def to_dict(self) -> dict:
+        return {"store": self.store, "region_code": self.region_code, "region_name": self.region_name,
+                "target_epsg": self.target_epsg, "load_id": self.load_id, "seconds": round(self.seconds, 2),
+                "write_seconds": round(self.write_seconds, 2),
+                "layers": [asdict(s) for s in self.layers], "untouched": self.untouched,
+                "findings": [f.to_dict() for f in self.findings]}
+
+    def to_text(self, max_findings: int = 30) -> str:
+        """The summary `yzt ingest` prints: one row per layer, then the warnings."""
+        zone = zone_of_gk_epsg(self.target_epsg)
+        crs_text = f"EPSG:{self.target_epsg}"
+        if zone:
+            crs_text += f" (CGCS2000 3° GK zone {zone[0]}, CM {central_meridian(zone[0]):g}°E)"
+        lines = [f"入库 ingest {self.region_name} ({self.region_code}) → {crs_text}",
+                 f"store {self.store}   load_id {self.load_id}   {self.seconds:.1f} s "
+                 f"(load {self.seconds - self.write_seconds:.1f} s, write {self.write_seconds:.1f} s)", ""]
+        header = ["layer", "rows", "read", "repaired", "dropped", "dup", "area≠", "warn", "info",
+                  "source CRS (how known) → transformation"]
+        rows = [[s.role, s.rows_written, s.rows_read, s.repaired, s.dropped_empty, s.duplicates, s.area_mismatches,
+                 s.warnings, s.infos, f"{s.source_crs} ({s.crs_resolution}) → {s.transformation}"]
+                for s in self.layers]
+        widths = [max(_width(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
+        for r in [header, *rows]:
+            cells = [_pad(r[0], widths[0])] + [_pad(r[i], widths[i], right=True) for i in range(1, len(widths))]
+            lines.append("  ".join([*cells, str(r[-1])]).rstrip())
+        if self.untouched:
+            lines.append(f"kept as stored: {', '.join(self.untouched)}")
+        shown = [f for f in self.findings if f.severity in (ERROR, WARNING)]
+        n_warn = sum(f.severity == WARNING for f in self.findings)
+        n_info = sum(f.severity == INFO for f in self.findings)
+        lines += ["", f"{len(self.layers)} layer(s), {sum(s.rows_written for s in self.layers)} rows written; "
+                      f"{n_warn} warning(s), {n_info} info (stored in yzt_findings; `yzt check` lists all)"]
+        for f in shown[:max_findings]:
+            lines.append(f"  [{f.severity}] {f.layer}/{f.check}: {f.message}")
+        if len(shown) > max_findings:
+            lines.append(f"  … and {len(shown) - max_findings} more")
+        return "\n".join(lines)
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in str(text))
+
+
+def _pad(text, width: int, right: bool = False) -> str:
+    fill = " " * max(width - _width(str(text)), 0)
+    return fill + str(text) if right else str(text) + fill
+
+
+def _select_roles(manifest: Manifest, roles) -> list[str]:
+    available = [r for r in ROLES if r in manifest.layers]
+    if roles is None:
+        return available
+    roles = list(dict.fromkeys(roles))
+    unknown = [r for r in roles if r not in manifest.layers]
+    if unknown:
+        raise ManifestError(f"role(s) {', '.join(map(repr, unknown))} not in manifest {manifest.path}; "
+                            f"it has: {', '.join(available)}")
+    if not roles:
+        raise ManifestError("no role given: omit --role to ingest every layer of the manifest")
+    return [r for r in ROLES if r in roles]
+
+
+def ingest(manifest: Manifest, store: Store | str | Path, roles=None, progress: bool = True) -> IngestResult:
+    """Load ``roles`` (default: all) of ``manifest`` and replace them in ``store`` atomically.
+
+    Raises the loader's YztError (nothing written) or StoreError (store left as it was).
+    """
+    if isinstance(store, Store):
+        return _ingest(manifest, store, roles, progress)
+    with open_store(store) as opened:
+        return _ingest(manifest, opened, roles, progress)
+
+
+def _ingest(manifest: Manifest, store: Store, roles, progress: bool) -> IngestResult:
+    started = time.monotonic()
+    selected = _select_roles(manifest, roles)
+    context = _Context(survey_region(manifest))
+    epsg = resolve_target_epsg(manifest, context.survey)
+    store.check_region(manifest.region_code, epsg)
+
+    load_id = uuid.uuid4().hex
+    loaded = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(selected), unit="layer", file=sys.stderr, desc="load", leave=False)
+    try:
+        for role in selected:
+            if bar is not None:
+                bar.set_description(f"load {role}")
+            layer = load_role(manifest, role, epsg, progress=progress, _context=context)
+            layer.record.load_id = load_id
+            loaded.append(layer)
+            if bar is not None:
+                bar.update()
+    finally:
+        if bar is not None:
+            bar.close()
+
+    records = [layer.record for layer in loaded]
+    findings = [f for layer in loaded for f in layer.findings]
+    current = store.meta()
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    zone = zone_of_gk_epsg(epsg)
+    meta = {"region_code": manifest.region_code, "region_name": manifest.region_name, "epsg": str(epsg),
+            "crs": f"EPSG:{epsg}", "zone": str(zone[0]) if zone else "", "created_at": current.get("created_at", now),
+            "updated_at": now, "version": package_version(), "last_load_id": load_id,
+            "manifest": str(manifest.path)}
+    if bar is not None:
+        print(f"writing {len(loaded)} layer(s) to {store.url} …", file=sys.stderr)
+    write_started = time.monotonic()
+    store.write_layers({layer.role: layer.gdf for layer in loaded}, records, meta=meta, findings=findings)
+    write_seconds = time.monotonic() - write_started
+
+    summaries = []
+    for layer in loaded:
+        r = layer.record
+        summaries.append(LayerSummary(
+            role=layer.role, rows_read=r.rows_read, rows_written=r.rows_written, repaired=r.repaired,
+            dropped_empty=r.dropped_empty, duplicates=r.duplicates, area_mismatches=r.area_mismatches,
+            warnings=sum(f.severity == WARNING for f in layer.findings),
+            infos=sum(f.severity == INFO for f in layer.findings), source_crs=r.source_crs,
+            crs_resolution=r.crs_resolution, transformation=r.transformation, code_set=r.code_set))
+    untouched = [n for n in store.layer_names() if n not in selected]
+    return IngestResult(store=store.url, region_code=manifest.region_code, region_name=manifest.region_name,
+                        target_epsg=epsg, load_id=load_id, layers=summaries, records=records, findings=findings,
+                        seconds=time.monotonic() - started, write_seconds=write_seconds, untouched=untouched)

@@ -1,0 +1,1 @@
+"""Test package (a regular package: pygeoapi installs a top-level `tests` package that would shadow a namespace one)."""

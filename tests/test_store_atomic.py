@@ -1,0 +1,247 @@
+"""Writes are all-or-nothing: a failure, a kill or a concurrent reader never sees a half-written store."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import shapely
+
+from layers.errors import StoreError
+from layers.store import open_store
+from tests.store_fixtures import META, assert_same_layer, make_points, make_polygons, record
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def snapshot(store) -> dict:
+    """Everything a reader can see: meta, layers with rows, tables, records, findings."""
+    return {
+        "meta": store.meta(),
+        "layers": {n: store.read_layer(n) for n in store.layer_names()},
+        "tables": {n: store.read_table(n) for n in store.table_names()},
+        "records": store.load_records(),
+        "findings": store.findings(),
+    }
+
+
+def assert_same_snapshot(got: dict, want: dict) -> None:
+    assert got["meta"] == want["meta"]
+    assert list(got["layers"]) == list(want["layers"])
+    for name, frame in want["layers"].items():
+        pd.testing.assert_frame_equal(got["layers"][name].drop(columns="geometry"), frame.drop(columns="geometry"))
+        assert (shapely.to_wkb(got["layers"][name].geometry.values)
+                == shapely.to_wkb(frame.geometry.values)).all()
+    assert list(got["tables"]) == list(want["tables"])
+    for name, frame in want["tables"].items():
+        pd.testing.assert_frame_equal(got["tables"][name], frame)
+    pd.testing.assert_frame_equal(got["records"], want["records"])
+    pd.testing.assert_frame_equal(got["findings"], want["findings"])
+
+
+@pytest.fixture(params=["gpkg", "postgis"])
+def populated(request, tmp_path):
+    """A store holding dltb + cameras + a plain table, and its backend name."""
+    if request.param == "gpkg":
+        target = str(tmp_path / "store.gpkg")
+    else:
+        target = request.getfixturevalue("pg_schema_url")
+    store = open_store(target)
+    store.write_layers({"dltb": make_polygons(300), "cameras": make_points(10)},
+                       [record("dltb", "L1", 300), record("cameras", "L1", 10)], meta=META)
+    store.write_tables({"workflow": pd.DataFrame({"JCBH": ["J1", "J2"], "status": ["待核查", "已核查"]})})
+    return request.param, target, store
+
+
+def stray_files(target: str) -> list[str]:
+    folder = Path(target).parent
+    return sorted(p.name for p in folder.iterdir() if ".tmp.gpkg" in p.name)
+
+
+def stray_tables(store) -> list[str]:
+    rows = store._query("SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename LIKE '\\_yzt\\_new%%'",
+                        (store.schema_name,))
+    return [r[0] for r in rows]
+
+
+def test_failure_in_the_middle_of_a_write_leaves_the_store_unchanged(populated, monkeypatch):
+    backend, target, store = populated
+    before = snapshot(store)
+    file_hash = digest(Path(target)) if backend == "gpkg" else None
+    new_dltb = make_polygons(500, seed=9)
+    new_cams = make_points(12)
+    if backend == "gpkg":
+        import layers.store.gpkg as gpkg
+
+        real = gpkg._write_layer
+        calls = []
+
+        def failing(path, name, *args):
+            calls.append(name)
+            if len(calls) == 2:  # the first layer is already in the new copy
+                raise OSError("disk full (injected)")
+            return real(path, name, *args)
+
+        monkeypatch.setattr(gpkg, "_write_layer", failing)
+    else:
+        from layers.store.postgis import PostGISStore
+
+        real = PostGISStore._swap
+        calls = []
+
+        def failing(self, conn, tmp, name, entry):
+            calls.append(name)
+            if len(calls) == 2:  # the first old table is already dropped and replaced inside the transaction
+                raise StoreError("connection lost (injected)")
+            return real(self, conn, tmp, name, entry)
+
+        monkeypatch.setattr(PostGISStore, "_swap", failing)
+    with pytest.raises(StoreError, match="injected"):
+        store.write_layers({"dltb": new_dltb, "cameras": new_cams}, [record("dltb", "L2", 500)],
+                           meta={**META, "last_load_id": "L2"})
+    assert len(calls) == 2
+    monkeypatch.undo()
+    assert_same_snapshot(snapshot(open_store(target)), before)
+    if backend == "gpkg":
+        assert digest(Path(target)) == file_hash
+        assert stray_files(target) == []
+    else:
+        assert stray_tables(store) == []
+    # and the store still takes the write afterwards
+    store.write_layers({"dltb": new_dltb}, [record("dltb", "L2", 500)])
+    assert_same_layer(store.read_layer("dltb"), new_dltb)
+
+
+def test_a_value_the_backend_rejects_aborts_the_whole_batch(populated):
+    backend, target, store = populated
+    before = snapshot(store)
+    bad = make_points(3)
+    if backend == "gpkg":
+        bad["SXTBH"] = [b"\xff\xfe", b"x", b"y"]  # bytes are not a column type the store keeps
+        expected = "cannot be stored|does not keep"
+    else:
+        bad["SXTBH"] = ["ok", "nul\x00byte", "z"]  # PostgreSQL text cannot hold NUL: COPY fails mid-stream
+        expected = "unchanged"
+    with pytest.raises(StoreError, match=expected):
+        store.write_layers({"dltb": make_polygons(50, seed=5), "cameras": bad}, [record("cameras", "L3", 3)],
+                           meta={**META, "last_load_id": "L3"})
+    assert_same_snapshot(snapshot(store), before)
+
+
+def test_failure_in_write_tables_leaves_tables_unchanged(populated, monkeypatch):
+    backend, target, store = populated
+    before = snapshot(store)
+    good = pd.DataFrame({"run_id": ["r1"]})
+    bad = pd.DataFrame({"x": [1, 2]})
+    if backend == "gpkg":
+        import layers.store.gpkg as gpkg
+
+        real = gpkg._replace_attribute_table
+
+        def failing(con, name, table):
+            real(con, name, table)
+            if name == "audit":
+                raise __import__("sqlite3").OperationalError("disk I/O error (injected)")
+
+        monkeypatch.setattr(gpkg, "_replace_attribute_table", failing)
+    else:
+        bad = pd.DataFrame({"x": ["a", "b\x00"]})
+    with pytest.raises(StoreError, match="unchanged"):
+        store.write_tables({"analysis_runs": good, "workflow": pd.DataFrame({"JCBH": []}), "audit": bad})
+    monkeypatch.undo()
+    assert_same_snapshot(snapshot(store), before)
+
+
+WRITER = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {root!r})
+    import layers.store.gpkg as gpkg
+    from layers.store import open_store
+    from layers.store.postgis import PostGISStore
+    from tests.store_fixtures import make_points, make_polygons, record, META
+
+    def pause_after(real):  # the write is really under way: wait there to be killed
+        def wrapped(*args):
+            result = real(*args)
+            print("writing", flush=True)
+            time.sleep(120)
+            return result
+        return wrapped
+
+    gpkg._write_layer = pause_after(gpkg._write_layer)  # after the first layer is in the new copy
+    PostGISStore._swap = pause_after(PostGISStore._swap)  # after the old table is dropped, uncommitted
+    open_store(sys.argv[1]).write_layers(
+        {{"dltb": make_polygons(2000, seed=11), "cameras": make_points(40)}},
+        [record("dltb", "KILLED", 2000)], meta={{**META, "last_load_id": "KILLED"}})
+""")
+
+
+@pytest.mark.slow
+def test_killed_writer_leaves_the_store_readable_and_unchanged(populated, tmp_path):
+    backend, target, store = populated
+    before = snapshot(store)
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER.format(root=str(ROOT)))
+    proc = subprocess.Popen([sys.executable, str(script), target], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        if backend == "gpkg":
+            assert stray_files(target)  # the half-written copy exists
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL
+    assert_same_snapshot(snapshot(open_store(target)), before)
+    store.write_tables({"audit": pd.DataFrame({"event": ["after kill"]})})  # the next writer cleans up
+    assert store.read_table("audit")["event"].tolist() == ["after kill"]
+    if backend == "gpkg":
+        assert stray_files(target) == []
+    else:
+        assert stray_tables(store) == []
+
+
+def test_concurrent_reader_sees_old_or_new_never_half(populated):
+    backend, target, store = populated
+    versions = {}
+    for tag, n in (("A", 300), ("B", 450)):
+        frame = make_polygons(n, seed=ord(tag))
+        frame["tag"] = tag
+        versions[tag] = frame
+    store.write_layers({"dltb": versions["A"]}, [record("dltb", "A", 300)])
+    seen, errors = [], []
+    stop = threading.Event()
+
+    def reader():
+        reader_store = open_store(target)  # its own connection / file handle
+        while not stop.is_set():
+            try:
+                frame = reader_store.read_layer("dltb", columns=["tag", "BSM"])
+                seen.append((tuple(sorted(set(frame["tag"]))), len(frame)))
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(repr(exc))
+        reader_store.close()
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for i in range(6):
+            tag = "B" if i % 2 == 0 else "A"
+            store.write_layers({"dltb": versions[tag]}, [record("dltb", tag, len(versions[tag]))])
+    finally:
+        stop.set()
+        thread.join(60)
+    assert errors == []
+    assert len(seen) >= 3
+    assert set(seen) <= {(("A",), 300), (("B",), 450)}
