@@ -1,0 +1,130 @@
+"""End to end on the sample county: ingest (conftest) → yzt analyse → indicators, checked against values
+computed a second, independent way — plain pandas on the stored layers and the generator's planted truth
+(data/sample/planted.yaml, measured by data/truth.py on the geometry as built)."""
+
+from decimal import ROUND_HALF_UP, Decimal
+
+import pytest
+import yaml
+
+from layers.codes import CONSTRUCTION_SANDIAO
+from layers.store import open_store
+from services import indicators as svc
+from services.analyse import run_analysis
+
+pytestmark = pytest.mark.slow
+CULTIVATED = ("0101", "0102", "0103")
+
+
+@pytest.fixture(scope="module")
+def sample(sample_manifest, sample_store, tmp_path_factory):
+    import shutil
+
+    path = tmp_path_factory.mktemp("indicators_sample") / "store.gpkg"
+    shutil.copyfile(sample_store, path)
+    run_analysis(str(path))
+    run = svc.run_indicators(path)
+    planted = yaml.safe_load((sample_manifest.parent / "planted.yaml").read_text(encoding="utf-8"))
+    return path, run, planted
+
+
+def values(run, code, level=None):
+    v = run.values[run.values["indicator"] == code]
+    if level:
+        v = v[v["level"] == level]
+    return v.set_index("unit_code")
+
+
+def test_cultivated_area_by_township_equals_plain_pandas(sample):
+    path, run, planted = sample
+    dltb = open_store(path).read_layer("dltb")
+    duplicates = {pair[1] for pair in planted["defects"]["dltb"]["duplicate_geometry"]}  # the copy, not the original
+    dltb = dltb[~dltb["BSM"].isin(duplicates)]
+    cult = dltb[dltb["DLBM"].isin(CULTIVATED)]
+    d = [Decimal(repr(float(a))).quantize(Decimal("0.01"), ROUND_HALF_UP) for a in cult["area_m2"]]
+    k = [(x * Decimal(repr(float(c)))).quantize(Decimal("0.01"), ROUND_HALF_UP) for x, c in zip(d, cult["KCXS"].fillna(0.0))]
+    expected = {}
+    for z, x, kk in zip(cult["ZLDWDM"], d, k):
+        expected[z[:9]] = expected.get(z[:9], Decimal(0)) + x - kk
+    got = values(run, "cultivated_area", "township")
+    assert set(got.index) == set(expected)
+    for township, exp in expected.items():
+        assert got.loc[township, "value"] == pytest.approx(float(exp), abs=1e-4)
+    county = values(run, "cultivated_area", "county")["value"].iloc[0]
+    assert county == pytest.approx(float(sum(expected.values())), abs=1e-3)
+
+
+def test_land_categories_reconcile_with_the_total(sample):
+    path, run, planted = sample
+    dltb = open_store(path).read_layer("dltb")
+    dup = {p[1] for p in planted["defects"]["dltb"]["duplicate_geometry"]}
+    total = float(sum(Decimal(repr(float(a))).quantize(Decimal("0.01"), ROUND_HALF_UP)
+                      for a in dltb.loc[~dltb["BSM"].isin(dup), "area_m2"]))
+    assert values(run, "total_area", "county")["value"].iloc[0] == pytest.approx(total, abs=1e-3)
+    parts = sum(values(run, c, "county")["value"].iloc[0]
+                for c in ("agricultural_area", "construction_area", "unused_area", "unknown_code_area"))
+    assert parts == pytest.approx(total, abs=1e-3)
+    unknown = planted["defects"]["dltb"]["unknown_code"]
+    assert values(run, "unknown_code_area", "county")["record_ids"].iloc[0] == {
+        "dltb": sorted(dltb.loc[dltb["BSM"].isin(unknown), "yzt_fid"].tolist())}
+
+
+def test_planted_truth(sample):
+    _, run, planted = sample
+    c = planted["conflicts"]
+    three = sum(c[k]["total_area_m2"] for k in ("overlap_yjjbnt_stbhhx", "overlap_yjjbnt_czkfbj",
+                                                 "overlap_stbhhx_czkfbj"))
+    county = lambda code: values(run, code, "county")["value"].iloc[0]  # noqa: E731
+    assert county("three_line_conflict_area") == pytest.approx(three, abs=0.05)
+    assert county("approved_unsupplied_area") == pytest.approx(
+        sum(x["unsupplied_area_m2"] for x in planted["supply"]["approved_not_supplied"]), abs=0.05)
+    assert county("idle_land_area") == pytest.approx(sum(x["area_m2"] for x in planted["supply"]["idle"]), abs=0.05)
+    changes = [x for x in planted["survey_changes"]
+               if x["prev_dlbm"] not in CONSTRUCTION_SANDIAO and x["now_dlbm"] in CONSTRUCTION_SANDIAO]
+    assert county("new_construction_area") == pytest.approx(sum(x["area_m2"] for x in changes),
+                                                            abs=0.01 * len(changes))
+    yj = county("basic_farmland_area")
+    assert yj - county("basic_farmland_cultivated_area") == pytest.approx(
+        c["yjjbnt_not_cultivated"]["total_area_m2"], abs=0.05)
+
+
+def test_patch_counts_equal_the_flagged_table(sample):
+    path, run, _ = sample
+    flagged = open_store(path).read_layer("flagged_patches")
+    by_township = flagged["XZQDM"].str[:9].value_counts()
+    got = values(run, "patches_issued", "township")["value"]
+    for township, n in by_township.items():
+        assert got[township] == n
+    assert got.drop(by_township.index).eq(0).all()
+    illegal = flagged[(flagged["status"] == "待核查") & (flagged["verdict"] == "suspected_illegal")]
+    assert values(run, "illegal_count", "county")["value"].iloc[0] == len(illegal)
+    assert values(run, "illegal_area", "county")["value"].iloc[0] == pytest.approx(illegal["area_m2"].sum())
+
+
+@pytest.mark.parametrize("column,decimals", [("value_m2", 2), ("value_ha", 4), ("value_mu", 2)])
+def test_rollups_balance_at_every_level(sample, column, decimals):
+    _, run, _ = sample
+    v = run.values[run.values["unit"] == "m2"]
+    for code, grp in v.groupby("indicator"):
+        units = dict(zip(grp["unit_code"], (round(x * 10 ** decimals) for x in grp[column])))
+        parents = dict(zip(grp["unit_code"], grp["parent_code"]))
+        for parent in [u for u, p in parents.items() if p is None or p != p] + \
+                [u for u in units if len(u) == 9]:
+            kids = [u for u, p in parents.items() if p == parent]
+            assert sum(units[k] for k in kids) == units[parent], (code, parent)
+
+
+def test_selfeval_of_the_sample_county(sample, tmp_path):
+    from pathlib import Path
+
+    import openpyxl
+
+    _, run, _ = sample
+    targets = svc.load_targets(Path(__file__).resolve().parent.parent / "data" / "targets.sample.yaml")
+    ev = svc.self_evaluate(run, targets)
+    assert ev.unit_code == "130599" and ev.total_weight == 100
+    rows = ev.rows.set_index("三级指标")
+    cult = values(run, "cultivated_area", "county")["value_ha"].iloc[0]
+    assert rows.loc["耕地保有面积", "实际完成值"] == cult
+    ws = openpyxl.load_workbook(svc.selfeval_xlsx(ev, tmp_path / "s.xlsx"))["绩效自评表"]
+    assert ws.cell(ws.max_row, 10).value == ev.total
