@@ -28,3 +28,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 20 * 1024 * 1024
     page_limit_max: int = 10_000
     workdir: Path = Path("out/serve")  # generated pygeoapi config / OpenAPI document
+    # Rule files a bureau may replace; None = the packaged defaults (see the README).
+    workflow_file: Path | None = None  # statuses and moves (analysis/workflow.yaml)
+    review_rules_file: Path | None = None  # 合规性审查 rules (analysis/review.yaml)
+    rules_file: Path | None = None  # analysis rules (analysis/rules.yaml)
+    registry_file: Path | None = None  # indicator registry (analysis/indicators.yaml)
+    targets_dir: Path | None = None  # 绩效自评表 target files offered by the API (default: data/)
