@@ -1,0 +1,699 @@
+"""The sample-county generator (data/generate.py) and the committed sample (data/sample).
+
+The committed sample is checked from its files: tiling, nesting of 村 / 乡 / 县, attributes, and every planted
+case of planted.yaml re-measured with shapely. Determinism and the messy / negative variants are checked on a
+small county (scale 0.05) generated into tmp folders.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+import pytest
+import shapely
+import yaml
+from pyproj import Transformer
+
+from layers.area import ellipsoidal_area
+from layers.codes import CONSTRUCTION_SANDIAO, CULTIVATED, SANDIAO_CODES
+from layers.fields import standard_name
+from layers.manifest import load_manifest
+from layers.webcoords import gcj02_to_wgs84
+
+from data import generate as gen
+from data import variants
+
+SAMPLE = Path(gen.__file__).resolve().parent / "sample"
+CRS = "EPSG:4547"
+SMALL_SCALE = 0.05
+LEGAL_KINDS = ["农用地转用", "土地征收", "供地"]
+
+
+def area(geoms) -> np.ndarray:
+    return ellipsoidal_area(np.atleast_1d(np.asarray(geoms, dtype=object)), CRS)
+
+
+def read(manifest_path: Path, role: str, index: int = 0) -> gpd.GeoDataFrame:
+    spec = load_manifest(manifest_path).layers[role][index]
+    if spec.path.suffix == ".parquet":
+        return gpd.read_parquet(spec.path)
+    return pyogrio.read_dataframe(spec.path, layer=spec.layer)
+
+
+def read_monitoring(manifest_path: Path) -> gpd.GeoDataFrame:
+    specs = load_manifest(manifest_path).layers["monitoring"]
+    return pd.concat([pyogrio.read_dataframe(s.path, layer=s.layer) for s in specs], ignore_index=True)
+
+
+def polygonal_area(geom) -> float:
+    """Area of the polygonal part of a (possibly mixed) intersection result."""
+    parts = shapely.get_parts(geom)
+    parts = parts[np.isin(shapely.get_type_id(parts), (3, 6))]
+    return float(area(parts).sum()) if len(parts) else 0.0
+
+
+@pytest.fixture(scope="module")
+def sample():
+    manifest = SAMPLE / "manifest.yaml"
+    planted = yaml.safe_load((SAMPLE / "planted.yaml").read_text(encoding="utf-8"))
+    layers = {role: read(manifest, role) for role in
+              ("xzq", "dltb", "dltb_prev", "yjjbnt", "stbhhx", "czkfbj", "ghfq", "approvals", "parcels", "cameras")}
+    layers["monitoring"] = read_monitoring(manifest)
+    return manifest, planted, layers
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    county = gen.build_county(scale=SMALL_SCALE)
+    out = tmp_path_factory.mktemp("small") / "sample"
+    return county, gen.write_county(county, out)
+
+
+# --- the committed sample: files and formats ------------------------------------------------------------
+
+def test_sample_manifest_names_existing_files_in_standard_formats(sample):
+    manifest, _, _ = sample
+    m = load_manifest(manifest)
+    assert m.region_code == "130599" and m.crs == "auto"
+    assert set(m.layers) == {"xzq", "dltb", "dltb_prev", "yjjbnt", "stbhhx", "czkfbj", "ghfq", "approvals",
+                             "parcels", "monitoring", "cameras"}
+    for spec in m.specs():
+        assert spec.path.exists(), spec.path
+    assert m.layers["xzq"][0].path.suffix == ".gdb"  # FileGDB written by GDAL's OpenFileGDB driver
+    assert {s.source for s in m.layers["monitoring"]} == {"satellite", "camera", "drone"}
+    assert {s.round for s in m.layers["monitoring"]} == {"2024-1", "2024-2"}
+    codes = yaml.safe_load((SAMPLE / "ghfq_codes.yaml").read_text(encoding="utf-8"))["codes"]
+    assert codes["03"] == "农田保护区" and codes["0402"] == "城镇弹性发展区"
+
+
+def _size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def test_sample_is_small_enough_to_commit():
+    mine = sum(_size(SAMPLE / name) for name in gen.own_files() if (SAMPLE / name).exists())
+    assert mine < 6 * 1024 * 1024, f"the vector sample is {mine / 2**20:.2f} MiB"  # rasters come on top
+
+
+def test_sample_lies_in_the_county_frame(sample):
+    _, _, L = sample
+    tr = Transformer.from_crs(4547, 4490, always_xy=True)
+    x0, y0, x1, y1 = L["xzq"].total_bounds
+    lon, lat = tr.transform([x0, x1, x0, x1], [y0, y0, y1, y1])
+    assert 115.0 <= min(lon) and max(lon) <= 115.3
+    assert 37.05 <= min(lat) and max(lat) <= 37.3
+    assert L["dltb"].crs.to_epsg() == 4547 and L["cameras"].crs.to_epsg() == 4490
+
+
+# --- tiling and administrative nesting ----------------------------------------------------------------------
+
+def test_dltb_tiles_the_county_without_gaps_or_overlaps(sample):
+    _, planted, L = sample
+    prev = L["dltb_prev"]
+    county = L["xzq"][L["xzq"]["XZQJB"] == "county"].geometry.values[0]
+    total, county_area = area(prev.geometry.values).sum(), area(county)[0]
+    assert abs(total - county_area) <= 0.01 * county_area / 1e6
+    assert planted["county_area_m2"] == pytest.approx(county_area, abs=0.01)
+    assert shapely.coverage_is_valid(np.asarray(prev.geometry.values))  # no overlaps, edges shared exactly
+    # and the same tessellation in both years (the current layer adds only the planted duplicate)
+    dup = planted["defects"]["dltb"]["duplicate_geometry"][0][1]
+    cur = L["dltb"][L["dltb"]["BSM"] != dup]
+    assert (cur["BSM"].to_numpy() == prev["BSM"].to_numpy()).all()
+    assert shapely.equals(cur.geometry.values, prev.geometry.values).all()
+    assert 20_000 <= len(prev) <= 50_000
+    assert shapely.union_all(prev.geometry.values).difference(county).area < 1e-3
+
+
+def test_villages_tile_townships_and_townships_tile_the_county(sample):
+    _, _, L = sample
+    x = L["xzq"]
+    county = x[x["XZQJB"] == "county"]
+    towns = x[x["XZQJB"] == "township"]
+    villages = x[x["XZQJB"] == "village"]
+    assert county["XZQDM"].tolist() == ["130599"]
+    assert 5 <= len(towns) <= 8
+    assert towns["XZQDM"].str.fullmatch(r"130599\d{3}").all()
+    assert villages["XZQDM"].str.fullmatch(r"130599\d{6}").all()
+    assert x["XZQMC"].str.fullmatch(r"[\u4e00-\u9fff]+").all()
+    assert x["XZQDM"].is_unique and x["XZQMC"].is_unique
+    c_area = area(county.geometry.values)[0]
+    assert abs(area(towns.geometry.values).sum() - c_area) <= 0.01 * c_area / 1e6
+    assert shapely.coverage_is_valid(np.asarray(towns.geometry.values))
+    for code, tgeom in zip(towns["XZQDM"], towns.geometry.values):
+        mine = villages[villages["XZQDM"].str[:9] == code]
+        assert 5 <= len(mine) <= 15
+        t_area = area(tgeom)[0]
+        assert abs(area(mine.geometry.values).sum() - t_area) <= 0.01 * t_area / 1e6
+        assert shapely.coverage_is_valid(np.asarray(mine.geometry.values))
+    assert not shapely.equals(county.geometry.values[0], shapely.envelope(county.geometry.values[0]))  # not a box
+
+
+def test_zldwdm_is_the_village_that_holds_the_patch(sample):
+    _, _, L = sample
+    d = L["dltb"]
+    villages = L["xzq"][L["xzq"]["XZQJB"] == "village"]
+    pairs = shapely.STRtree(villages.geometry.values).query(shapely.point_on_surface(d.geometry.values),
+                                                            predicate="within")
+    assert len(np.unique(pairs[0])) == len(d)  # every patch lies in exactly one village
+    holder = np.empty(len(d), dtype=object)
+    holder[pairs[0]] = villages["XZQDM"].to_numpy()[pairs[1]]
+    assert (d["ZLDWDM"].to_numpy() == holder + "0000000").all()
+    assert d["ZLDWDM"].str.len().eq(19).all()
+    names = dict(zip(villages["XZQDM"], villages["XZQMC"]))
+    assert (d["ZLDWMC"].to_numpy() == np.array([names[v] for v in holder])).all()
+    # every patch lies inside its village (not only its point): area outside is nil
+    sel = np.arange(0, len(d), 97)
+    vgeom = dict(zip(villages["XZQDM"], villages.geometry.values))
+    outside = [shapely.difference(d.geometry.values[i], vgeom[holder[i]]).area for i in sel]
+    assert max(outside) < 1e-6
+
+
+# --- attributes -----------------------------------------------------------------------------------------
+
+def test_dltb_attributes_follow_the_survey_rules(sample):
+    _, planted, L = sample
+    defects = planted["defects"]["dltb"]
+    d = L["dltb"]
+    bad_area = d["BSM"].isin(defects["area_mismatch"]).to_numpy()
+    bad_kc = d["BSM"].isin(defects["kcmj_mismatch"]).to_numpy()
+    unknown = d["BSM"].isin(defects["unknown_code"]).to_numpy()
+    a = area(d.geometry.values)
+    assert np.allclose(d["TBMJ"].to_numpy()[~bad_area], np.round(a[~bad_area], 2), atol=0.005)
+    assert (np.abs(d["TBMJ"].to_numpy()[bad_area] / a[bad_area] - 1) > 0.10).all()
+    kcmj = np.round(d["TBMJ"].to_numpy() * d["KCXS"].to_numpy(), 2)
+    assert np.allclose(d["KCMJ"].to_numpy()[~bad_kc], kcmj[~bad_kc], atol=0.005)
+    assert (np.abs(d["KCMJ"].to_numpy()[bad_kc] - kcmj[bad_kc]) > 1).all()
+    assert np.allclose(d["TBDLMJ"], d["TBMJ"] - d["KCMJ"], atol=0.005)
+    codes = d["DLBM"].to_numpy().astype(str)
+    assert set(codes[unknown]) == {"1199"} and "1199" not in SANDIAO_CODES
+    assert all(SANDIAO_CODES[c] == n for c, n in zip(codes[~unknown], d["DLMC"].to_numpy()[~unknown]))
+    cult = np.isin(codes, list(CULTIVATED))
+    kcxs = d["KCXS"].to_numpy()
+    assert (kcxs[~cult] == 0).all() and 0 < kcxs[cult].max() <= 0.12
+    assert ((d["KCDLBM"] == "1203").to_numpy() == (cult & (kcxs > 0))).all()
+    assert d["GDPDJB"][cult].isin(["1", "2", "3", "4", "5"]).all() and d["GDPDJB"][~cult].isna().all()
+    built = np.isin(codes, list(CONSTRUCTION_SANDIAO))
+    assert d["CZCSXM"].dropna().isin(["201", "202", "203"]).all()
+    assert d["CZCSXM"][d["DLBM"] == "0702"].eq("203").all()
+    assert d["CZCSXM"].notna().to_numpy()[~built & (codes != "1004")].sum() == 0
+    assert set(d["QSXZ"]) == {"10", "30"} and d["SJNF"].eq(2024).all() and L["dltb_prev"]["SJNF"].eq(2023).all()
+    assert d["BSM"].is_unique and d["BSM"].str.fullmatch(r"1305992110\d{8}").all()
+    # a plausible Hebei-plain mix: mostly 耕地, 旱地 first
+    share = pd.Series(a, index=codes).groupby(level=0).sum() / a.sum()
+    assert share[list(CULTIVATED & set(share.index))].sum() > 0.5 and share["0103"] > share["0102"]
+    for code in ("0101", "0102", "0103", "0201", "0301", "0404", "05H1", "0601", "0701", "0702", "08H2",
+                 "1003", "1004", "1006", "1101", "1104", "1107", "1201", "1202"):
+        assert code in share.index, code
+
+
+def test_river_is_one_connected_strip(sample):
+    _, _, L = sample
+    river = L["dltb"][L["dltb"]["DLBM"] == "1101"]
+    merged = shapely.union_all(river.geometry.values)
+    assert merged.geom_type == "Polygon"
+    county = L["xzq"][L["xzq"]["XZQJB"] == "county"].geometry.values[0]
+    assert merged.length > county.length * 0.4  # it crosses the county
+
+
+def test_yjjbnt_stbhhx_czkfbj_ghfq_fields(sample):
+    _, _, L = sample
+    y, s, c, g = L["yjjbnt"], L["stbhhx"], L["czkfbj"], L["ghfq"]
+    assert np.allclose(y["YJJBNTMJ"], np.round(area(y.geometry.values), 2), atol=0.005)
+    assert y["DLBM"].isin(list(CULTIVATED)).all() and y["YJJBNTTBBH"].is_unique
+    assert set(c["GHFQDM"]) == {"01", "02", "03"}
+    assert set(s["XZQDM"].str.len()) == {9}
+    county = L["xzq"][L["xzq"]["XZQJB"] == "county"].geometry.values[0]
+    ca = area(county)[0]
+    assert abs(area(g.geometry.values).sum() - ca) <= 0.01 * ca / 1e6  # 规划分区 cover the county
+    assert shapely.coverage_is_valid(np.asarray(g.geometry.values))
+    codes = yaml.safe_load((SAMPLE / "ghfq_codes.yaml").read_text(encoding="utf-8"))["codes"]
+    assert set(g["GHFQDM"]) <= set(codes) and {"01", "02", "03", "0401", "0402", "0501", "0502"} <= set(g["GHFQDM"])
+    # YJJBNT was drawn on 耕地 of the previous survey
+    prev = L["dltb_prev"]
+    pts = shapely.point_on_surface(prev.geometry.values)
+    hit = shapely.STRtree(y.geometry.values).query(pts, predicate="within")
+    assert np.isin(prev["DLBM"].to_numpy()[np.unique(hit[0])].astype(str), list(CULTIVATED)).all()
+
+
+def test_cameras(sample):
+    _, _, L = sample
+    cam = L["cameras"]
+    assert 10 <= len(cam) <= 20 and cam["SXTBH"].is_unique
+    assert cam["GD"].between(30, 60).all() and cam["KSJL"].between(2000, 5000).all()
+    assert cam["FWJ"].between(0, 360).all() and cam["SPJ"].between(30, 120).all()
+
+
+# --- planted monitoring cases -------------------------------------------------------------------------------
+
+def _covered_share(geom, approvals, kinds) -> float:
+    sel = approvals[approvals["PZLX"].isin(kinds)]
+    inter = shapely.intersection(geom, shapely.union_all(sel.geometry.values))
+    return polygonal_area(inter) / area(geom)[0]
+
+
+def _dominant_code(geom, dltb) -> str:
+    hit = shapely.STRtree(dltb.geometry.values).query(geom, predicate="intersects")
+    a = area(shapely.intersection(geom, dltb.geometry.values[hit]))
+    return str(dltb["DLBM"].to_numpy()[hit][np.argmax(a)])
+
+
+def test_every_monitoring_patch_is_planted_with_a_verdict(sample):
+    _, planted, L = sample
+    mon = L["monitoring"]
+    truth = {m["JCBH"]: m for m in planted["monitoring"]}
+    assert set(truth) == set(mon["JCBH"]) and mon["JCBH"].is_unique
+    kinds = pd.Series([m["kind"] for m in truth.values()]).value_counts()
+    for kind in ("approved", "partly_approved", "unapproved_cultivated", "unapproved_yjjbnt", "unapproved_stbhhx",
+                 "facility_filing", "temporary_use", "sliver", "no_class_change"):
+        assert kinds[kind] >= 2, kind
+    assert {m["expected_verdict"] for m in truth.values()} == {"legal", "partly_approved", "suspected_illegal",
+                                                               "other"}
+    assert set(mon["SOURCE"]) == {"satellite", "camera", "drone"}
+    assert mon["JCBH"].str.startswith("130599").all() and mon["XZQDM"].str.len().eq(9).all()
+    assert np.allclose(mon["MJ"], np.round(area(mon.geometry.values), 2), atol=0.005)
+
+
+def test_planted_monitoring_truth_holds_geometrically(sample):
+    _, planted, L = sample
+    mon = L["monitoring"].set_index("JCBH")
+    appr, prev, cur = L["approvals"], L["dltb_prev"], L["dltb"]
+    yj_union = shapely.union_all(L["yjjbnt"].geometry.values)
+    st_union = shapely.union_all(L["stbhhx"].geometry.values)
+    cz_union = shapely.union_all(L["czkfbj"].geometry.values)
+    for m in planted["monitoring"]:
+        g = mon.loc[m["JCBH"], "geometry"]
+        a = area(g)[0]
+        assert a == pytest.approx(m["area_m2"], abs=0.01)
+        share = _covered_share(g, appr, LEGAL_KINDS)
+        assert share == pytest.approx(m["approved_share"], abs=1e-4)
+        assert _dominant_code(g, prev) == m["orig_dlbm"]
+        assert _dominant_code(g, cur) == m["now_dlbm"]
+        assert polygonal_area(shapely.intersection(g, yj_union)) == pytest.approx(m["area_yjjbnt_m2"], abs=0.01)
+        assert polygonal_area(shapely.intersection(g, st_union)) == pytest.approx(m["area_stbhhx_m2"], abs=0.01)
+        outside = polygonal_area(shapely.difference(g, cz_union))
+        assert outside == pytest.approx(m["area_outside_czkfbj_m2"], abs=0.01)
+        kind = m["kind"]
+        if m["expected_verdict"] == "legal":
+            assert share >= 0.95
+        if kind == "partly_approved":
+            assert 0.4 <= share <= 0.8
+        if m["expected_verdict"] == "suspected_illegal":
+            assert share == 0 and _covered_share(g, appr, ["临时用地", "设施农用地备案"]) == 0
+            assert m["orig_dlbm"] != m["now_dlbm"]
+        if kind == "unapproved_cultivated":
+            assert m["orig_dlbm"] in CULTIVATED and m["area_yjjbnt_m2"] == 0 and m["area_stbhhx_m2"] == 0
+        if kind == "unapproved_yjjbnt":
+            assert m["area_yjjbnt_m2"] == pytest.approx(a, abs=0.01)
+        if kind == "unapproved_stbhhx":
+            assert m["area_stbhhx_m2"] == pytest.approx(a, abs=0.01) and m["orig_dlbm"] == "0301"
+        if kind == "sliver":
+            assert a < 50
+        if kind == "no_class_change":
+            assert m["orig_dlbm"] == m["now_dlbm"] and m["orig_dlbm"] in CULTIVATED and a > 1000
+        if kind == "facility_filing":
+            assert m["now_dlbm"] == "1202" and _covered_share(g, appr, ["设施农用地备案"]) >= 0.95
+        if kind == "temporary_use":
+            assert _covered_share(g, appr, ["临时用地"]) >= 0.95 and m["orig_dlbm"] == m["now_dlbm"]
+        if kind in ("approved", "partly_approved"):
+            assert m["area_outside_czkfbj_m2"] == 0  # planned development inside the boundary
+
+
+def test_dedupe_groups_overlap_and_touching_pairs_do_not(sample):
+    _, planted, L = sample
+    mon = L["monitoring"].set_index("JCBH")
+    cur = L["dltb"].set_index("BSM")
+
+    def geom(member):
+        return cur.loc[member[3:], "geometry"] if member.startswith("BG-") else mon.loc[member, "geometry"]
+
+    def ratio(a, b):
+        return polygonal_area(shapely.intersection(a, b)) / min(area(a)[0], area(b)[0])
+
+    groups = planted["dedupe_groups"]
+    multi_source = [g for g in groups if len([m for m in g["members"] if not m.startswith("BG-")]) >= 2]
+    assert len(multi_source) >= 2
+    assert any({mon.loc[m, "ROUND"] for m in g["members"] if not m.startswith("BG-")} == {"2024-1", "2024-2"}
+               and "camera" in {mon.loc[m, "SOURCE"] for m in g["members"] if not m.startswith("BG-")}
+               for g in multi_source)
+    for g in groups:
+        members = [geom(m) for m in g["members"]]
+        for i in range(len(members)):
+            for j in range(i + 1, len(members)):
+                assert ratio(members[i], members[j]) >= 0.8, g["site"]
+        if len(g["members"]) > 2:  # re-issued: really different digitisations
+            assert not shapely.equals(members[0], members[1])
+    # members of different groups never overlap (touching at most)
+    owner = {m: g["site"] for g in groups for m in g["members"]}
+    ids = list(mon.index) + [m for m in owner if m.startswith("BG-")]
+    geoms = np.array([geom(i) for i in ids], dtype=object)
+    pairs = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+    for i, j in zip(*pairs):
+        if i < j and owner.get(ids[i], ids[i]) != owner.get(ids[j], ids[j]):
+            assert polygonal_area(shapely.intersection(geoms[i], geoms[j])) < 1e-6, (ids[i], ids[j])
+    for pair in planted["not_merged"]:
+        a, b = (mon.loc[m, "geometry"] for m in pair["members"])
+        assert shapely.touches(a, b) and shapely.intersection(a, b).length > 10
+        assert pair["overlap_m2"] == 0
+
+
+def test_survey_changes_are_exactly_the_planted_ones(sample):
+    _, planted, L = sample
+    prev, cur = L["dltb_prev"], L["dltb"].iloc[:len(L["dltb_prev"])]
+    changed = prev["DLBM"].to_numpy() != cur["DLBM"].to_numpy()
+    assert sorted(cur["BSM"][changed]) == sorted(c["BSM"] for c in planted["survey_changes"])
+    only_survey = [c for c in planted["survey_changes"] if not c["monitoring"]]
+    assert len(only_survey) >= 3
+    built = set(CONSTRUCTION_SANDIAO)
+    for c in planted["survey_changes"]:
+        row = cur[cur["BSM"] == c["BSM"]].iloc[0]
+        assert row["DLBM"] == c["now_dlbm"] and prev.loc[row.name, "DLBM"] == c["prev_dlbm"]
+        assert (c["prev_dlbm"] not in built and c["now_dlbm"] in built) or \
+            (c["prev_dlbm"] in CULTIVATED and c["now_dlbm"] not in CULTIVATED)
+        assert area(row.geometry)[0] == pytest.approx(c["area_m2"], abs=0.01)
+    assert any(c["prev_dlbm"] in CULTIVATED and c["now_dlbm"] in built for c in planted["survey_changes"])
+    assert any(c["now_dlbm"] not in built for c in planted["survey_changes"])  # a loss of 耕地, not built
+
+
+# --- planted conflicts ------------------------------------------------------------------------------------
+
+def test_control_line_overlaps_are_exactly_the_planted_ones(sample):
+    _, planted, L = sample
+    unions = {k: shapely.union_all(L[k].geometry.values) for k in ("yjjbnt", "stbhhx", "czkfbj")}
+    for kind, a, b in (("overlap_yjjbnt_stbhhx", "yjjbnt", "stbhhx"), ("overlap_yjjbnt_czkfbj", "yjjbnt", "czkfbj"),
+                       ("overlap_stbhhx_czkfbj", "stbhhx", "czkfbj")):
+        truth = planted["conflicts"][kind]
+        assert truth["complete"] and len(truth["cases"]) >= 1
+        total = polygonal_area(shapely.intersection(unions[a], unions[b]))
+        assert total == pytest.approx(truth["total_area_m2"], abs=0.02)
+        for case in truth["cases"]:
+            lg = L[a].loc[L[a]["BSM"] == case["left_ids"][0], "geometry"].iloc[0]
+            rg = L[b].loc[L[b]["BSM"] == case["right_ids"][0], "geometry"].iloc[0]
+            assert polygonal_area(shapely.intersection(lg, rg)) == pytest.approx(case["area_m2"], abs=0.01)
+
+
+def test_construction_and_cultivated_conflicts_are_exactly_the_planted_ones(sample):
+    _, planted, L = sample
+    cur = L["dltb"].iloc[:len(L["dltb_prev"])]
+    codes = cur["DLBM"].to_numpy().astype(str)
+    built = shapely.union_all(cur.geometry.values[np.isin(codes, list(CONSTRUCTION_SANDIAO))])
+    not_cult = shapely.union_all(cur.geometry.values[~np.isin(codes, list(CULTIVATED))])
+    yj = shapely.union_all(L["yjjbnt"].geometry.values)
+    st = shapely.union_all(L["stbhhx"].geometry.values)
+    c = planted["conflicts"]
+    assert polygonal_area(built.intersection(yj)) == pytest.approx(c["construction_in_yjjbnt"]["total_area_m2"], abs=0.02)
+    assert polygonal_area(built.intersection(st)) == pytest.approx(c["construction_in_stbhhx"]["total_area_m2"], abs=0.02)
+    assert polygonal_area(not_cult.intersection(yj)) == pytest.approx(c["yjjbnt_not_cultivated"]["total_area_m2"],
+                                                                      abs=0.02)
+    for kind in ("construction_in_yjjbnt", "construction_in_stbhhx", "yjjbnt_not_cultivated"):
+        assert len(c[kind]["cases"]) >= 2, kind
+    # 耕地 → 园地 inside YJJBNT: no longer 耕地 but not construction
+    ids = {x["right_ids"][0] for x in c["yjjbnt_not_cultivated"]["cases"]}
+    assert any(cur.loc[cur["BSM"] == i, "DLBM"].iloc[0] not in CONSTRUCTION_SANDIAO for i in ids)
+    cz = shapely.union_all(L["czkfbj"].geometry.values)
+    for case in c["construction_outside_czkfbj"]["cases"]:
+        g = cur.loc[cur["BSM"] == case["left_ids"][0], "geometry"].iloc[0]
+        assert polygonal_area(shapely.difference(g, cz)) == pytest.approx(case["area_m2"], abs=0.01)
+
+
+def test_parcel_zone_conflicts_and_supply_cases(sample):
+    _, planted, L = sample
+    parcels, ghfq, appr, cur = L["parcels"], L["ghfq"], L["approvals"], L["dltb"]
+    cases = planted["conflicts"]["parcel_zone_conflict"]["cases"]
+    assert len(cases) >= 2
+    for case in cases:
+        p = parcels[parcels["ZDDM"] == case["ZDDM"]].iloc[0]
+        z = ghfq[ghfq["BSM"] == case["ghfq_BSM"]].iloc[0]
+        assert p["TDYT"] == case["TDYT"] and z["GHFQDM"] == case["GHFQDM"]
+        assert polygonal_area(shapely.intersection(p.geometry, z.geometry)) == pytest.approx(case["area_m2"], abs=0.01)
+    # background parcels lie in 城镇集中 / 弹性发展区 only (no zone conflict there)
+    planted_zd = {c["ZDDM"] for c in cases}
+    zones = ghfq[ghfq["GHFQDM"].isin(["0401", "0402"])]
+    town = shapely.union_all(zones.geometry.values)
+    for zd, g in zip(parcels["ZDDM"], shapely.make_valid(parcels.geometry.values)):
+        if zd not in planted_zd:
+            assert polygonal_area(shapely.difference(g, town)) < 1.0, zd
+    supply = planted["supply"]
+    supplied = shapely.union_all(shapely.make_valid(parcels.geometry.values))
+    assert len(supply["approved_not_supplied"]) >= 2
+    for u in supply["approved_not_supplied"]:
+        g = appr.loc[appr["PZWH"] == u["PZWH"], "geometry"].iloc[0]
+        rest = polygonal_area(shapely.difference(g, supplied))
+        assert rest == pytest.approx(u["unsupplied_area_m2"], abs=0.01) and rest / area(g)[0] >= 0.05
+        assert u["PZWH"] not in set(parcels["PZWH"]) or rest < area(g)[0]
+    assert len(supply["idle"]) >= 2
+    built_codes = list(CONSTRUCTION_SANDIAO - {"1201"})
+    built = shapely.union_all(cur.geometry.values[cur["DLBM"].isin(built_codes).to_numpy()])
+    for i in supply["idle"]:
+        p = parcels[parcels["ZDDM"] == i["ZDDM"]].iloc[0]
+        assert pd.Timestamp(p["GDRQ"]) <= pd.Timestamp("2022-12-31") and pd.isna(p["JGRQ"])
+        assert polygonal_area(shapely.intersection(p.geometry, built)) / area(p.geometry)[0] < 1 / 3
+    controls = [c for c in supply["cases"] if c["expect"].startswith("not_idle")]
+    assert {c["expect"] for c in controls} == {"not_idle_recent", "not_idle_built"}
+    assert not {c["ZDDM"] for c in controls} & {i["ZDDM"] for i in supply["idle"]}
+
+
+def test_planted_defects_are_in_the_files(sample):
+    _, planted, L = sample
+    d = L["dltb"]
+    orig, dup = planted["defects"]["dltb"]["duplicate_geometry"][0]
+    g1 = d.loc[d["BSM"] == orig, "geometry"].iloc[0]
+    g2 = d.loc[d["BSM"] == dup, "geometry"].iloc[0]
+    assert shapely.equals_exact(g1, g2, 0)
+    assert L["dltb_prev"].loc[L["dltb_prev"]["BSM"].isin(planted["defects"]["dltb_prev"]["unknown_code"]),
+                              "DLBM"].eq("1199").all()
+    bad = planted["defects"]["parcels"]
+    p = L["parcels"].set_index("ZDDM")
+    for zd in bad["invalid_geometry"]:
+        g = p.loc[zd, "geometry"]
+        assert not shapely.is_valid(g) and "Self-intersection" in shapely.is_valid_reason(g)
+        assert area(shapely.make_valid(g))[0] == pytest.approx(bad["repaired_area_m2"][zd], abs=0.01)
+    assert shapely.is_valid(np.delete(np.asarray(p.geometry.values),
+                                      [p.index.get_loc(z) for z in bad["invalid_geometry"]])).all()
+
+
+# --- determinism, scale, variants -------------------------------------------------------------------------
+
+def _read_all(manifest: Path) -> dict[str, pd.DataFrame]:
+    m = load_manifest(manifest)
+    out = {}
+    for role, specs in m.layers.items():
+        for i, _ in enumerate(specs):
+            gdf = read(manifest, role, i)
+            out[f"{role}[{i}]"] = gdf
+    return out
+
+
+def test_same_seed_gives_identical_files(small, tmp_path):
+    county, manifest = small
+    again = gen.write_county(gen.build_county(scale=SMALL_SCALE), tmp_path / "again")
+    a, b = _read_all(manifest), _read_all(again)
+    assert a.keys() == b.keys()
+    for key in a:
+        x, y = a[key], b[key]
+        pd.testing.assert_frame_equal(x.drop(columns="geometry"), y.drop(columns="geometry"), check_exact=True)
+        assert (shapely.to_wkb(x.geometry.values) == shapely.to_wkb(y.geometry.values)).all(), key
+    assert (manifest.parent / "planted.yaml").read_bytes() == (again.parent / "planted.yaml").read_bytes()
+    # and the files hold exactly the generated geometry (FileGDB on a 1 mm grid, float64 elsewhere)
+    d = a["dltb[0]"]
+    assert (shapely.to_wkb(d.geometry.values) == shapely.to_wkb(county.layers["dltb"].geometry.values)).all()
+    x = a["xzq[0]"]
+    assert shapely.equals(x.geometry.values, county.layers["xzq"].geometry.values).all()
+
+
+@pytest.mark.slow
+def test_generation_does_not_depend_on_the_process(small, tmp_path):
+    """Another interpreter (another str-hash seed) writes the same county through the command line."""
+    _, manifest = small
+    out = tmp_path / "cli"
+    result = subprocess.run([sys.executable, "-m", "data.generate", "--scale", str(SMALL_SCALE), "--out", str(out)],
+                            capture_output=True, text=True, cwd=Path(gen.__file__).resolve().parents[1],
+                            env={**os.environ, "PYTHONPATH": ".", "PYTHONHASHSEED": "4242"})
+    assert result.returncode == 0, result.stderr
+    assert (out / "planted.yaml").read_bytes() == (manifest.parent / "planted.yaml").read_bytes()
+    a, b = gpd.read_parquet(out / "dltb_2024.parquet"), gpd.read_parquet(manifest.parent / "dltb_2024.parquet")
+    pd.testing.assert_frame_equal(a.drop(columns="geometry"), b.drop(columns="geometry"), check_exact=True)
+    assert (shapely.to_wkb(a.geometry.values) == shapely.to_wkb(b.geometry.values)).all()
+
+
+@pytest.mark.slow
+def test_committed_sample_is_what_the_generator_makes(tmp_path):
+    county = gen.build_county()
+    manifest = gen.write_county(county, tmp_path / "sample")
+    assert (manifest.parent / "planted.yaml").read_bytes() == (SAMPLE / "planted.yaml").read_bytes()
+    ours, committed = (yaml.safe_load(p.read_text(encoding="utf-8")) for p in (manifest, SAMPLE / "manifest.yaml"))
+    committed.pop("rasters", None)  # carried over from data/generate_rasters.py's rasters.yaml
+    assert ours == committed
+    for name in ("dltb_2023.parquet", "dltb_2024.parquet"):
+        a, b = gpd.read_parquet(manifest.parent / name), gpd.read_parquet(SAMPLE / name)
+        pd.testing.assert_frame_equal(a.drop(columns="geometry"), b.drop(columns="geometry"), check_exact=True)
+        assert (shapely.to_wkb(a.geometry.values) == shapely.to_wkb(b.geometry.values)).all()
+
+
+def test_scale_sets_the_patch_count(small):
+    county, _ = small
+    n = len(county.layers["dltb_prev"])
+    target = gen.BASE_PATCHES * SMALL_SCALE
+    assert 0.6 * target <= n <= 1.5 * target
+    assert shapely.coverage_is_valid(np.asarray(county.layers["dltb_prev"].geometry.values))
+
+
+def test_messy_variants_hold_the_same_data(small, tmp_path):
+    county, _ = small
+    manifest = variants.write_messy_variants(tmp_path / "messy", county=county)
+    m = load_manifest(manifest)
+    L = county.layers
+    folder = manifest.parent
+    # dltb: GBK without .cpg, language byte 0, Chinese / truncated names
+    assert not (folder / "dltb.cpg").exists()
+    assert (folder / "dltb.dbf").read_bytes()[29] == 0
+    assert pyogrio.read_info(folder / "dltb.shp")["encoding"] != "GBK"  # nothing declares it
+    with pytest.raises(UnicodeDecodeError):
+        (folder / "dltb.dbf").read_bytes()[:4000].decode("utf-8")
+    d = pyogrio.read_dataframe(folder / "dltb.shp", encoding="gbk")
+    mapping = {name: m.layers["dltb"][0].fields.get(code) for code, name in variants.DLTB_ALIASES.items()}
+    for code, name in variants.DLTB_ALIASES.items():
+        assert len(name.encode("gbk")) <= 10
+        assert standard_name(name) == code or m.layers["dltb"][0].fields.get(code) == name, (code, mapping)
+    clean = gen.public(L["dltb"])
+    assert (d["坐落单位代"].to_numpy() == clean["ZLDWDM"].to_numpy()).all()
+    assert (d["地类名称"].to_numpy() == clean["DLMC"].to_numpy()).all()
+    assert np.allclose(area(d.geometry.values), area(clean.geometry.values), atol=0.01)
+    # yjjbnt: no .prj, 8-digit eastings of zone 38
+    assert not (folder / "yjjbnt.prj").exists()
+    y = pyogrio.read_dataframe(folder / "yjjbnt.shp")
+    assert y.crs is None and (shapely.get_coordinates(y.geometry.values)[:, 0] // 1_000_000 == 38).all()
+    back = shapely.transform(y.geometry.values, lambda xy: xy - [38_000_000.0, 0.0])
+    assert np.allclose(area(back), area(L["yjjbnt"].geometry.values), atol=0.01)
+    # stbhhx: Xian 1980, back through the manifest's 7 parameters
+    spec = m.layers["stbhhx"][0]
+    assert spec.transform.kind == "helmert"
+    s = pyogrio.read_dataframe(spec.path, layer=spec.layer)
+    assert s.crs.to_epsg() == 2383
+    shift = shapely.get_coordinates(s.geometry.values) - shapely.get_coordinates(L["stbhhx"].geometry.values)
+    assert np.abs(shift).max() > 5  # a real datum difference, not a relabelling
+    tr = variants.xian80_transformer()
+    fwd = shapely.transform(s.geometry.values, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+    assert np.abs(shapely.get_coordinates(fwd) - shapely.get_coordinates(L["stbhhx"].geometry.values)).max() < 1e-6
+    assert np.allclose(area(fwd), area(L["stbhhx"].geometry.values), atol=0.01)
+    # parcels: prefixed coordinates with .prj, bow-ties still there and repairing to the same area
+    z = pyogrio.read_dataframe(folder / "zd.shp")
+    assert z.crs.to_epsg() == 4526 and (folder / "zd.cpg").read_text().strip().upper() in {"GBK", "CP936", "936"}
+    assert [standard_name(c) for c in z.columns if c != "geometry"] == \
+        ["ZDDM", "TDYT", "GDRQ", "JGRQ", "PZWH", "XZQDM", "MJ"]
+    zb = shapely.transform(z.geometry.values, lambda xy: xy - [38_000_000.0, 0.0])
+    assert (~shapely.is_valid(zb)).sum() == 2
+    assert np.allclose(area(shapely.make_valid(zb)), area(shapely.make_valid(L["parcels"].geometry.values)), atol=0.01)
+    # cameras: GCJ-02, a few hundred metres off until converted back
+    c = pyogrio.read_dataframe(folder / "cameras_amap.geojson")
+    assert m.layers["cameras"][0].coords == "gcj02"
+    lon, lat = gcj02_to_wgs84(c.geometry.x.to_numpy(), c.geometry.y.to_numpy())
+    x, yy = Transformer.from_crs(4490, 4547, always_xy=True).transform(lon, lat)
+    assert np.hypot(x - L["cameras"].geometry.x, yy - L["cameras"].geometry.y).max() < 0.01
+    tr2 = Transformer.from_crs(4326, 4547, always_xy=True)
+    x2, y2 = tr2.transform(c.geometry.x.to_numpy(), c.geometry.y.to_numpy())
+    assert np.hypot(x2 - L["cameras"].geometry.x, y2 - L["cameras"].geometry.y).min() > 100
+    # the other roles are the clean files
+    assert set(m.layers) == set(load_manifest(small[1]).layers)
+
+
+@pytest.mark.parametrize("name", sorted(variants.NEGATIVE_VARIANTS))
+def test_negative_variants_carry_their_defect(small, tmp_path, name):
+    county, _ = small
+    info = variants.NEGATIVE_VARIANTS[name]
+    manifest = info["writer"](tmp_path / name, county=county)
+    m = load_manifest(manifest)
+    assert set(m.layers) == {"xzq", "yjjbnt"}
+    spec = m.layers["yjjbnt"][0]
+    info_text = manifest.read_text(encoding="utf-8")
+    assert info["expect"] in info_text
+    gdf = pyogrio.read_dataframe(spec.path, layer=spec.layer)
+    xy = shapely.get_coordinates(gdf.geometry.values)
+    clean = shapely.get_coordinates(county.layers["yjjbnt"].geometry.values)
+    if name == "wrong_zone":
+        assert gdf.crs.to_epsg() == 4547
+        assert xy[:, 0].max() < 400_000  # zone-39 eastings of a place at ~115.1°E
+        lon = Transformer.from_crs(4547, 4490, always_xy=True).transform(xy[:, 0], xy[:, 1])[0]
+        assert lon.max() < 112.6
+    elif name == "swapped_axes":
+        assert gdf.crs.to_epsg() == 4547 and (xy[:, 0] > 4_000_000).all() and (xy[:, 1] < 1_000_000).all()
+        assert np.array_equal(xy[:, ::-1], clean)
+    else:
+        assert gdf.crs is None and not spec.path.with_suffix(".prj").exists()
+        assert ((xy[:, 0] >= 100_000) & (xy[:, 0] < 1_000_000)).all()
+        # the shapefile writer re-orients rings (clockwise exteriors) but keeps every coordinate
+        assert shapely.equals(gdf.geometry.values, county.layers["yjjbnt"].geometry.values).all()
+        assert np.array_equal(np.unique(xy, axis=0), np.unique(clean, axis=0))
+
+
+@pytest.mark.slow
+def test_county_size_mode_runs_from_the_command_line(tmp_path):
+    out = tmp_path / "county"
+    result = subprocess.run([sys.executable, "-m", "data.generate", "--county-size", "--patches", "6000",
+                             "--out", str(out)], capture_output=True, text=True,
+                            cwd=Path(gen.__file__).resolve().parents[1], env={**os.environ, "PYTHONPATH": "."})
+    assert result.returncode == 0, result.stderr
+    prev = gpd.read_parquet(out / "dltb_2023.parquet")
+    assert 4000 <= len(prev) <= 9000
+    planted = yaml.safe_load((out / "planted.yaml").read_text(encoding="utf-8"))
+    assert planted["generator"]["patches"] == len(prev)
+    assert math.isclose(area(prev.geometry.values).sum(), planted["county_area_m2"], rel_tol=1e-8)
+
+
+# --- through the loader: messy and clean must load to the same layers ------------------------------------
+
+@pytest.mark.slow
+def test_messy_variant_loads_to_the_same_layers_as_the_clean_sample(small, tmp_path):
+    from layers.load import load_role, resolve_target_epsg
+
+    county, clean_manifest = small
+    messy_manifest = variants.write_messy_variants(tmp_path / "messy", county=county)
+    mc, mm = load_manifest(clean_manifest), load_manifest(messy_manifest)
+    assert resolve_target_epsg(mc) == resolve_target_epsg(mm) == 4547
+    planted = yaml.safe_load((clean_manifest.parent / "planted.yaml").read_text(encoding="utf-8"))
+    for role in mc.layers:
+        a, b = load_role(mc, role, 4547), load_role(mm, role, 4547)
+        ga, gb = a.gdf, b.gdf
+        assert list(ga.columns) == list(gb.columns), role
+        assert np.allclose(ga["area_m2"], gb["area_m2"], atol=0.01), role
+        # GCJ-02 inverse is iterative; the rest is exact arithmetic up to float noise of the 8-digit eastings.
+        # (FileGDB sources come back as single-part MultiPolygons, shapefiles as Polygons: compare shapes.)
+        tol = 0.01 if role == "cameras" else 1e-6
+        assert (shapely.hausdorff_distance(ga.geometry.values, gb.geometry.values) < tol).all(), role
+        for col in ga.columns:
+            if col not in ("geometry", "area_m2"):
+                assert ga[col].astype(str).tolist() == gb[col].astype(str).tolist(), (role, col)
+    dltb = load_role(mm, "dltb", 4547)
+    assert dltb.record.encoding.startswith("gbk")
+    found = {f.check: set(f.ids) for f in dltb.findings}
+    defects = planted["defects"]["dltb"]
+    assert set(defects["unknown_code"]) <= found["unknown_code"]
+    assert any(set(defects["area_mismatch"]) <= ids for ids in found.values())
+    assert any(set(defects["kcmj_mismatch"]) <= ids for ids in found.values())
+    parcels = load_role(mm, "parcels", 4547)
+    assert sum(f.count for f in parcels.findings if "invalid" in f.check) == 2
+
+
+@pytest.mark.parametrize("name", sorted(variants.NEGATIVE_VARIANTS))
+def test_negative_variants_meet_their_expected_outcome(small, tmp_path, name):
+    from layers.errors import CRSError
+    from layers.load import load_role, resolve_target_epsg
+
+    county, _ = small
+    info = variants.NEGATIVE_VARIANTS[name]
+    m = load_manifest(info["writer"](tmp_path / name, county=county))
+    if info["error"]:
+        with pytest.raises(CRSError):
+            load_role(m, "yjjbnt", resolve_target_epsg(m))
+    else:
+        loaded = load_role(m, "yjjbnt", resolve_target_epsg(m))
+        assert loaded.gdf.crs.to_epsg() == 4547
+        assert np.allclose(np.sort(loaded.gdf["area_m2"]), np.sort(np.round(area(county.layers["yjjbnt"].geometry.values), 2)),
+                           atol=0.01)
