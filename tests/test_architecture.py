@@ -1,0 +1,52 @@
+"""The house rules that keep the three rooms apart, checked by walking each package's imports with ast."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from layers.fields import FIELDS
+
+ROOT = Path(__file__).resolve().parent.parent
+# a room may import only the rooms listed for it
+ALLOWED = {"layers": {"layers"}, "analysis": {"analysis", "layers"}, "services": {"services", "analysis", "layers", "data"}}
+ROOMS = {"layers", "analysis", "services", "data"}
+
+
+def imported_rooms(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        found |= {name.split(".")[0] for name in names} & ROOMS
+    return found
+
+
+@pytest.mark.parametrize("room", sorted(ALLOWED))
+def test_imports_go_one_way(room):
+    offenders = {}
+    for path in sorted((ROOT / room).rglob("*.py")):
+        bad = imported_rooms(path) - ALLOWED[room]
+        if bad:
+            offenders[str(path.relative_to(ROOT))] = sorted(bad)
+    assert offenders == {}
+
+
+@pytest.mark.parametrize("room", ["layers", "analysis"])
+def test_only_services_read_the_environment(room):
+    readers = [str(p.relative_to(ROOT)) for p in sorted((ROOT / room).rglob("*.py"))
+               if "os.environ" in p.read_text(encoding="utf-8") or "getenv(" in p.read_text(encoding="utf-8")]
+    assert readers == []
+
+
+def test_readme_glossary_lists_every_field_code():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip()
+            for line in readme.splitlines() if line.startswith("| ") and line.count("|") >= 5}
+    missing = {code: f.zh for code, f in FIELDS.items() if rows.get(code) != f.zh}
+    assert missing == {}
