@@ -1,0 +1,191 @@
+"""The pygeoapi configuration and OpenAPI document, generated from the store at app start.
+
+One collection per stored layer (xzq, dltb, …, flagged_patches, planning_conflicts …), titled in Chinese and
+English, with its extent from the store, storage CRS = the store's GK zone, and the served CRS list
+(CRS84 first, EPSG:4490, EPSG:<zone>). Both documents are also written to ``settings.workdir``
+(``pygeoapi-config.yml``, ``pygeoapi-openapi.json``) so they can be inspected or fed to pygeoapi's own tools.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import yaml
+
+from layers.fields import ROLES
+
+from .crs import CRS84, epsg_uri, extent_crs84, supported_uris
+from .engine import Engine
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+PROVIDER = "services.ogc.provider.StoreProvider"
+
+# English titles of the roles (the Chinese ones live in layers.fields.ROLES) and of the analysis layers.
+TITLES: dict[str, tuple[str, str]] = {
+    "xzq": ("行政区", "Administrative units (county, townships, villages)"),
+    "dltb": ("地类图斑 (年度变更调查)", "Land-use survey patches (annual change survey)"),
+    "dltb_prev": ("上一年度地类图斑", "Land-use survey patches, previous year"),
+    "yjjbnt": ("永久基本农田", "Permanent basic farmland"),
+    "stbhhx": ("生态保护红线", "Ecological protection red line"),
+    "czkfbj": ("城镇开发边界", "Urban development boundary"),
+    "ghfq": ("规划分区", "Planning zones"),
+    "approvals": ("用地审批", "Land-use approvals"),
+    "parcels": ("宗地", "Cadastral parcels"),
+    "monitoring": ("监测图斑", "Monitoring patches (satellite / camera / drone)"),
+    "cameras": ("监控摄像头", "Monitoring cameras"),
+    "flagged_patches": ("变化图斑研判结果", "Flagged ground changes, pre-judged against approvals and control lines"),
+    "planning_conflicts": ("规划冲突图斑", "Planning conflicts (control-line overlaps and violations)"),
+}
+
+
+def title_of(name: str) -> tuple[str, str]:
+    if name in TITLES:
+        return TITLES[name]
+    zh = ROLES.get(name, {}).get("zh", name)
+    return zh, name.replace("_", " ")
+
+
+def build_config(engine: Engine, base_url: str, prefix: str, limit_max: int) -> dict:
+    """The pygeoapi configuration (a dict) for every layer of the store behind ``engine``."""
+    url = base_url.rstrip("/") + "/" + prefix.strip("/")
+    epsg = engine.storage_epsg
+    region = engine.meta.get("region_name") or engine.meta.get("region_code") or ""
+    crs_list = supported_uris(epsg)
+    resources = {}
+    for name, info in sorted(engine.layers.items()):
+        zh, en = title_of(name)
+        bbox = extent_crs84(info.bounds, epsg) if info.bounds else [-180.0, -90.0, 180.0, 90.0]
+        resources[name] = {
+            "type": "collection",
+            "title": f"{zh} {en}",
+            "description": (f"{zh}（{region}，{info.total} 个要素，存储坐标系 EPSG:{epsg}）。"
+                            f"{en} of {region}: {info.total} features, stored in EPSG:{epsg}, "
+                            f"geometry type {info.geometry_type}."),
+            "keywords": [name, zh, en, "一张图"],
+            "links": [],
+            "extents": {"spatial": {"bbox": [round(v, 9) for v in bbox], "crs": CRS84}},
+            "limits": {"default_items": 10, "max_items": int(limit_max), "on_exceed": "error"},
+            "providers": [{
+                "type": "feature",
+                "name": PROVIDER,
+                "data": engine.url,
+                "table": name,
+                "id_field": "fid",
+                "geom_field": "geom",
+                "storage_crs": epsg_uri(epsg),
+                "crs": list(crs_list),
+            }],
+        }
+    return {
+        "server": {
+            "bind": {"host": "127.0.0.1", "port": 8000},
+            "url": url,
+            "mimetype": "application/json; charset=UTF-8",
+            "encoding": "utf-8",
+            "languages": ["zh", "en"],
+            "gzip": False,
+            "cors": True,
+            "pretty_print": False,
+            "admin": False,
+            "limits": {"default_items": 10, "max_items": int(limit_max), "on_exceed": "error"},
+            "map": {"url": "", "attribution": ""},
+            "templates": {"path": str(TEMPLATES), "static": str(STATIC)},
+        },
+        "logging": {"level": "ERROR"},
+        "metadata": {
+            "identification": {
+                "title": f"一张图 OGC API — {region}".strip(" —"),
+                "description": "yizhangtu 一张图: planning, survey, approval and monitoring layers of the region "
+                               "as OGC API Features collections (CRS84, EPSG:4490, "
+                               f"EPSG:{epsg}; CQL2 filters).",
+                "keywords": ["一张图", "国土空间规划", "OGC API Features", "CGCS2000"],
+                "keywords_type": "theme",
+                "terms_of_service": "",
+                "url": url,
+            },
+            "license": {"name": "Apache-2.0", "url": f"{url}/"},
+            "provider": {"name": "yizhangtu", "url": f"{url}/"},
+            "contact": {"name": "yizhangtu", "position": "", "address": "", "city": "", "stateorprovince": "",
+                        "postalcode": "", "country": "CN", "phone": "", "fax": "", "email": "",
+                        "url": f"{url}/", "hours": "", "instructions": "", "role": "pointOfContact"},
+        },
+        "resources": resources,
+    }
+
+
+# --- OpenAPI ------------------------------------------------------------------------------------------
+
+def build_openapi(config: dict) -> dict:
+    """pygeoapi's OpenAPI document for ``config`` with every external ``$ref`` made local."""
+    from pygeoapi.openapi import get_oas
+
+    return localise_refs(get_oas(copy.deepcopy(config)))
+
+
+_STUB_PARAMETERS = {
+    "bbox": {"name": "bbox", "in": "query", "required": False, "style": "form", "explode": False,
+             "description": "Features whose geometry intersects the box (4 or 6 numbers, bbox-crs axis order).",
+             "schema": {"type": "array", "minItems": 4, "maxItems": 6, "items": {"type": "number"}}},
+    "limit": {"name": "limit", "in": "query", "required": False, "style": "form", "explode": False,
+              "description": "Number of features per page.",
+              "schema": {"type": "integer", "minimum": 1, "default": 10}},
+    "datetime": {"name": "datetime", "in": "query", "required": False, "style": "form", "explode": False,
+                 "schema": {"type": "string"}},
+    "featureId": {"name": "featureId", "in": "path", "required": True, "schema": {"type": "string"}},
+    "collectionId": {"name": "collectionId", "in": "path", "required": True, "schema": {"type": "string"}},
+}
+
+
+def localise_refs(oas: dict) -> dict:
+    """Rewrite ``$ref``s that point online (schemas.opengis.net …) to local components with generic
+    definitions, so the document validates and tools resolve it offline."""
+    comps = oas.setdefault("components", {})
+
+    def local(ref: str) -> str:
+        url, _, frag = ref.partition("#")
+        if frag.startswith("/components/"):
+            _, _, kind, name = frag.split("/", 3)
+        else:
+            kind, name = "schemas", Path(url).stem or "external"
+        name = name.replace("/", "_")
+        bucket = comps.setdefault(kind, {})
+        if name not in bucket:
+            if kind == "responses":
+                bucket[name] = {"description": name,
+                                "content": {"application/json": {"schema": {"type": "object"}}}}
+            elif kind == "parameters":
+                bucket[name] = copy.deepcopy(_STUB_PARAMETERS.get(name) or {
+                    "name": name, "in": "query", "required": False, "schema": {"type": "string"}})
+            else:
+                bucket[name] = {"type": "object"}
+        return f"#/components/{kind}/{name}"
+
+    def walk(node):
+        if isinstance(node, dict):
+            for k, v in list(node.items()):
+                if k == "$ref" and isinstance(v, str) and not v.startswith("#"):
+                    node[k] = local(v)
+                else:
+                    walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(oas)
+    # the stubs themselves may not contain refs; one more pass for safety
+    walk(comps)
+    return oas
+
+
+def write_documents(config: dict, openapi: dict, workdir: Path) -> tuple[Path, Path]:
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg_path = workdir / "pygeoapi-config.yml"
+    oas_path = workdir / "pygeoapi-openapi.json"
+    cfg_path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    oas_path.write_text(json.dumps(openapi, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
+    return cfg_path, oas_path

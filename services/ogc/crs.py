@@ -1,0 +1,395 @@
+"""CRS handling for the OGC API: the CRS URIs we serve, axis order, and cached transformations.
+
+Three CRSs are offered for every collection (OGC API Features Part 2):
+
+- ``CRS84`` (default): CGCS2000 longitude, latitude. CGCS2000 is served as WGS 84 — PROJ knows only a
+  "ballpark" (null) transformation between them, the difference is centimetres (domain §5).
+- ``EPSG:4490``: CGCS2000 geographic, axis order **latitude, longitude** (EPSG definition).
+- ``EPSG:<zone>``: the store's 3° Gauss-Krüger zone (e.g. EPSG:4547), axis order **northing, easting**
+  (EPSG definition: X north, Y east).
+
+Every coordinate a client sends (``bbox`` under ``bbox-crs``, WKT in ``filter`` under ``filter-crs``) and every
+coordinate we return (under ``crs``) is in the axis order of that CRS, as Part 2 requires. Internally geometry
+is always (easting, northing) in the store's zone.
+
+PROJ needs about a second to build a CGCS2000 → WGS 84 transformation (it searches its database for one
+and ends with the ballpark), so transformers are built once per CRS pair and cached; pygeoapi 0.24 builds a
+new one on every request. :func:`install_pygeoapi_hooks` gives pygeoapi's items handler our cached, exact
+versions of its two CRS helpers (see that function).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pyproj
+import shapely
+import shapely.geometry
+
+from layers.crs import CGCS2000_GEOGRAPHIC
+
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+EPSG_URI = "http://www.opengis.net/def/crs/EPSG/0/{code}"
+DENSIFY = 64  # points per edge when a box is carried from one CRS to another
+
+
+class CRSParamError(ValueError):
+    """A CRS parameter names a CRS we do not serve, or coordinates do not fit it (→ HTTP 400)."""
+
+
+def epsg_uri(code: int) -> str:
+    return EPSG_URI.format(code=int(code))
+
+
+_URI = re.compile(r"^https?://www\.opengis\.net/def/crs/(EPSG|OGC)/[^/]+/([A-Za-z0-9]+)$")
+
+
+def crs_key(uri: str) -> str | int:
+    """'CRS84' or an EPSG code for a CRS URI; CRSParamError otherwise."""
+    m = _URI.match(uri.strip()) if isinstance(uri, str) else None
+    if not m:
+        raise CRSParamError(f"{uri!r} is not an OGC CRS URI such as {CRS84} or {epsg_uri(4490)}")
+    auth, code = m.groups()
+    if auth == "OGC":
+        if code.upper() != "CRS84":
+            raise CRSParamError(f"OGC CRS {code!r} is not served; use {CRS84}")
+        return "CRS84"
+    if not code.isdigit():
+        raise CRSParamError(f"EPSG code {code!r} in {uri!r} is not a number")
+    return int(code)
+
+
+def supported_uris(storage_epsg: int) -> list[str]:
+    """CRS URIs served for a store in ``storage_epsg`` (the default, CRS84, first)."""
+    return [CRS84, epsg_uri(CGCS2000_GEOGRAPHIC), epsg_uri(storage_epsg)]
+
+
+@functools.lru_cache(maxsize=64)
+def _north_first(key: str | int) -> bool:
+    """True when the CRS's first axis points north (EPSG:4490 lat/lon, EPSG:4547 northing/easting)."""
+    if key == "CRS84":
+        return False
+    crs = pyproj.CRS.from_epsg(int(key))
+    return crs.axis_info[0].direction.lower() == "north"
+
+
+@functools.lru_cache(maxsize=64)
+def _transformer(src: int, dst: int) -> pyproj.Transformer | None:
+    """(x=east, y=north) transformer between two EPSG codes; None for the identity."""
+    if src == dst:
+        return None
+    return pyproj.Transformer.from_crs(src, dst, always_xy=True)
+
+
+def _epsg_of(key: str | int) -> int:
+    # CRS84 coordinates are CGCS2000 longitude/latitude: the ballpark transformation is the identity.
+    return CGCS2000_GEOGRAPHIC if key == "CRS84" else int(key)
+
+
+def check_served(key: str | int, storage_epsg: int) -> None:
+    served = {"CRS84", CGCS2000_GEOGRAPHIC, int(storage_epsg)}
+    if key not in served:
+        raise CRSParamError(f"CRS {key!r} is not served; use one of {', '.join(supported_uris(storage_epsg))}")
+
+
+def transform_xy(x: np.ndarray, y: np.ndarray, src: str | int, dst: str | int) -> tuple[np.ndarray, np.ndarray]:
+    """Transform (east, north)-ordered arrays between two served CRSs."""
+    tr = _transformer(_epsg_of(src), _epsg_of(dst))
+    if tr is None:
+        return x, y
+    return tr.transform(x, y)
+
+
+@dataclass(frozen=True)
+class OutputCRS:
+    """How to write geometries for one requested ``crs``: transform from the store, then maybe swap axes."""
+
+    uri: str
+    key: str | int
+    storage_epsg: int
+
+    @property
+    def swap(self) -> bool:
+        return _north_first(self.key)
+
+    def apply(self, geoms: np.ndarray) -> np.ndarray:
+        """Store geometries (east, north) → this CRS, in its axis order."""
+        tr = _transformer(self.storage_epsg, _epsg_of(self.key))
+        swap = self.swap
+        if tr is None and not swap:
+            return geoms
+
+        def fn(coords: np.ndarray) -> np.ndarray:
+            x, y = coords[:, 0], coords[:, 1]
+            if tr is not None:
+                x, y = tr.transform(x, y)
+            return np.column_stack([y, x] if swap else [x, y])
+
+        return shapely.transform(geoms, fn)
+
+
+@functools.lru_cache(maxsize=64)
+def output_crs(uri: str | None, storage_epsg: int) -> OutputCRS:
+    uri = uri or CRS84
+    key = crs_key(uri)
+    check_served(key, storage_epsg)
+    return OutputCRS(uri=uri, key=key, storage_epsg=int(storage_epsg))
+
+
+@dataclass(frozen=True)
+class QueryShape:
+    """A spatial selection carried into the store CRS.
+
+    ``polygon`` is the exact area (a box densified along its edges when it came from another CRS);
+    ``outer`` is its envelope (for the index), ``inner`` an axis-parallel box inside it: a feature whose
+    envelope lies within ``inner`` certainly intersects, so only the thin ring between the two needs an exact
+    geometry test.
+    """
+
+    polygon: shapely.Geometry
+    outer: tuple[float, float, float, float]
+    inner: tuple[float, float, float, float] | None
+    is_box: bool  # the polygon is exactly its envelope
+
+
+def _inner_box(polygon: shapely.Geometry, x: np.ndarray, y: np.ndarray, n: int):
+    """An axis-parallel box inside the image of a box (edges: bottom, right, top, left, n points each)."""
+    bottom, right, top, left = (slice(i * n, (i + 1) * n) for i in range(4))
+    box = (float(np.max(x[left])), float(np.max(y[bottom])), float(np.min(x[right])), float(np.min(y[top])))
+    if box[0] < box[2] and box[1] < box[3] and polygon.covers(shapely.box(*box)):
+        return box
+    return None
+
+
+def box_in_store(values: list[float], crs: str | int, storage_epsg: int) -> QueryShape:
+    """A ``bbox`` (4 or 6 numbers, axis order of ``crs``) as a QueryShape in the store CRS."""
+    return _box_in_store(tuple(float(v) for v in values), crs, int(storage_epsg))
+
+
+@functools.lru_cache(maxsize=1024)
+def _box_in_store(values: tuple, crs: str | int, storage_epsg: int) -> QueryShape:
+    if len(values) == 6:
+        values = [values[0], values[1], values[3], values[4]]
+    a0, a1, b0, b1 = values
+    if _north_first(crs):  # (lat, lon) / (northing, easting) order: swap to (east, north)
+        a0, a1, b0, b1 = a1, a0, b1, b0
+    minx, miny, maxx, maxy = a0, a1, b0, b1
+    if _epsg_of(crs) == CGCS2000_GEOGRAPHIC:
+        if not (-90 <= miny <= 90 and -90 <= maxy <= 90):
+            raise CRSParamError(f"bbox latitudes {miny}, {maxy} are outside −90…90°: check the axis order "
+                                f"({'latitude first' if _north_first(crs) else 'longitude first'} for this CRS)")
+    if _epsg_of(crs) == storage_epsg:
+        poly = shapely.box(minx, miny, maxx, maxy)
+        shapely.prepare(poly)
+        return QueryShape(poly, (minx, miny, maxx, maxy), (minx, miny, maxx, maxy), True)
+    if minx == maxx or miny == maxy:  # a degenerate box: a line or a point
+        xs = np.linspace(minx, maxx, DENSIFY + 1)
+        ys = np.linspace(miny, maxy, DENSIFY + 1)
+        x, y = transform_xy(xs, ys, crs, storage_epsg)
+        geom = shapely.linestrings(np.column_stack([x, y])) if (minx != maxx or miny != maxy) \
+            else shapely.points(x[0], y[0])
+        b = tuple(float(v) for v in geom.bounds)
+        return QueryShape(geom, b, None, False)
+    t = np.linspace(0.0, 1.0, DENSIFY + 1)[:-1]
+    xs = np.concatenate([minx + (maxx - minx) * t, np.full_like(t, maxx), maxx - (maxx - minx) * t,
+                         np.full_like(t, minx)])
+    ys = np.concatenate([np.full_like(t, miny), miny + (maxy - miny) * t, np.full_like(t, maxy),
+                         maxy - (maxy - miny) * t])
+    x, y = transform_xy(xs, ys, crs, storage_epsg)
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise CRSParamError(f"bbox {values} cannot be carried into EPSG:{storage_epsg}")
+    poly = shapely.polygons(np.column_stack([x, y]))
+    shapely.prepare(poly)
+    outer = tuple(float(v) for v in poly.bounds)
+    return QueryShape(poly, outer, _inner_box(poly, x, y, DENSIFY), False)
+
+
+def geometry_in_store(geom: shapely.Geometry, crs: str | int, storage_epsg: int) -> shapely.Geometry:
+    """A literal geometry given in ``crs`` (its axis order) → store CRS (east, north), vertex by vertex."""
+    swap = _north_first(crs)
+    tr = _transformer(_epsg_of(crs), storage_epsg)
+    if tr is None and not swap:
+        return geom
+
+    def fn(coords: np.ndarray) -> np.ndarray:
+        x, y = (coords[:, 1], coords[:, 0]) if swap else (coords[:, 0], coords[:, 1])
+        if tr is not None:
+            x, y = tr.transform(x, y)
+        return np.column_stack([x, y])
+
+    out = shapely.transform(geom, fn)
+    if not np.isfinite(shapely.get_coordinates(out)).all():
+        raise CRSParamError(f"geometry {shapely.to_wkt(geom, rounding_precision=6)[:80]} cannot be carried "
+                            f"into EPSG:{storage_epsg}")
+    return out
+
+
+def extent_crs84(bounds: tuple[float, float, float, float], storage_epsg: int) -> list[float]:
+    """CRS84 envelope of a store-CRS box (edges densified so the curved image is enclosed)."""
+    minx, miny, maxx, maxy = bounds
+    t = np.linspace(0.0, 1.0, DENSIFY + 1)
+    xs = np.concatenate([minx + (maxx - minx) * t, np.full_like(t, maxx), minx + (maxx - minx) * t,
+                         np.full_like(t, minx)])
+    ys = np.concatenate([np.full_like(t, miny), miny + (maxy - miny) * t, np.full_like(t, maxy),
+                         miny + (maxy - miny) * t])
+    lon, lat = transform_xy(xs, ys, storage_epsg, "CRS84")
+    return [float(np.min(lon)), float(np.min(lat)), float(np.max(lon)), float(np.max(lat))]
+
+
+def key_of_any(crs) -> str | int:
+    """'CRS84' or an EPSG code from a URI, a URN (urn:ogc:def:crs:EPSG::4547) or a pyproj CRS."""
+    if isinstance(crs, pyproj.CRS):
+        auth = crs.to_authority() or ("", "")
+        return "CRS84" if auth == ("OGC", "CRS84") else int(auth[1])
+    text = str(crs).strip()
+    if text.lower().startswith("urn:ogc:def:crs:"):
+        parts = text.split(":")
+        auth, code = parts[4].upper(), parts[-1]
+        if auth == "OGC" and code.upper() == "CRS84":
+            return "CRS84"
+        if auth == "EPSG" and code.isdigit():
+            return int(code)
+        raise CRSParamError(f"CRS {text!r} is not served")
+    return crs_key(text)
+
+
+# --- pygeoapi hooks ---------------------------------------------------------------------------------
+
+class RequestBBox(list):
+    """The bbox pygeoapi hands to a provider (already in the storage CRS, as pygeoapi computes it), which also
+    remembers the bbox as the client sent it, so our provider can select exactly in the client's CRS."""
+
+    source: tuple[list[float], str]
+
+
+class _AxisAwareTransformer:
+    """CRS84 / EPSG:4490 / GK-zone transformations in pyproj's ``always_xy`` semantics, built from the cached
+    (east, north) transformers: CRS84 is taken as CGCS2000 lon/lat (PROJ's ballpark, i.e. the identity)."""
+
+    def __init__(self, src, dst, always_xy: bool):
+        self.src, self.dst, self.always_xy = src, dst, always_xy
+
+    def transform(self, a, b, *rest):
+        """(a, b[, z]) → the same in the target CRS; heights pass through unchanged."""
+        x, y = (a, b) if self.always_xy or not _north_first(self.src) else (b, a)
+        x, y = transform_xy(np.asarray(x, dtype=float), np.asarray(y, dtype=float), self.src, self.dst)
+        out = (x, y) if self.always_xy or not _north_first(self.dst) else (y, x)
+        if np.ndim(a) == 0:
+            out = (float(out[0]), float(out[1]))
+        return (*out, *rest)
+
+
+def _cgcs2000_family(key) -> bool:
+    if key == "CRS84":
+        return True
+    try:
+        crs = pyproj.CRS.from_epsg(int(key))
+    except Exception:
+        return False
+    from layers.crs import DATUM_CGCS2000, datum_of
+
+    return datum_of(crs) == DATUM_CGCS2000
+
+
+@functools.lru_cache(maxsize=64)
+def _authority_transformer(src_uri: str, dst_uri: str, always_xy: bool):
+    try:
+        src, dst = key_of_any(src_uri), key_of_any(dst_uri)
+    except (CRSParamError, ValueError, IndexError):
+        src = dst = None
+    if src is not None and _cgcs2000_family(src) and _cgcs2000_family(dst):
+        return _AxisAwareTransformer(src, dst, always_xy)
+    from pygeoapi.crs import get_crs
+
+    return pyproj.Transformer.from_crs(get_crs(src_uri), get_crs(dst_uri), always_xy=always_xy)
+
+
+def transform_bbox(bbox: list, from_crs, to_crs, always_xy: bool = False) -> list:
+    """Drop-in for ``pygeoapi.crs.transform_bbox``: same result, cached transformer, source kept."""
+    tr = _authority_transformer(str(from_crs), str(to_crs), bool(always_xy))
+    n = len(bbox) // 2
+    out = RequestBBox(list(tr.transform(*bbox[:n])) + list(tr.transform(*bbox[n:])))
+    out.source = (list(bbox), str(from_crs))
+    return out
+
+
+def modify_pygeofilter(ast_tree, *, filter_crs_uri: str, storage_crs_uri: str | None = None,
+                       geometry_column_name: str | None = None):
+    """Drop-in for ``pygeoapi.crs.modify_pygeofilter``: same result, cached transformer; every geometry
+    literal also keeps ``yzt_source`` = (GeoJSON as the client wrote it, its CRS)."""
+    from copy import deepcopy
+
+    import pygeofilter.ast
+    import pygeofilter.values
+
+    tree = deepcopy(ast_tree)
+    if isinstance(tree, pygeofilter.ast.BBox) and tree.crs is None:
+        tree.crs = filter_crs_uri
+
+    def walk(node):
+        try:
+            subs = node.get_sub_nodes()
+        except AttributeError:
+            return
+        for sub in subs:
+            if isinstance(sub, pygeofilter.values.Geometry):
+                given = sub.geometry.get("crs", {}).get("properties", {}).get("name")
+                src = given or filter_crs_uri
+                sub.yzt_source = (deepcopy(sub.geometry), src)
+                if storage_crs_uri:
+                    tr = _authority_transformer(str(src), str(storage_crs_uri), False)
+                    geom = shapely.geometry.shape(sub.geometry)
+
+                    def fn(c, tr=tr):
+                        x, y = tr.transform(c[:, 0], c[:, 1])
+                        return np.column_stack([x, y])
+
+                    sub.geometry = shapely.geometry.mapping(shapely.transform(geom, fn))
+                    key = key_of_any(storage_crs_uri)
+                    name = "urn:ogc:def:crs:OGC:1.3:CRS84" if key == "CRS84" else f"urn:ogc:def:crs:EPSG::{key}"
+                    sub.geometry["crs"] = {"properties": {"name": name}}
+            elif isinstance(sub, pygeofilter.values.Envelope):
+                sub.yzt_source = (deepcopy(sub.geometry), filter_crs_uri)
+            elif isinstance(sub, pygeofilter.ast.Attribute) and sub.name == "geometry" and geometry_column_name:
+                sub.name = geometry_column_name
+            else:
+                if isinstance(sub, pygeofilter.ast.BBox) and sub.crs is None:
+                    sub.crs = filter_crs_uri  # BBOX(…) coordinates are in filter-crs
+                walk(sub)
+
+    walk(tree)
+    return tree
+
+
+_HOOKS_INSTALLED = False
+
+
+def install_pygeoapi_hooks() -> None:
+    """Give pygeoapi's items handler the two helpers above and our CQL2 parser (idempotent).
+
+    pygeoapi 0.24 (pinned) calls ``transform_bbox`` and ``modify_pygeofilter`` from
+    ``pygeoapi.api.itemtypes`` on every items request. Its versions build a new PROJ transformer each time
+    (≈1 s for CGCS2000 ↔ CRS84 on our machine) and transform a bbox by its two corners only, which is not the
+    area the client asked for once the box crosses CRSs. Ours return the same values from cached
+    transformers and keep what the client sent, so the provider selects exactly. Its CQL2-text parser
+    (pygeofilter 0.4.0) gets AND/OR precedence wrong and rejects ``NOT (…)``; ours (cql.parse_cql2_text) is
+    the same grammar with the boolean rules corrected. Nothing else changes.
+    """
+    global _HOOKS_INSTALLED
+    if _HOOKS_INSTALLED:
+        return
+    import pygeoapi.api.itemtypes as itemtypes
+
+    from .cql import parse_cql2_text
+
+    for name in ("transform_bbox", "modify_pygeofilter", "parse_cql2_text"):
+        if not hasattr(itemtypes, name):
+            raise RuntimeError(f"pygeoapi.api.itemtypes.{name} is gone: this pygeoapi version is not the pinned "
+                               "0.24; review services/ogc/crs.py before upgrading")
+    itemtypes.transform_bbox = transform_bbox
+    itemtypes.modify_pygeofilter = modify_pygeofilter
+    itemtypes.parse_cql2_text = parse_cql2_text
+    _HOOKS_INSTALLED = True
