@@ -9,7 +9,7 @@ need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 [ -d /usr/share/postgresql/15/extension ] && ls /usr/share/postgresql/15/extension/postgis.control >/dev/null 2>&1 \
   || need_apt+=(postgresql-15-postgis-3)
-fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || need_apt+=(fonts-noto-cjk)
+dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need_apt+=(fonts-noto-cjk)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: apt-get install ${need_apt[*]}"
@@ -22,8 +22,10 @@ fi
 
 PY=${PYTHON:-}
 if [ -z "$PY" ]; then
-  for cand in python3.12 /root/.pyenv/versions/3.12*/bin/python3.12 "$HOME"/.pyenv/versions/3.12*/bin/python3.12; do
-    if command -v "$cand" >/dev/null 2>&1; then PY=$(command -v "$cand"); break; fi
+  # a pyenv shim may exist without working: ask each candidate to run
+  for cand in python3.12 /root/.pyenv/versions/3.12*/bin/python3.12 "$HOME"/.pyenv/versions/3.12*/bin/python3.12 \
+              /usr/bin/python3.12 /usr/local/bin/python3.12; do
+    if "$cand" -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1; then PY=$cand; break; fi
   done
 fi
 [ -n "$PY" ] || { echo "setup: Python 3.12 not found (pygeoapi >= 0.22 needs it); set PYTHON=/path/to/python3.12" >&2; exit 1; }
@@ -33,6 +35,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e ".[dev,bench]"
+# ogctests pins older pyarrow / pytest / httpx than ours; its runtime needs are in the dev extra
+.venv/bin/python -m pip install -q --no-deps "ogctests==0.1.15"
 
 if [ -f services/web/package.json ]; then
   (cd services/web && npm ci --no-audit --no-fund --loglevel=error)
