@@ -11,7 +11,11 @@ demo: setup
 test: setup
 	.venv/bin/pytest
 
+# Benchmarks print figures and ratios; they are not tests (run them on a quiet machine).
 bench: setup
 	.venv/bin/python bench/bench_area.py
 	.venv/bin/python bench/bench_overlay.py
 	.venv/bin/python bench/bench_analyse.py
+	.venv/bin/python bench/bench_load.py
+	.venv/bin/python bench/bench_ogc.py
+	.venv/bin/python bench/bench_raster.py
