@@ -24,7 +24,7 @@ import pandas as pd
 import shapely
 
 from .area import ellipsoidal_area
-from .codes import CODE_SET_NAMES, CODE_TABLES, detect_code_set
+from .codes import CODE_SET_NAMES, detect_code_set, unknown_codes
 from .crs import gk_epsg, to_crs, zone_for_longitude, zone_of_gk_epsg
 from .errors import CRSError, GeometryError, ManifestError, YztError
 from .fields import AREA, FID, ROLES, ROUND, SOURCE, SURVEY_ROLES
@@ -178,7 +178,7 @@ def _code_findings(gdf: pd.DataFrame, role: str, ids: np.ndarray) -> tuple[str |
         return None, []
     code_set = detect_code_set(gdf["DLBM"].dropna().unique())
     findings = []
-    bad = ~gdf["DLBM"].isin(list(CODE_TABLES[code_set])).to_numpy(dtype=bool)  # values are normalised already
+    bad = unknown_codes(gdf["DLBM"], code_set).to_numpy(dtype=bool)
     if bad.any():
         values = sorted({str(v) for v in gdf["DLBM"][bad]})
         findings.append(Finding(
@@ -187,7 +187,7 @@ def _code_findings(gdf: pd.DataFrame, role: str, ids: np.ndarray) -> tuple[str |
                     f"({', '.join(values[:10])}{' …' if len(values) > 10 else ''}); correct them in the source"))
     if "KCDLBM" in gdf.columns and gdf["KCDLBM"].notna().any():
         kc = gdf["KCDLBM"]
-        bad_kc = (kc.notna() & ~kc.isin(list(CODE_TABLES[code_set]))).to_numpy()
+        bad_kc = (kc.notna() & unknown_codes(kc, code_set)).to_numpy(dtype=bool)
         if bad_kc.any():
             findings.append(Finding(layer=role, check="unknown_code", severity=WARNING, ids=_ids(ids, bad_kc),
                                     count=int(bad_kc.sum()),
