@@ -1,29 +1,13 @@
 """Ellipsoidal area agrees with pyproj.Geod on the CGCS2000 ellipsoid to 1e-6 relative (we see ~1e-7)."""
 
 import numpy as np
-import pyproj
 import pytest
 import shapely
 from pyproj import Transformer
 
 from layers.area import ellipsoidal_area
 from layers.errors import CRSError
-
-GEOD = pyproj.Geod(a=6378137.0, rf=298.257222101)
-
-
-def geodesic_area(geom, epsg):
-    """Reference: pyproj.Geod on densified rings (densified so geodesic edges follow the plane's straight ones)."""
-    tr = Transformer.from_crs(epsg, 4490, always_xy=True)
-    total = 0.0
-    for poly in shapely.get_parts(shapely.segmentize(geom, 20.0)):
-        for k, ring in enumerate([poly.exterior, *poly.interiors]):
-            xy = np.asarray(ring.coords)
-            lon, lat = tr.transform(xy[:, 0], xy[:, 1])
-            area, _ = GEOD.polygon_area_perimeter(lon, lat)
-            total += abs(area) if k == 0 else -abs(area)
-    return total
-
+from tests.layers_fixtures import geodesic_area  # pyproj.Geod on rings densified to 1 m
 
 def blob(cx, cy, radius, n=60, holes=()):
     t = np.linspace(0, 2 * np.pi, n, endpoint=False)
