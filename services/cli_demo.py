@@ -53,13 +53,19 @@ def register(cli: click.Group) -> None:
         step("预判与冲突分析", "analyse", "--store", str(store))
         step("指标 (乡镇)", "indicators", "--store", str(store), "--level", "township", "--format", "md",
              "--out", str(out_dir / "indicators.md"))
-        step("指标 (xlsx)", "indicators", "--store", str(store), "--format", "xlsx",
+        # every report below comes from the run just stored: one run id behind every number
+        from layers.store import open_store
+
+        from .indicators import load_run
+
+        run_id = load_run(open_store(store)).run_id
+        step("指标 (xlsx)", "indicators", "--store", str(store), "--format", "xlsx", "--run-id", run_id,
              "--out", str(out_dir / "indicators.xlsx"))
         step("绩效自评表", "selfeval", "--store", str(store), "--targets", str(targets), "--format", "xlsx",
-             "--out", str(out_dir / "selfeval.xlsx"))
+             "--run-id", run_id, "--out", str(out_dir / "selfeval.xlsx"))
         step("绩效自评表 (md)", "selfeval", "--store", str(store), "--targets", str(targets), "--format", "md",
-             "--out", str(out_dir / "selfeval.md"))
-        step("图表", "charts", "--store", str(store), "--out", str(charts))
+             "--run-id", run_id, "--out", str(out_dir / "selfeval.md"))
+        step("图表", "charts", "--store", str(store), "--run-id", run_id, "--out", str(charts))
         click.secho("\n== done", bold=True)
         click.echo(f"store:        {store}")
         click.echo(f"indicators:   {out_dir / 'indicators.md'}, {out_dir / 'indicators.xlsx'}")
