@@ -25,7 +25,6 @@ from pathlib import Path
 
 import yaml
 from fastapi import FastAPI, Request
-from starlette.middleware.base import BaseHTTPMiddleware
 
 from layers.errors import RuleError
 
@@ -127,25 +126,29 @@ def has_role(who: Principal, role: str) -> bool:
     return RANK.get(who.role, 0) >= RANK[role]
 
 
-class _OgcGate(BaseHTTPMiddleware):
-    """The OGC API is a mounted Starlette app (read-only, GET): guard its whole prefix here. Every role reads."""
+class _OgcGate:
+    """The OGC API is a mounted Starlette app (read-only, GET): guard its whole prefix here. Every role reads.
+
+    A plain ASGI middleware (not BaseHTTPMiddleware, which costs a task group and a body stream per request)."""
 
     def __init__(self, app, prefix: str, anonymous_read: bool):
-        super().__init__(app)
+        self.app = app
         self.prefix = prefix.rstrip("/") or "/"
         self.anonymous_read = anonymous_read
 
-    async def dispatch(self, request: Request, call_next):
-        path = request.url.path
-        if path == self.prefix or path.startswith(self.prefix + "/"):
-            try:
-                who = identify(request)
-                if who is None and not self.anonymous_read:
-                    raise AuthenticationError(f"the OGC API of this server is not open to anonymous users "
-                                              f"(anonymous_read is off); {HOW}")
-            except (AuthenticationError, PermissionDenied) as exc:
-                return error_response(exc)
-        return await call_next(request)
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == self.prefix or path.startswith(self.prefix + "/"):
+                try:
+                    who = identify(Request(scope))
+                    if who is None and not self.anonymous_read:
+                        raise AuthenticationError(f"the OGC API of this server is not open to anonymous users "
+                                                  f"(anonymous_read is off); {HOW}")
+                except (AuthenticationError, PermissionDenied) as exc:
+                    await error_response(exc)(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 def install(app: FastAPI, settings) -> None:

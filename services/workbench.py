@@ -638,6 +638,27 @@ def _parse_taken_at(raw: str) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class _UploadLimit:
+    """Refuse an evidence upload by its Content-Length before the multipart body is read (plain ASGI
+    middleware: nothing happens for any other request)."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            if path.startswith("/api/patches/") and path.endswith("/evidence"):
+                length = Request(scope).headers.get("content-length", "")
+                if length.isdigit() and int(length) > self.limit + MULTIPART_OVERHEAD:
+                    response = error_response(PayloadTooLarge(
+                        f"the upload is {int(length):,} bytes; the limit is {self.limit:,} bytes per "
+                        "file (settings.max_upload_bytes)"))
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
 def install(app: FastAPI, settings) -> None:
     bench = Workbench(settings)
     app.state.workbench = bench
@@ -648,17 +669,7 @@ def install(app: FastAPI, settings) -> None:
     except Exception as exc:  # noqa: BLE001 - a store not written yet, or read-only: serving still works
         LOGGER.info("workflow: layer mirror not synchronised at start (%s)", exc)
 
-    @app.middleware("http")
-    async def _upload_limit(request: Request, call_next):
-        """Refuse an evidence upload by its Content-Length before the multipart body is read."""
-        path = request.url.path
-        if request.method == "POST" and path.startswith("/api/patches/") and path.endswith("/evidence"):
-            length = request.headers.get("content-length", "")
-            if length.isdigit() and int(length) > settings.max_upload_bytes + MULTIPART_OVERHEAD:
-                return error_response(PayloadTooLarge(
-                    f"the upload is {int(length):,} bytes; the limit is {settings.max_upload_bytes:,} bytes per "
-                    "file (settings.max_upload_bytes)"))
-        return await call_next(request)
+    app.add_middleware(_UploadLimit, limit=settings.max_upload_bytes)
 
     router = APIRouter(prefix="/api", tags=["workbench 图斑核查"])
     planner, inspector, admin = require("planner"), require("inspector"), require("admin")

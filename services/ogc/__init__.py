@@ -30,8 +30,9 @@ from starlette.staticfiles import StaticFiles
 
 from . import cql
 from .config import STATIC, build_config, build_openapi, write_documents
-from .crs import CRSParamError, check_served, crs_key, install_pygeoapi_hooks, supported_uris
+from .crs import CRSParamError, check_served, crs_key, supported_uris
 from .engine import SPLICE, Splice, engine_for
+from .hooks import install_pygeoapi_hooks
 
 LOGGER = logging.getLogger(__name__)
 

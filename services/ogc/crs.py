@@ -14,8 +14,8 @@ is always (easting, northing) in the store's zone.
 
 PROJ needs about a second to build a CGCS2000 → WGS 84 transformation (it searches its database for one
 and ends with the ballpark), so transformers are built once per CRS pair and cached; pygeoapi 0.24 builds a
-new one on every request. :func:`install_pygeoapi_hooks` gives pygeoapi's items handler our cached, exact
-versions of its two CRS helpers (see that function).
+new one on every request. ``hooks.install_pygeoapi_hooks`` gives pygeoapi's items handler our cached, exact
+versions of its two CRS helpers (transform_bbox, modify_pygeofilter below).
 """
 
 from __future__ import annotations
@@ -156,11 +156,21 @@ class QueryShape:
 
 
 def _inner_box(polygon: shapely.Geometry, x: np.ndarray, y: np.ndarray, n: int):
-    """An axis-parallel box inside the image of a box (edges: bottom, right, top, left, n points each)."""
+    """An axis-parallel box inside the image of a box (edges: bottom, right, top, left, n points each).
+
+    The innermost coordinate of each edge gives a first box; in a rotated image (meridian convergence turns a
+    CRS84 box by about a degree in the GK zone) its corners poke out of the polygon by a little, so the box is
+    shrunk by the same margins again until the polygon covers it."""
     bottom, right, top, left = (slice(i * n, (i + 1) * n) for i in range(4))
-    box = (float(np.max(x[left])), float(np.max(y[bottom])), float(np.min(x[right])), float(np.min(y[top])))
-    if box[0] < box[2] and box[1] < box[3] and polygon.covers(shapely.box(*box)):
-        return box
+    ox0, oy0, ox1, oy1 = polygon.bounds
+    mx0, my0 = float(np.max(x[left])) - ox0, float(np.max(y[bottom])) - oy0
+    mx1, my1 = ox1 - float(np.min(x[right])), oy1 - float(np.min(y[top]))
+    for factor in (1.0, 2.0, 3.0):
+        box = (ox0 + factor * mx0, oy0 + factor * my0, ox1 - factor * mx1, oy1 - factor * my1)
+        if not (box[0] < box[2] and box[1] < box[3]):
+            return None
+        if polygon.covers(shapely.box(*box)):
+            return box
     return None
 
 
@@ -362,34 +372,3 @@ def modify_pygeofilter(ast_tree, *, filter_crs_uri: str, storage_crs_uri: str | 
 
     walk(tree)
     return tree
-
-
-_HOOKS_INSTALLED = False
-
-
-def install_pygeoapi_hooks() -> None:
-    """Give pygeoapi's items handler the two helpers above and our CQL2 parser (idempotent).
-
-    pygeoapi 0.24 (pinned) calls ``transform_bbox`` and ``modify_pygeofilter`` from
-    ``pygeoapi.api.itemtypes`` on every items request. Its versions build a new PROJ transformer each time
-    (≈1 s for CGCS2000 ↔ CRS84 on our machine) and transform a bbox by its two corners only, which is not the
-    area the client asked for once the box crosses CRSs. Ours return the same values from cached
-    transformers and keep what the client sent, so the provider selects exactly. Its CQL2-text parser
-    (pygeofilter 0.4.0) gets AND/OR precedence wrong and rejects ``NOT (…)``; ours (cql.parse_cql2_text) is
-    the same grammar with the boolean rules corrected. Nothing else changes.
-    """
-    global _HOOKS_INSTALLED
-    if _HOOKS_INSTALLED:
-        return
-    import pygeoapi.api.itemtypes as itemtypes
-
-    from .cql import parse_cql2_text
-
-    for name in ("transform_bbox", "modify_pygeofilter", "parse_cql2_text"):
-        if not hasattr(itemtypes, name):
-            raise RuntimeError(f"pygeoapi.api.itemtypes.{name} is gone: this pygeoapi version is not the pinned "
-                               "0.24; review services/ogc/crs.py before upgrading")
-    itemtypes.transform_bbox = transform_bbox
-    itemtypes.modify_pygeofilter = modify_pygeofilter
-    itemtypes.parse_cql2_text = parse_cql2_text
-    _HOOKS_INSTALLED = True

@@ -118,6 +118,25 @@ def _empty_env(env) -> bool:
 
 # --- GeoPackage ------------------------------------------------------------------------------------------
 
+class EnvelopeIndex:
+    """A layer's R-tree envelopes (the ``rtree_<name>_geom`` rows) in memory, under a shapely STRtree.
+
+    SQLite's R*Tree module needs about 1.3 ms to return the ~500 envelopes of a 1 km box on a 300 000-patch
+    layer; the STRtree answers the same query (same boxes, same inclusive comparison) in tens of µs. Built
+    once per layer and process on the first bbox request (≈0.7 s for 300 000 rows), dropped when the store
+    file is replaced."""
+
+    def __init__(self, env: np.ndarray):
+        self.ids = env[:, 0].astype(np.int64)
+        self.env = np.ascontiguousarray(env[:, 1:5])
+        self.tree = shapely.STRtree(shapely.box(self.env[:, 0], self.env[:, 1], self.env[:, 2], self.env[:, 3]))
+
+    def query(self, box) -> tuple[np.ndarray, np.ndarray]:
+        """(fids, envelopes [minx, miny, maxx, maxy]) of the envelopes meeting ``box`` (edges included)."""
+        hit = self.tree.query(shapely.box(*box))
+        return self.ids[hit], self.env[hit]
+
+
 class GpkgEngine(Engine):
     dialect = "sqlite"
 
@@ -126,10 +145,12 @@ class GpkgEngine(Engine):
         self._local = threading.local()
         self._lock = threading.Lock()
         self._stamp = self._file_stamp()
+        self._envelopes: dict[str, EnvelopeIndex] = {}
         super().__init__(url)
 
     def load_layers(self) -> None:
         super().load_layers()
+        self._envelopes = {}  # the file changed: rebuild each layer's envelope index on its next bbox request
         con = self._connect()
         try:
             have = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
@@ -185,19 +206,15 @@ class GpkgEngine(Engine):
 
     def _bbox_ids(self, con, info: LayerInfo, shape: QueryShape) -> np.ndarray:
         """Sorted fids whose geometry intersects shape (R-tree, then an exact test on the boundary ring)."""
-        ox0, oy0, ox1, oy1 = shape.outer
         if info.rtree is None:  # no index: exact test of every row
             rows = con.execute(f"SELECT {PK}, {GEOM} FROM {_q(info.name)}").fetchall()
             return self._exact(rows, shape)
-        env = np.array(con.execute(
-            f"SELECT id, minx, miny, maxx, maxy FROM {_q(info.rtree)} WHERE maxx >= ? AND minx <= ? AND maxy >= ? "
-            f"AND miny <= ?", (ox0, ox1, oy0, oy1)).fetchall(), dtype=np.float64).reshape(-1, 5)
-        if len(env) == 0:
-            return np.empty(0, dtype=np.int64)
-        ids = env[:, 0].astype(np.int64)
+        ids, env = self._envelope_index(con, info).query(shape.outer)
+        if len(ids) == 0:
+            return ids
         if shape.inner is not None:
             ix0, iy0, ix1, iy1 = shape.inner
-            sure = (env[:, 1] >= ix0) & (env[:, 3] <= ix1) & (env[:, 2] >= iy0) & (env[:, 4] <= iy1)
+            sure = (env[:, 0] >= ix0) & (env[:, 2] <= ix1) & (env[:, 1] >= iy0) & (env[:, 3] <= iy1)
         else:
             sure = np.zeros(len(ids), dtype=bool)
         ring = ids[~sure].tolist()
@@ -210,6 +227,17 @@ class GpkgEngine(Engine):
         out = np.concatenate(keep)
         out.sort()
         return out
+
+    def _envelope_index(self, con, info: LayerInfo) -> EnvelopeIndex:
+        index = self._envelopes.get(info.name)
+        if index is None:
+            with self._lock:
+                index = self._envelopes.get(info.name)
+                if index is None:
+                    env = np.array(con.execute(f"SELECT id, minx, miny, maxx, maxy FROM {_q(info.rtree)}").fetchall(),
+                                   dtype=np.float64).reshape(-1, 5)
+                    index = self._envelopes[info.name] = EnvelopeIndex(env)
+        return index
 
     @staticmethod
     def _exact(rows, shape: QueryShape) -> np.ndarray:
@@ -450,13 +478,13 @@ def geojson_geometries(geoms: np.ndarray) -> list[dict]:
 
 
 class Splice:
-    """Geometries serialised by GEOS (``shapely.to_geojson``) and spliced into the response text.
+    """Geometries serialised apart from the document and spliced into the response text.
 
     pygeoapi serialises the whole FeatureCollection with ``json.dumps``; most of that time goes into the
     repr of some 4 000 coordinate floats per page. For JSON responses the route (services/ogc/__init__.py)
-    puts a Splice in SPLICE; the provider then writes a placeholder string per geometry and keeps the GEOS
-    GeoJSON text here, and the route replaces the placeholders in pygeoapi's output. Same JSON, same digits
-    (shortest round-trip repr), several times faster.
+    puts a Splice in SPLICE; the provider then writes a placeholder string per geometry and keeps the
+    GEOS GeoJSON text (``shapely.to_geojson``) here, and the route replaces the placeholders in pygeoapi's
+    output. Same JSON, same digits (shortest round-trip repr), several times faster.
     """
 
     def __init__(self):
@@ -464,15 +492,21 @@ class Splice:
 
         self.token = uuid.uuid4().hex[:12]
         self.texts: list[str] = []
-        self.pattern = re.compile(f'"@yzt-{self.token}-([0-9]+)@"')
 
     def add(self, text: str) -> str:
         self.texts.append(text)
         return f"@yzt-{self.token}-{len(self.texts) - 1}@"
 
     def apply(self, content: str) -> str:
+        """Each ``"@yzt-<token>-<n>@"`` (with its quotes) → texts[n]; the token is random per request."""
         texts = self.texts
-        return self.pattern.sub(lambda m: texts[int(m.group(1))], content)
+        parts = content.split(f'"@yzt-{self.token}-')
+        out = [parts[0]]
+        for part in parts[1:]:
+            number, _, rest = part.partition('@"')
+            out.append(texts[int(number)])
+            out.append(rest)
+        return "".join(out)
 
 
 SPLICE: contextvars.ContextVar[Splice | None] = contextvars.ContextVar("yzt_ogc_splice", default=None)

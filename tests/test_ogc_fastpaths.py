@@ -1,0 +1,122 @@
+"""The OGC API's fast paths give the same answers as the slow ones they replace: the in-memory envelope index
+against SQLite's R-tree, the inner box of a reprojected bbox, the geometry splice, and the orjson to_json
+against pygeoapi's json.dumps."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+import shapely
+
+from services.ogc.crs import box_in_store
+from services.ogc.engine import EnvelopeIndex, Splice, engine_for
+from tests.ogc_fixtures import X0, Y0, ogc_gpkg, ogc_layers  # noqa: F401
+
+
+def _rtree_ids(path, box) -> list[int]:
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT id FROM rtree_dltb_geom WHERE maxx >= ? AND minx <= ? AND maxy >= ? AND "
+                           "miny <= ?", (box[0], box[2], box[1], box[3])).fetchall()
+    finally:
+        con.close()
+    return sorted(r[0] for r in rows)
+
+
+@pytest.mark.parametrize("box", [
+    (X0 + 150, Y0 + 150, X0 + 420, Y0 + 333),      # cuts through patches
+    (X0 + 90, Y0 + 90, X0 + 100, Y0 + 100),        # exactly the gap between four patches: edges touch
+    (X0 + 95, Y0 - 50, X0 + 95, Y0 + 2500),        # a vertical line through the gaps
+    (X0 - 500, Y0 - 500, X0 - 100, Y0 - 100),      # outside the layer
+    (X0 - 1, Y0 - 1, X0 + 5000, Y0 + 5000),        # everything
+])
+def test_envelope_index_matches_sqlite_rtree(ogc_gpkg, box):
+    con = sqlite3.connect(f"file:{ogc_gpkg}?mode=ro", uri=True)
+    env = np.array(con.execute("SELECT id, minx, miny, maxx, maxy FROM rtree_dltb_geom").fetchall(), dtype=float)
+    con.close()
+    ids, boxes = EnvelopeIndex(env).query(box)
+    assert sorted(ids.tolist()) == _rtree_ids(ogc_gpkg, box)
+    by_id = {int(r[0]): tuple(r[1:]) for r in env}
+    assert all(tuple(b) == by_id[i] for i, b in zip(ids.tolist(), boxes))
+
+
+def test_envelope_index_counts_in_the_engine(ogc_gpkg):
+    """The engine's bbox page through the index: 2 × 3 patches of the 100 m grid (ids 22, 23, 24, 42, 43, 44)."""
+    eng = engine_for(ogc_gpkg)
+    info = eng.layers["dltb"]
+    shape = box_in_store([Y0 + 120, X0 + 120, Y0 + 270, X0 + 350], 4547, 4547)  # EPSG:4547 is (northing, easting)
+    page = eng.page(info, shape=shape, filters=[], sortby=[], limit=10, offset=0, columns=["BSM"],
+                    with_geometry=False, count=True)
+    assert page.matched == 6
+    assert page.fids == [22, 23, 24, 42, 43, 44]
+    assert [r[0] for r in page.rows] == ["000022", "000023", "000024", "000042", "000043", "000044"]
+
+
+def test_reprojected_bbox_has_an_inner_box():
+    """A CRS84 box turns by the meridian convergence (~0.7° here) in the GK zone; its inner box must lie inside
+    the exact polygon and keep most of it, or every candidate would need an exact geometry test."""
+    shape = box_in_store([115.06, 37.20, 115.072, 37.21], "CRS84", 4547)
+    assert shape.inner is not None
+    inner = shapely.box(*shape.inner)
+    assert shape.polygon.covers(inner)
+    assert inner.area / shape.polygon.area > 0.9
+    ox0, oy0, ox1, oy1 = shape.outer
+    assert ox0 < shape.inner[0] < shape.inner[2] < ox1 and oy0 < shape.inner[1] < shape.inner[3] < oy1
+    lat_lon = box_in_store([37.20, 115.06, 37.21, 115.072], 4490, 4547)  # EPSG:4490: latitude first
+    assert lat_lon.inner == shape.inner
+
+
+def test_splice_replaces_only_its_own_placeholders():
+    s = Splice()
+    a = s.add('{"type":"Point","coordinates":[1.5,2.0]}')
+    b = s.add('{"type":"Point","coordinates":[3.0,4.25]}')
+    other = "@yzt-000000000000-0@"  # a property value that looks like a placeholder of another request
+    doc = json.dumps({"features": [{"geometry": a, "properties": {"x": other}}, {"geometry": b}]})
+    out = json.loads(s.apply(doc))
+    assert out["features"][0]["geometry"] == {"type": "Point", "coordinates": [1.5, 2.0]}
+    assert out["features"][1]["geometry"] == {"type": "Point", "coordinates": [3.0, 4.25]}
+    assert out["features"][0]["properties"]["x"] == other
+
+
+def test_to_json_hook_equals_pygeoapi():
+    from decimal import Decimal
+
+    from pygeoapi.util import to_json as pygeoapi_to_json
+
+    import pygeoapi.api.itemtypes as itemtypes
+
+    from services.ogc.hooks import install_pygeoapi_hooks, to_json
+
+    install_pygeoapi_hooks()
+    assert itemtypes.to_json is to_json
+    doc = {"type": "FeatureCollection", "numberMatched": 3, "features": [
+        {"type": "Feature", "id": 1, "geometry": None,
+         "properties": {"DLMC": "水田", "note": "a <b> & c", "HSX": dt.date(2024, 6, 1), "area": 1e-05,
+                        "big": 4107000.123456789, "n": np.int64(7), "d": Decimal("1.5"), "ok": True, "none": None}}],
+        "timeStamp": dt.datetime(2026, 11, 22, 8, 0, 0, 123000, tzinfo=dt.timezone.utc)}
+    ours, theirs = to_json(doc), pygeoapi_to_json(doc)
+    assert json.loads(ours) == json.loads(theirs)
+    assert "a &lt;b&gt; & c" in ours and "水田" in ours
+    assert to_json(doc, pretty=True) == pygeoapi_to_json(doc, pretty=True)
+    huge = {"v": 2 ** 70}  # beyond orjson's 64-bit integers: pygeoapi's own function writes it
+    assert json.loads(to_json(huge)) == {"v": 2 ** 70}
+
+
+def test_get_crs_hook_caches_the_same_crs():
+    import pyproj
+    import pygeoapi.crs as pygeoapi_crs
+    import pygeoapi.provider.base as provider_base
+
+    from services.ogc.hooks import install_pygeoapi_hooks
+
+    install_pygeoapi_hooks()
+    uri = "http://www.opengis.net/def/crs/EPSG/0/4547"
+    first, again = pygeoapi_crs.get_crs(uri), provider_base.get_crs(uri)
+    assert first is again
+    assert first == pyproj.CRS.from_epsg(4547)
+    crs84 = pygeoapi_crs.get_crs("http://www.opengis.net/def/crs/OGC/1.3/CRS84")
+    assert crs84.to_string() == "OGC:CRS84"
