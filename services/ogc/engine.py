@@ -17,7 +17,6 @@ import json
 import math
 import os
 import queue
-import re
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
