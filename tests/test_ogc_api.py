@@ -112,6 +112,11 @@ def test_bbox_exact_and_paging(served, ogc_layers):
         pages += 1
     assert seen == want  # every match once, in id order
     assert pages == -(-len(want) // 7)
+    # past the last match: no features, and still the exact count
+    body = get(served, "/collections/dltb/items", bbox=",".join(map(str, BBOX84)), limit=7, offset=len(want)).json()
+    assert body["features"] == [] and body["numberMatched"] == len(want)
+    body = get(served, "/collections/dltb/items", bbox=",".join(map(str, BBOX84)), resulttype="hits").json()
+    assert body["features"] == [] and body["numberMatched"] == len(want)
 
 
 def test_bbox_crs_4490_and_gk(served, ogc_layers):

@@ -369,23 +369,40 @@ class PostgisEngine(Engine):
         conds, params = [], []
         srid = self.storage_epsg
         if shape is not None:
-            conds.append(f"ST_Intersects(t.{GEOM}, ST_GeomFromWKB(%s, {srid}))")
-            params.append(shapely.to_wkb(shape.polygon))
+            exact = f"ST_Intersects(t.{GEOM}, ST_GeomFromWKB(%s, {srid}))"
+            if shape.inner is not None:
+                # the index on the envelope, then no exact test for what lies within the inner box
+                conds.append(f"t.{GEOM} && ST_MakeEnvelope(%s, %s, %s, %s, {srid})")
+                params += list(shape.outer)
+                conds.append(f"(t.{GEOM} @ ST_MakeEnvelope(%s, %s, %s, %s, {srid}) OR {exact})")
+                params += [*_float4_inside(shape.inner), shapely.to_wkb(shape.polygon)]
+            else:
+                conds.append(exact)
+                params.append(shapely.to_wkb(shape.polygon))
         for f in filters:
             conds.append(f.sql)
             params += f.params
         where = f" WHERE {' AND '.join(conds)}" if conds else ""
+        table = f"{self._t(info.name)} AS t"
         with self._con() as con:
             matched = None
-            if count:
-                if not conds:
-                    matched = con.execute(f"SELECT count(*) FROM {self._t(info.name)}").fetchone()[0]
-                else:
-                    matched = con.execute(f"SELECT count(*) FROM {self._t(info.name)} AS t{where}",
-                                          params).fetchone()[0]
-            rows = con.execute(f"SELECT {self._select(columns, with_geometry)} FROM {self._t(info.name)} AS t{where} "
-                               f"ORDER BY {_order(sortby, 't')} LIMIT %s OFFSET %s",
-                               [*params, limit, offset]).fetchall()
+            if count and not conds:
+                matched = con.execute(f"SELECT count(*) FROM {self._t(info.name)}").fetchone()[0]
+            if count and conds and limit > 0:  # one pass: the page and, beside each row, the count of all matches
+                rows = con.execute(f"SELECT {self._select(columns, with_geometry)}, count(*) OVER () FROM {table}{where} "
+                                   f"ORDER BY {_order(sortby, 't')} LIMIT %s OFFSET %s",
+                                   [*params, limit, offset]).fetchall()
+                if rows:
+                    matched = rows[0][-1]
+                    rows = [r[:-1] for r in rows]
+                else:  # past the last match (or none): count on its own
+                    matched = con.execute(f"SELECT count(*) FROM {table}{where}", params).fetchone()[0]
+            else:
+                if count and conds:
+                    matched = con.execute(f"SELECT count(*) FROM {table}{where}", params).fetchone()[0]
+                rows = con.execute(f"SELECT {self._select(columns, with_geometry)} FROM {table}{where} "
+                                   f"ORDER BY {_order(sortby, 't')} LIMIT %s OFFSET %s",
+                                   [*params, limit, offset]).fetchall() if limit > 0 else []
         n = len(columns)
         return Page(fids=[r[0] for r in rows], rows=[r[1:1 + n] for r in rows],
                     geoms=[bytes(r[1 + n]) if r[1 + n] is not None else None for r in rows] if with_geometry
@@ -406,6 +423,14 @@ class PostgisEngine(Engine):
                 self._pool.get_nowait().close()
             except queue.Empty:
                 break
+
+
+def _float4_inside(box) -> list[float]:
+    """``box`` shrunk by two float32 steps on each side. PostGIS compares bounding boxes in float32, rounded
+    outward; the rounded box must still lie within the inner box for ``@`` to imply an intersection."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    step = 2.0 ** -22  # two float32 ulps, relative
+    return [x0 + abs(x0) * step, y0 + abs(y0) * step, x1 - abs(x1) * step, y1 - abs(y1) * step]
 
 
 # --- registry and GeoJSON ------------------------------------------------------------------------------------
