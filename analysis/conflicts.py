@@ -115,7 +115,7 @@ def pair_pieces(left, right, *, min_area: float, workers: int = 2):
     if len(left) == 0 or len(right) == 0:
         return empty
     lg, rg = np.asarray(left.geometry.values), np.asarray(right.geometry.values)
-    li, ri = interior_pairs(lg, rg)
+    li, ri = interior_pairs(lg, rg, workers=workers)
     if len(li) == 0:
         return empty
     lu, ru = np.unique(li), np.unique(ri)  # overlay only the polygons that do overlap something

@@ -190,13 +190,16 @@ def kcxs_values(gdf: gpd.GeoDataFrame, layer: str, ids: np.ndarray) -> np.ndarra
     return k
 
 
-def interior_pairs(left_geoms: np.ndarray, right_geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def interior_pairs(left_geoms: np.ndarray, right_geoms: np.ndarray, *,
+                   workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(left, right) positions of the pairs whose interiors meet, i.e. that overlap with positive area.
 
     For polygons, interiors meet ⟺ they intersect and do not merely touch. On a tessellated survey layer most
     bounding-box neighbours of a control-line polygon only touch it along a shared edge; two prepared predicate
     tests drop them before any intersection is computed (measured on a 222 000-patch county: YJJBNT × non-耕地
     patches, 51 814 box pairs → 34 525 touching → 4 overlapping, 0.6 s instead of 1.4 s through the overlay).
+    With ``workers`` > 1 the pairs are split by right polygon over that many threads (the predicates release
+    the GIL; a prepared geometry is never shared between threads).
     """
     if len(left_geoms) == 0 or len(right_geoms) == 0:
         return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
@@ -207,10 +210,25 @@ def interior_pairs(left_geoms: np.ndarray, right_geoms: np.ndarray) -> tuple[np.
     private = np.empty(len(right_geoms), dtype=object)
     private[used] = shapely.from_wkb(shapely.to_wkb(right_geoms[used]))  # prepare copies, not the caller's
     shapely.prepare(private[used])
-    hit = shapely.intersects(private[ri], left_geoms[li])
-    li, ri = li[hit], ri[hit]
-    inner = ~shapely.touches(private[ri], left_geoms[li])
-    return li[inner], ri[inner]
+
+    def meets(at: np.ndarray) -> np.ndarray:
+        a, b = private[ri[at]], left_geoms[li[at]]
+        keep = shapely.intersects(a, b)
+        hit = np.flatnonzero(keep)
+        keep[hit] = ~shapely.touches(a[hit], b[hit])
+        return keep
+
+    if workers > 1 and len(li) >= 10_000:
+        from concurrent.futures import ThreadPoolExecutor
+
+        parts = [np.flatnonzero(ri % workers == k) for k in range(workers)]
+        keep = np.zeros(len(li), dtype=bool)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for at, mask in zip(parts, pool.map(meets, parts)):
+                keep[at] = mask
+    else:
+        keep = meets(np.arange(len(li)))
+    return li[keep], ri[keep]
 
 
 def cover_by_union(geoms: np.ndarray, crs, layer: gpd.GeoDataFrame, layer_ids: np.ndarray, *,
@@ -227,7 +245,7 @@ def cover_by_union(geoms: np.ndarray, crs, layer: gpd.GeoDataFrame, layer_ids: n
     unions = np.array([None] * n, dtype=object) if want_geometry else None
     if n == 0 or layer is None or len(layer) == 0:
         return area, ids, unions
-    cl, cr = interior_pairs(np.asarray(geoms, dtype=object), np.asarray(layer.geometry.values))
+    cl, cr = interior_pairs(np.asarray(geoms, dtype=object), np.asarray(layer.geometry.values), workers=workers)
     if len(cl) == 0:
         return area, ids, unions
     lu, ru = np.unique(cl), np.unique(cr)  # overlay only the polygons that overlap something
