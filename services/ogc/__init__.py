@@ -330,43 +330,38 @@ def create_ogc_app(settings) -> Starlette:
     async def collections(request):
         return await run(request, core_api.describe_collections)
 
-    async def collection(request):
-        try:
-            cid = collection_of(request)
-        except OgcError as exc:
-            return fail(request, exc.status, exc.code, exc.description)
+    def per_collection(handler):
+        """A route under /collections/{collection_id}: the collection must exist (else 404), then handler."""
+        async def route(request):
+            try:
+                cid = collection_of(request)
+            except OgcError as exc:
+                return fail(request, exc.status, exc.code, exc.description)
+            return await handler(request, cid)
+
+        return route
+
+    @per_collection
+    async def collection(request, cid):
         return await run(request, core_api.describe_collections, cid)
 
-    async def queryables(request):
-        try:
-            cid = collection_of(request)
-        except OgcError as exc:
-            return fail(request, exc.status, exc.code, exc.description)
+    @per_collection
+    async def queryables(request, cid):
         return await run(request, itemtypes_api.get_collection_queryables, cid, post=closed_queryables)
 
-    async def schema(request):
-        try:
-            cid = collection_of(request)
-        except OgcError as exc:
-            return fail(request, exc.status, exc.code, exc.description)
+    @per_collection
+    async def schema(request, cid):
         return await run(request, core_api.get_collection_schema, cid)
 
-    async def items(request):
-        try:
-            cid = collection_of(request)
-        except OgcError as exc:
-            return fail(request, exc.status, exc.code, exc.description)
+    @per_collection
+    async def items(request, cid):
         return await run(request, itemtypes_api.get_collection_items, cid, format_check=False,
                          check=lambda p: check_items_request(p, engine, cid, limit_max), splice=True,
                          post=lambda r, h, c: link_header(r, h, c, f"{api.base_url}/collections/{cid}/items"))
 
-    async def item(request):
-        try:
-            cid = collection_of(request)
-        except OgcError as exc:
-            return error_response(exc.status, exc.code, exc.description)
-        fid = request.path_params["item_id"]
-        return await run(request, itemtypes_api.get_collection_item, cid, fid,
+    @per_collection
+    async def item(request, cid):
+        return await run(request, itemtypes_api.get_collection_item, cid, request.path_params["item_id"],
                          check=lambda p: check_item_request(p, engine), splice=True)
 
     async def processes(request):

@@ -111,6 +111,16 @@ def _intersect_env(a, b):
     return (max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
 
 
+def _query_envelope(filters, shape):
+    """The box every match lies in (the intersection of the filters' and the bbox's envelopes), or None."""
+    env = None
+    for f in filters:
+        env = _intersect_env(env, f.envelope)
+    if shape is not None:
+        env = _intersect_env(env, shape.outer)
+    return env
+
+
 def _empty_env(env) -> bool:
     return env is not None and (env[0] > env[2] or env[1] > env[3])
 
@@ -250,11 +260,7 @@ class GpkgEngine(Engine):
 
     def page(self, info, *, shape, filters, sortby, limit, offset, columns, with_geometry, count) -> Page:
         con = self._con()
-        env = None
-        for f in filters:
-            env = _intersect_env(env, f.envelope)
-        if shape is not None:
-            env = _intersect_env(env, shape.outer)
+        env = _query_envelope(filters, shape)
         if _empty_env(env):
             return Page([], [], [], columns, 0 if count else None)
         if not filters and not sortby:
@@ -359,11 +365,7 @@ class PostgisEngine(Engine):
         return ", ".join(cols)
 
     def page(self, info, *, shape, filters, sortby, limit, offset, columns, with_geometry, count) -> Page:
-        env = None
-        for f in filters:
-            env = _intersect_env(env, f.envelope)
-        if shape is not None:
-            env = _intersect_env(env, shape.outer)
+        env = _query_envelope(filters, shape)
         if _empty_env(env):
             return Page([], [], [], columns, 0 if count else None)
         conds, params = [], []
