@@ -18,7 +18,9 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
 from http import HTTPStatus
+from types import SimpleNamespace
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -261,15 +263,33 @@ def create_ogc_app(settings) -> Starlette:
 
     install_pygeoapi_hooks()
     engine = engine_for(str(settings.store))
-    config = build_config(engine, settings.base_url, settings.ogc_prefix, settings.page_limit_max)
-    openapi = build_openapi(config)
-    write_documents(config, openapi, settings.workdir)
-    root_level = logging.getLogger().level
-    api = API(config, openapi)
-    logging.getLogger().setLevel(root_level)  # pygeoapi's setup_logger must not change the app's logging
-    logging.getLogger("pygeoapi").setLevel(logging.ERROR)  # it logs every 4xx and routine fallbacks as warnings
     limit_max = settings.page_limit_max
+    served = SimpleNamespace(generation=None, config=None, api=None)
+    build_lock = threading.Lock()
 
+    def build(generation) -> None:
+        """pygeoapi's configuration, OpenAPI document and API object for the layers the engine has now."""
+        config = build_config(engine, settings.base_url, settings.ogc_prefix, limit_max)
+        openapi = build_openapi(config)
+        write_documents(config, openapi, settings.workdir)
+        root_level = logging.getLogger().level
+        api = API(config, openapi)
+        logging.getLogger().setLevel(root_level)  # pygeoapi's setup_logger must not change the app's logging
+        logging.getLogger("pygeoapi").setLevel(logging.ERROR)  # it logs every 4xx and routine fallbacks
+        served.config, served.api, served.generation = config, api, generation
+
+    def current() -> SimpleNamespace:
+        """The served documents, rebuilt when the store's layers changed (a layer ingested, an analysis
+        written): new collections appear and counts / extents follow without a restart."""
+        engine.refresh()
+        generation = engine.generation
+        if generation != served.generation:
+            with build_lock:
+                if generation != served.generation:
+                    build(generation)
+        return served
+
+    current()
     def wants_html(request: Request) -> bool:
         f = request.query_params.get("f")
         if f is not None:
@@ -279,7 +299,7 @@ def create_ogc_app(settings) -> Starlette:
 
     def fail(request: Request, status: int, code: str, description: str) -> Response:
         if wants_html(request):
-            headers, status, content = api.get_exception(status, {}, "html", code, description)
+            headers, status, content = served.api.get_exception(status, {}, "html", code, description)
             return Response(content, status_code=int(status), media_type="text/html")
         return error_response(status, code, description)
 
@@ -288,6 +308,7 @@ def create_ogc_app(settings) -> Starlette:
             lang = request.query_params.get("lang")
             if lang is not None and not LANG.match(lang):
                 raise OgcError(400, "InvalidParameterValue", f"lang={lang!r} is not a language tag such as zh-CN or en")
+            api = current().api
             if check is not None:
                 check(request.query_params)
             api_request = await APIRequest.from_starlette(request, api.locales)
@@ -313,9 +334,10 @@ def create_ogc_app(settings) -> Starlette:
 
     def collection_of(request: Request) -> str:
         cid = request.path_params["collection_id"]
-        if cid not in engine.layers or cid not in config["resources"]:
+        resources = current().config["resources"]
+        if cid not in engine.layers or cid not in resources:
             raise OgcError(404, "NotFound", f"collection {cid!r} not found; collections: "
-                                            f"{', '.join(sorted(config['resources']))}")
+                                            f"{', '.join(sorted(resources))}")
         return cid
 
     async def landing(request):
@@ -357,7 +379,7 @@ def create_ogc_app(settings) -> Starlette:
     async def items(request, cid):
         return await run(request, itemtypes_api.get_collection_items, cid, format_check=False,
                          check=lambda p: check_items_request(p, engine, cid, limit_max), splice=True,
-                         post=lambda r, h, c: link_header(r, h, c, f"{api.base_url}/collections/{cid}/items"))
+                         post=lambda r, h, c: link_header(r, h, c, f"{served.api.base_url}/collections/{cid}/items"))
 
     @per_collection
     async def item(request, cid):
@@ -392,8 +414,7 @@ def create_ogc_app(settings) -> Starlette:
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
     app.state.engine = engine
-    app.state.config = config
-    app.state.api = api
+    app.state.served = served  # .config, .api: the documents being served (rebuilt when the layers change)
     return app
 
 

@@ -19,6 +19,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -61,12 +62,21 @@ class Engine(ABC):
     url: str
     storage_epsg: int
 
+    generation = 0  # +1 on every load_layers: the OGC app rebuilds its documents when this moves
+
     def __init__(self, url: str):
         self.url = url
         self.load_layers()
 
+    def refresh(self) -> None:
+        """Re-read the layers if the store changed since they were read (cheap: called on every request)."""
+
     def load_layers(self) -> None:
         """Read the region meta and every layer's columns, type, row count and extent from the store."""
+        self._load_layers()
+        self.generation += 1
+
+    def _load_layers(self) -> None:
         with open_store(self.url) as store:
             meta = store.meta()
             if not meta.get("epsg"):
@@ -157,8 +167,8 @@ class GpkgEngine(Engine):
         self._envelopes: dict[str, EnvelopeIndex] = {}
         super().__init__(url)
 
-    def load_layers(self) -> None:
-        super().load_layers()
+    def _load_layers(self) -> None:
+        super()._load_layers()
         self._envelopes = {}  # the file changed: rebuild each layer's envelope index on its next bbox request
         con = self._connect()
         try:
@@ -167,6 +177,15 @@ class GpkgEngine(Engine):
             con.close()
         self.layers = {k: LayerInfo(**{**v.__dict__, "rtree": v.rtree if v.rtree in have else None})
                        for k, v in self.layers.items()}
+
+    def refresh(self) -> None:
+        """A store write replaces the file (copy-on-write + rename): a new inode means new layers."""
+        stamp = self._file_stamp()
+        if stamp != self._stamp:
+            with self._lock:
+                if stamp != self._stamp:
+                    self.load_layers()  # layers may have changed (rows, columns, new layers)
+                    self._stamp = stamp
 
     def _file_stamp(self):
         st = os.stat(self.path)
@@ -183,12 +202,7 @@ class GpkgEngine(Engine):
 
     def _con(self) -> sqlite3.Connection:
         """This thread's connection; reopened when the store file was replaced (write_layers renames)."""
-        stamp = self._file_stamp()
-        if stamp != self._stamp:
-            with self._lock:
-                if stamp != self._stamp:
-                    self.load_layers()  # layers may have changed (rows, columns)
-                    self._stamp = stamp
+        self.refresh()
         con = getattr(self._local, "con", None)
         if con is None or getattr(self._local, "stamp", None) != self._stamp:
             if con is not None:
@@ -327,14 +341,40 @@ class PostgisEngine(Engine):
     dialect = "postgis"
     POOL = 8
 
+    REFRESH_SECONDS = 2.0  # how often a request may look at the schema's catalog for changed layers
+
     def __init__(self, url: str):
-        super().__init__(url)
         from layers.store.postgis import parse_url
 
         self._conninfo, self.schema, _ = parse_url(url)
         self._pool: queue.LifoQueue = queue.LifoQueue()
         self._created = 0
         self._lock = threading.Lock()
+        self._signature = None
+        self._next_check = 0.0
+        super().__init__(url)
+
+    def _catalog_signature(self) -> tuple:
+        """(table, oid) of every table in the schema: a layer write swaps in a new table (new oid)."""
+        with self._con() as con:
+            return tuple(con.execute(
+                "SELECT c.relname, c.oid::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v') ORDER BY 1", (self.schema,)).fetchall())
+
+    def _load_layers(self) -> None:
+        self._signature = self._catalog_signature()  # before reading: a change during the read is seen next time
+        super()._load_layers()
+
+    def refresh(self) -> None:
+        now = time.monotonic()
+        if now < self._next_check:
+            return
+        with self._lock:
+            if now < self._next_check:
+                return
+            self._next_check = now + self.REFRESH_SECONDS
+            if self._catalog_signature() != self._signature:
+                self.load_layers()
 
     @contextmanager
     def _con(self):

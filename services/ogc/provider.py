@@ -51,8 +51,8 @@ class StoreProvider(BaseProvider):
         try:
             self.info = self.engine.layers[self.table]
         except KeyError:
-            raise ProviderQueryError(user_msg=f"layer {self.table!r} is no longer in the store; restart the "
-                                              "service to refresh the collections") from None
+            raise ProviderQueryError(user_msg=f"layer {self.table!r} is no longer in the store; reload the "
+                                              "collections list") from None
         self._fields = fields_of(self.info.columns)
 
     def get_fields(self) -> dict:
