@@ -22,11 +22,14 @@ whose JCBH equals its case_id / JCBH or that shares a source id with it (analysi
 statuses survive re-runs, re-issued rounds and different dedupe merges. ``yzt analyse`` also carries the
 mirror columns over itself (analysis.judge.carry_over_status).
 
-Concurrency: every change runs in ONE transaction that first takes the store's writer lock (GeoPackage: the
-store's flock, the same one ``write_layers`` / ``write_tables`` take, so a copy-on-write layer replacement can
-never drop a change; PostGIS: the store's per-schema advisory lock), reads the current version, refuses a stale
+Concurrency: every change runs in ONE transaction that first takes the store's writer lock, through the
+store's own public API so the two can never drift apart — GeoPackage: ``GeoPackageStore.writer_lock()``, the
+flock ``write_layers`` / ``write_tables`` hold, so a copy-on-write layer replacement can never drop a change;
+PostGIS: ``PostGISStore.lock_writers(conn)``, the per-schema advisory lock (``advisory_lock_key``) the store's
+writers hold, so a table swap never races a change. It then reads the current version, refuses a stale
 If-Match (StaleVersionError → 412), validates the move (analysis.workflow) and writes state, mirror, evidence
-and audit row together.
+and audit row together. PostGIS connections come from ``layers.store.postgis.connect`` (the store's session
+settings and error message).
 """
 
 from __future__ import annotations
@@ -37,7 +40,6 @@ import hashlib
 import json
 import sqlite3
 import struct
-import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -49,6 +51,7 @@ from analysis.workflow import Workflow, match_states
 from layers.errors import NotFoundError, StoreError
 from layers.store import open_store
 from layers.store.base import Store
+from layers.store.base import quote_ident as _q
 
 from .errors import StaleVersionError
 from .settings import Principal
@@ -78,10 +81,6 @@ GENESIS = "0" * 64
 def now_utc() -> str:
     """UTC timestamps as fixed-width text: they sort as they compare."""
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _json(value) -> str:
@@ -507,7 +506,7 @@ class GeoPackageWorkflowStore(WorkflowStore):
         path = self.store.path
         if not path.is_file():
             raise NotFoundError(f"store {self.store.url} does not exist yet; ingest and analyse a region first")
-        lock = self.store._writer_lock() if write else contextlib.nullcontext()  # see module docstring
+        lock = self.store.writer_lock() if write else contextlib.nullcontext()  # see module docstring
         with lock:
             con = _connect_sqlite(path, readonly=not write)
             try:
@@ -574,30 +573,15 @@ class PostGISWorkflowStore(WorkflowStore):
 
     def __init__(self, store: Store, workflow: Workflow, target: str):
         super().__init__(store, workflow)
-        from layers.store.postgis import parse_url
+        from layers.store.postgis import SharedConnection
 
-        self._conninfo, self.schema, _ = parse_url(target)
-        self._conn = None
-        self._lock = threading.RLock()
-
-    def _connection(self):
-        import psycopg
-
-        if self._conn is not None and not self._conn.closed and not self._conn.broken:
-            return self._conn
-        try:
-            self._conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=15,
-                                         application_name="yizhangtu-workflow")
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to PostGIS store {self.store.url}: {str(exc).strip()}") from None
-        self._conn.execute("SET TimeZone = 'UTC'")
-        return self._conn
+        self.schema = store.schema_name
+        # a connection of its own, not the store object's: a change waiting for the writer lock holds no lock
+        # that the same process's store reads need
+        self._shared = SharedConnection(target, "yizhangtu-workflow")
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._shared.close()
 
     def _t(self, name: str) -> str:
         return f"{_q(self.schema)}.{_q(name)}"
@@ -607,12 +591,12 @@ class PostGISWorkflowStore(WorkflowStore):
         import psycopg
         from psycopg.rows import dict_row
 
-        with self._lock:
-            conn = self._connection()
+        with self._shared.lock:
+            conn = self._shared.get()
             try:
                 with conn.transaction():
                     if write:  # the store's per-schema writer lock: serialises with write_layers / write_tables
-                        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"yzt:{self.schema}",))
+                        self.store.lock_writers(conn)
                     else:
                         conn.execute("SET TRANSACTION READ ONLY")
 

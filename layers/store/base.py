@@ -110,13 +110,18 @@ class Store(ABC):
         On any failure, or interruption, the store is left exactly as before and readable.
         """
 
-    @abstractmethod
     def load_records(self, layer: str | None = None) -> pd.DataFrame:
         """All load records (history), newest last; optionally for one layer. field_mapping is a dict."""
+        return records_frame(self._history(LOAD_TABLE, LOAD_COLUMNS, layer=layer))
 
-    @abstractmethod
     def findings(self, layer: str | None = None, load_id: str | None = None) -> pd.DataFrame:
         """Stored 入库质检 findings (history), newest last; ids is a list."""
+        return findings_frame(self._history(FINDINGS_TABLE, FINDING_COLUMNS, layer=layer, load_id=load_id))
+
+    @abstractmethod
+    def _history(self, table: str, columns: list[str], **equal) -> list[dict]:
+        """Rows (dicts of ``columns``) of a history table whose columns equal the non-None keyword arguments,
+        oldest first (see history_filter); [] while the table does not exist."""
 
     # --- plain tables ----------------------------------------------------------------------------
     @abstractmethod
@@ -176,6 +181,53 @@ def check_name(name: str, what: str = "layer") -> str:
     if name.lower() in INTERNAL_TABLES or name.lower().startswith(("_yzt", "rtree_", "gpkg_", "sqlite_")):
         raise StoreError(f"{what} name {name!r} is reserved for the store itself; choose another name")
     return name
+
+
+def quote_ident(name: str) -> str:
+    """An SQL identifier in double quotes, as SQLite and PostgreSQL both read it."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def prepare_tables(tables: Mapping[str, pd.DataFrame]) -> dict[str, pa.Table]:
+    """The plain tables of a write_tables call as Arrow tables, checked before any lock is taken."""
+    prepared = {}
+    for name, frame in tables.items():
+        check_name(name, "table")
+        if isinstance(frame, gpd.GeoDataFrame):
+            raise StoreError(f"table {name!r} is a GeoDataFrame: write spatial data with write_layers")
+        prepared[name] = attributes_to_arrow(frame)
+    return prepared
+
+
+def refuse_kind_clash(url: str, writing: str, names, held) -> None:
+    """StoreError if a write of ``writing`` ("layer" / "table") names something the store holds as the other kind.
+
+    ``held``: the names of the other kind already in the store (its plain tables when writing layers).
+    """
+    clash = sorted(set(names) & set(held))
+    if not clash:
+        return
+    if writing == "layer":
+        raise StoreError(f"{clash} are plain tables in {url}; a layer cannot replace a table")
+    raise StoreError(f"{clash} are spatial layers in {url}; a table cannot replace a layer")
+
+
+def write_failed(what: str, names, url: str, detail) -> StoreError:
+    """The error of a write that failed and was rolled back: ``writing layers [...] to URL failed, …``."""
+    return StoreError(f"writing {what} {sorted(names)} to {url} failed, the store is unchanged: {detail}")
+
+
+def history_filter(mark: str, **equal) -> tuple[str, list]:
+    """``" WHERE a = ? AND b = ?"`` and its parameters for the keyword arguments that are not None.
+
+    For the history tables (load records, findings); ``mark`` is the backend's placeholder (``?`` / ``%s``).
+    """
+    conds, params = [], []
+    for column, value in equal.items():
+        if value is not None:
+            conds.append(f"{column} = {mark}")
+            params.append(value)
+    return (" WHERE " + " AND ".join(conds) if conds else ""), params
 
 
 def _json_default(value):
@@ -378,8 +430,7 @@ def frame_from_arrow(table: pa.Table, geometry: str | pa.Array | None, epsg: int
 
 def records_frame(rows: list[dict]) -> pd.DataFrame:
     """Load records as a DataFrame with LoadRecord's columns; field_mapping parsed back to a dict."""
-    cols = list(LoadRecord.__dataclass_fields__)
-    frame = pd.DataFrame(rows, columns=cols)
+    frame = pd.DataFrame(rows, columns=LOAD_COLUMNS)
     if len(frame):
         frame["field_mapping"] = [json.loads(v) if isinstance(v, str) else (v or {})
                                   for v in frame["field_mapping"]]
@@ -393,6 +444,7 @@ def record_row(record: LoadRecord) -> dict:
 
 
 FINDING_COLUMNS = ["load_id", "layer", "check", "severity", "message", "ids", "count"]
+LOAD_COLUMNS = list(LoadRecord.__dataclass_fields__)  # columns of the load records table, in order
 
 
 def finding_row(finding: Finding, load_id: str) -> dict:

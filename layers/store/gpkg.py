@@ -50,18 +50,20 @@ from .base import (
     STORED_GEOMETRY,
     BBox,
     Store,
-    attributes_to_arrow,
-    check_name,
     finding_row,
-    findings_frame,
     frame_from_arrow,
+    history_filter,
+    kind_of_arrow,
     prepare_layer,
+    prepare_tables,
     record_row,
-    records_frame,
+    refuse_kind_clash,
     resolve_store_epsg,
     validate_bbox,
     validate_paging,
+    write_failed,
 )
+from .base import quote_ident as _q
 
 _GPKG_TYPES = {"str": "TEXT", "int": "INTEGER", "float": "REAL", "bool": "BOOLEAN", "date": "DATE",
                "datetime": "DATETIME"}
@@ -73,10 +75,6 @@ _LOAD_COLUMNS = {name: ("INTEGER" if f.type in ("int", int) else "TEXT")
 _FINDING_TYPES = {"load_id": "TEXT", "layer": "TEXT", "check": "TEXT", "severity": "TEXT", "message": "TEXT",
                   "ids": "TEXT", "count": "INTEGER"}
 _VACUUM_SHARE = 0.3  # VACUUM the new copy when more than this share of its pages is free
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _sql_float(value: float) -> str:
@@ -122,8 +120,17 @@ class GeoPackageStore(Store):
             con.close()
 
     @contextlib.contextmanager
-    def _writer_lock(self) -> Iterator[None]:
-        """One writer at a time per store file (readers never wait for it)."""
+    def writer_lock(self) -> Iterator[None]:
+        """The store's writer lock: one writer at a time per store file; readers never wait for it.
+
+        An exclusive ``flock`` on the sidecar ``.<name>.gpkg.lock``, the lock ``write_layers`` and
+        ``write_tables`` hold for their whole write. Code that writes into the file in place with its own
+        SQLite connection (the workflow tables) must hold it around its transaction: otherwise a
+        copy-on-write ``write_layers`` may copy the file before that transaction commits and then replace
+        the file with its copy, dropping the change. Blocks until the lock is free (other processes and
+        other threads alike: every call opens its own descriptor). Not re-entrant: do not call
+        ``write_layers`` / ``write_tables`` of the same store while holding it.
+        """
         lock_path = self.path.with_name(f".{self.path.name}.lock")
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o664)
@@ -312,47 +319,22 @@ class GeoPackageStore(Store):
                               f"table {name!r}")
         return frame_from_arrow(table, None, None)[attrs]
 
-    def load_records(self, layer: str | None = None) -> pd.DataFrame:
+    def _history(self, table: str, columns: list[str], **equal) -> list[dict]:
         with self._read() as con:
-            if con is None or not _has_table(con, LOAD_TABLE):
-                return records_frame([])
-            cols = list(_LOAD_COLUMNS)
-            sql = f"SELECT {', '.join(_q(c) for c in cols)} FROM {LOAD_TABLE}"
-            params: tuple = ()
-            if layer is not None:
-                sql += " WHERE layer = ?"
-                params = (layer,)
-            rows = [dict(zip(cols, r)) for r in con.execute(sql + " ORDER BY fid", params)]
-        return records_frame(rows)
-
-    def findings(self, layer: str | None = None, load_id: str | None = None) -> pd.DataFrame:
-        with self._read() as con:
-            if con is None or not _has_table(con, FINDINGS_TABLE):
-                return findings_frame([])
-            conds, params = [], []
-            if layer is not None:
-                conds.append("layer = ?")
-                params.append(layer)
-            if load_id is not None:
-                conds.append("load_id = ?")
-                params.append(load_id)
-            sql = f"SELECT {', '.join(_q(c) for c in FINDING_COLUMNS)} FROM {FINDINGS_TABLE}"
-            if conds:
-                sql += " WHERE " + " AND ".join(conds)
-            rows = [dict(zip(FINDING_COLUMNS, r)) for r in con.execute(sql + " ORDER BY fid", params)]
-        return findings_frame(rows)
+            if con is None or not _has_table(con, table):
+                return []
+            where, params = history_filter("?", **equal)
+            sql = f"SELECT {', '.join(_q(c) for c in columns)} FROM {table}{where} ORDER BY fid"
+            return [dict(zip(columns, r)) for r in con.execute(sql, params)]
 
     # --- writing ---------------------------------------------------------------------------------
     def write_layers(self, layers: Mapping[str, gpd.GeoDataFrame], records: list[LoadRecord],
                      meta: Mapping[str, str] | None = None, findings: list[Finding] | None = None) -> None:
         meta = {str(k): str(v) for k, v in (meta or {}).items()}
-        with self._writer_lock():
+        with self.writer_lock():
             self._recover()
             epsg = resolve_store_epsg(self.meta(), meta, layers, self.url)
-            tables = set(self.table_names())
-            clash = sorted(set(layers) & tables)
-            if clash:
-                raise StoreError(f"{clash} are plain tables in {self.url}; a layer cannot replace a table")
+            refuse_kind_clash(self.url, "layer", layers, self.table_names())
             prepared = {name: prepare_layer(name, gdf, epsg) for name, gdf in layers.items()}
             tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:12]}.tmp.gpkg")
             try:
@@ -381,26 +363,17 @@ class GeoPackageStore(Store):
                     tmp.unlink()
                 if isinstance(exc, (YztError, KeyboardInterrupt, SystemExit)):
                     raise
-                raise StoreError(f"writing layers {sorted(layers)} to {self.url} failed, the store is "
-                                 f"unchanged: {exc}") from exc
+                raise write_failed("layers", layers, self.url, exc) from exc
 
     def write_tables(self, tables: Mapping[str, pd.DataFrame]) -> None:
-        prepared = {}
-        for name, frame in tables.items():
-            check_name(name, "table")
-            if isinstance(frame, gpd.GeoDataFrame):
-                raise StoreError(f"table {name!r} is a GeoDataFrame: write spatial data with write_layers")
-            prepared[name] = attributes_to_arrow(frame)
-        with self._writer_lock():
+        prepared = prepare_tables(tables)
+        with self.writer_lock():
             self._recover()
             if not self.path.is_file():
                 tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:12]}.tmp.gpkg")
                 _create_empty(tmp)
                 os.replace(tmp, self.path)
-            layers = set(self.layer_names())
-            clash = sorted(set(prepared) & layers)
-            if clash:
-                raise StoreError(f"{clash} are spatial layers in {self.url}; a table cannot replace a layer")
+            refuse_kind_clash(self.url, "table", prepared, self.layer_names())
             con = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             try:
                 con.execute("BEGIN IMMEDIATE")
@@ -412,8 +385,7 @@ class GeoPackageStore(Store):
                     con.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                raise StoreError(f"writing tables {sorted(prepared)} to {self.url} failed, the store is "
-                                 f"unchanged: {exc}") from None
+                raise write_failed("tables", prepared, self.url, exc) from None
             finally:
                 con.close()
 
@@ -506,8 +478,6 @@ def _sqlite_values(col: pa.ChunkedArray | pa.Array, kind: str) -> list:
 
 
 def _replace_attribute_table(con: sqlite3.Connection, name: str, table: pa.Table) -> None:
-    from .base import kind_of_arrow
-
     kinds = {f.name: kind_of_arrow(f.type) for f in table.schema}
     for extra in ("gpkg_ogr_contents", "gpkg_extensions", "gpkg_data_columns"):
         if _has_table(con, extra):

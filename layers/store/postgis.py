@@ -46,19 +46,20 @@ from .base import (
     STORED_GEOMETRY,
     BBox,
     Store,
-    attributes_to_arrow,
-    check_name,
     finding_row,
-    findings_frame,
     frame_from_arrow,
+    history_filter,
     kind_of_arrow,
     prepare_layer,
+    prepare_tables,
     record_row,
-    records_frame,
+    refuse_kind_clash,
     resolve_store_epsg,
     validate_bbox,
     validate_paging,
+    write_failed,
 )
+from .base import quote_ident as _q
 
 CATALOG = CATALOG_TABLE
 DEFAULT_SCHEMA = "yzt"
@@ -76,10 +77,9 @@ _LOAD_TYPES = {name: ("jsonb" if name == "field_mapping" else "bigint" if f.type
 _FINDING_TYPES = {"load_id": "text", "layer": "text", "check": "text", "severity": "text", "message": "text",
                   "ids": "jsonb", "count": "bigint"}
 _COPY_CHUNK = 20_000  # rows per CSV block streamed to COPY
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+# Session settings of every store connection: timestamps travel in UTC, dates as ISO year-month-day, doubles
+# with all their digits (the store's text reads and writes depend on these).
+SESSION_SETTINGS = {"TimeZone": "UTC", "DateStyle": "ISO, YMD", "extra_float_digits": "3"}
 
 
 def _first_line(exc: Exception) -> str:
@@ -111,39 +111,65 @@ def parse_url(url: str) -> tuple[str, str, str]:
     return conninfo, schema, display
 
 
+def connect(url: str, *, application_name: str = "yizhangtu"):
+    """A new autocommit psycopg connection to the database of store ``url``, set up as the store uses it.
+
+    The session gets SESSION_SETTINGS (TimeZone UTC, DateStyle ISO/YMD, extra_float_digits 3). Raises
+    StoreError ``cannot connect to PostGIS store <url without password>: <first line of the cause>``.
+    Every connection that reads or writes a store's schema should come from here.
+    """
+    import psycopg
+
+    conninfo, _schema, display = parse_url(url)
+    try:
+        conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=15, application_name=application_name)
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot connect to PostGIS store {display}: {_first_line(exc)}") from None
+    for name, value in SESSION_SETTINGS.items():
+        conn.execute(f"SET {name} = '{value}'")
+    return conn
+
+
+class SharedConnection:
+    """One connection for one object: opened on first use, reopened after it broke; ``lock`` serialises its
+    users (psycopg connections are not for concurrent statements)."""
+
+    def __init__(self, url: str, application_name: str):
+        self._url = url
+        self._application_name = application_name
+        self._conn = None
+        self.lock = threading.RLock()
+
+    def get(self):
+        """The open connection (call it holding ``lock``)."""
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = connect(self._url, application_name=self._application_name)
+        return self._conn
+
+    def close(self) -> None:
+        with self.lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
 class PostGISStore(Store):
     """A region store in one PostgreSQL schema. One connection per store object (thread-safe, serialised)."""
 
     def __init__(self, url: str):
-        self._conninfo, self.schema_name, self.url = parse_url(url)
-        self._conn = None
-        self._lock = threading.RLock()
+        _, self.schema_name, self.url = parse_url(url)
+        self._shared = SharedConnection(url, "yizhangtu")
+        self._lock = self._shared.lock
 
     def __repr__(self) -> str:
         return f"PostGISStore({self.url!r})"
 
     # --- connection ------------------------------------------------------------------------------
     def _connection(self):
-        import psycopg
-
-        if self._conn is not None and not self._conn.closed and not self._conn.broken:
-            return self._conn
-        try:
-            conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=15,
-                                   application_name="yizhangtu")
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to PostGIS store {self.url}: {_first_line(exc)}") from None
-        conn.execute("SET TimeZone = 'UTC'")
-        conn.execute("SET DateStyle = 'ISO, YMD'")
-        conn.execute("SET extra_float_digits = 3")
-        self._conn = conn
-        return conn
+        return self._shared.get()
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._shared.close()
 
     def _t(self, name: str) -> str:
         return f"{_q(self.schema_name)}.{_q(name)}"
@@ -337,35 +363,13 @@ class PostGISStore(Store):
             table = self._copy_out(conn, sql, list(cols), list(cols.values()))
         return frame_from_arrow(_utc(table, cols), None, None)[list(cols)]
 
-    def load_records(self, layer: str | None = None) -> pd.DataFrame:
-        cols = list(_LOAD_TYPES)
-        sql = f"SELECT {', '.join(_q(c) for c in cols)} FROM {self._t(LOAD_TABLE)}"
-        params: tuple = ()
-        if layer is not None:
-            sql += " WHERE layer = %s"
-            params = (layer,)
+    def _history(self, table: str, columns: list[str], **equal) -> list[dict]:
+        where, params = history_filter("%s", **equal)
+        sql = f"SELECT {', '.join(_q(c) for c in columns)} FROM {self._t(table)}{where} ORDER BY seq"
         with self._reading() as conn:
-            if not self._has_table(LOAD_TABLE, conn):
-                return records_frame([])
-            rows = conn.execute(sql + " ORDER BY seq", params).fetchall()
-        return records_frame([dict(zip(cols, r)) for r in rows])
-
-    def findings(self, layer: str | None = None, load_id: str | None = None) -> pd.DataFrame:
-        conds, params = [], []
-        if layer is not None:
-            conds.append("layer = %s")
-            params.append(layer)
-        if load_id is not None:
-            conds.append("load_id = %s")
-            params.append(load_id)
-        sql = f"SELECT {', '.join(_q(c) for c in FINDING_COLUMNS)} FROM {self._t(FINDINGS_TABLE)}"
-        if conds:
-            sql += " WHERE " + " AND ".join(conds)
-        with self._reading() as conn:
-            if not self._has_table(FINDINGS_TABLE, conn):
-                return findings_frame([])
-            rows = conn.execute(sql + " ORDER BY seq", tuple(params)).fetchall()
-        return findings_frame([dict(zip(FINDING_COLUMNS, r)) for r in rows])
+            if not self._has_table(table, conn):
+                return []
+            return [dict(zip(columns, r)) for r in conn.execute(sql, params).fetchall()]
 
     # --- writing ---------------------------------------------------------------------------------
     def _prepare_schema(self, conn) -> None:
@@ -382,8 +386,48 @@ class PostGISStore(Store):
                      "miny double precision, maxx double precision, maxy double precision, "
                      "written_at timestamptz NOT NULL DEFAULT now())")
 
-    def _lock_schema(self, conn) -> None:
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"yzt:{self.schema_name}",))
+    @property
+    def advisory_lock_key(self) -> str:
+        """The text naming this schema's writer lock: ``yzt:<schema>``.
+
+        Every writer of the schema holds ``pg_advisory_xact_lock(hashtext(<key>))`` for its whole transaction
+        (write_layers, write_tables, the workflow changes); take it with :meth:`lock_writers`.
+        """
+        return f"yzt:{self.schema_name}"
+
+    def lock_writers(self, conn) -> None:
+        """Wait for, then take, the schema's writer lock on ``conn``; it is held until the transaction ends.
+
+        Call it first thing inside a transaction (``with conn.transaction():``) that writes into this schema
+        with a connection of its own: write_layers swaps tables (DROP + RENAME) inside its transaction, and a
+        writer that does not hold this lock could update a table that is about to be dropped.
+        """
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.advisory_lock_key,))
+
+    @contextlib.contextmanager
+    def _writing(self, what: str, names):
+        """ONE transaction on the store's connection holding the schema's writer lock, the schema prepared.
+
+        A database error inside it rolls everything back and becomes ``writing <what> [names] to … failed, the
+        store is unchanged``; any other exception rolls back too and passes through.
+        """
+        import psycopg
+
+        with self._lock:
+            conn = self._connection()
+            try:
+                with conn.transaction():
+                    self.lock_writers(conn)
+                    self._prepare_schema(conn)
+                    yield conn
+            except psycopg.Error as exc:
+                raise write_failed(what, names, self.url, _first_line(exc)) from None
+
+    def _refuse_clash(self, conn, writing: str, names) -> None:
+        held_kind = "table" if writing == "layer" else "layer"
+        held = [n for n, kind in conn.execute(f"SELECT name, kind FROM {self._t(CATALOG)}").fetchall()
+                if kind == held_kind]
+        refuse_kind_clash(self.url, writing, names, held)
 
     def _copy_in(self, conn, table: str, data: pa.Table) -> None:
         columns = ", ".join(_q(c) for c in data.column_names)
@@ -424,89 +468,59 @@ class PostGISStore(Store):
 
     def write_layers(self, layers: Mapping[str, gpd.GeoDataFrame], records: list[LoadRecord],
                      meta: Mapping[str, str] | None = None, findings: list[Finding] | None = None) -> None:
-        import psycopg
         from psycopg.types.json import Jsonb
 
         meta = {str(k): str(v) for k, v in (meta or {}).items()}
-        with self._lock:
-            conn = self._connection()
-            try:
-                with conn.transaction():
-                    self._lock_schema(conn)
-                    self._prepare_schema(conn)
-                    current = dict(conn.execute(f"SELECT key, value FROM {self._t(META_TABLE)}").fetchall())
-                    epsg = resolve_store_epsg(current, meta, layers, self.url)
-                    kinds = dict(conn.execute(f"SELECT name, kind FROM {self._t(CATALOG)}").fetchall())
-                    clash = sorted(n for n in layers if kinds.get(n) == "table")
-                    if clash:
-                        raise StoreError(f"{clash} are plain tables in {self.url}; a layer cannot replace a table")
-                    staged = []
-                    for name, gdf in layers.items():
-                        attrs, geoms, kind, has_z = prepare_layer(name, gdf, epsg)
-                        tmp = f"_yzt_new_{uuid.uuid4().hex[:16]}"
-                        present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
-                        hexes = _to_hex_ewkb(geoms, epsg, has_z)
-                        geom_sql = f"geometry({kind}{'Z' if has_z else ''}, {epsg})"
-                        self._create_and_fill(conn, tmp, attrs, geom_sql, hexes)
-                        bounds = shapely.total_bounds(geoms[present]) if present.any() else [None] * 4
-                        staged.append((tmp, name, {
-                            "kind": "layer", "geometry_type": kind + ("Z" if has_z else ""), "epsg": epsg,
-                            "has_z": has_z, "n_rows": len(geoms),
-                            **dict(zip(("minx", "miny", "maxx", "maxy"),
-                                       (None if v is None else float(v) for v in bounds)))}))
-                    for tmp, name, entry in staged:
-                        self._swap(conn, tmp, name, entry)
-                    load_cols = list(_LOAD_TYPES)
-                    with conn.cursor() as cur:
-                        if records:
-                            cur.executemany(
-                                f"INSERT INTO {self._t(LOAD_TABLE)} ({', '.join(_q(c) for c in load_cols)}) "
-                                f"VALUES ({', '.join(['%s'] * len(load_cols))})",
-                                [tuple(Jsonb(r.field_mapping or {}) if c == "field_mapping" else record_row(r)[c]
-                                       for c in load_cols) for r in records])
-                        if findings:
-                            load_id = records[0].load_id if records else ""
-                            cur.executemany(
-                                f"INSERT INTO {self._t(FINDINGS_TABLE)} "
-                                f"({', '.join(_q(c) for c in FINDING_COLUMNS)}) "
-                                f"VALUES ({', '.join(['%s'] * len(FINDING_COLUMNS))})",
-                                [tuple(Jsonb(list(f.ids or [])) if c == "ids" else finding_row(f, load_id)[c]
-                                       for c in FINDING_COLUMNS) for f in findings])
-                        for key, value in meta.items():
-                            cur.execute(f"INSERT INTO {self._t(META_TABLE)} (key, value) VALUES (%s, %s) "
-                                        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (key, value))
-            except psycopg.Error as exc:
-                raise StoreError(f"writing layers {sorted(layers)} to {self.url} failed, the store is unchanged: "
-                                 f"{_first_line(exc)}") from None
+        with self._writing("layers", layers) as conn:
+            current = dict(conn.execute(f"SELECT key, value FROM {self._t(META_TABLE)}").fetchall())
+            epsg = resolve_store_epsg(current, meta, layers, self.url)
+            self._refuse_clash(conn, "layer", layers)
+            staged = []
+            for name, gdf in layers.items():
+                attrs, geoms, kind, has_z = prepare_layer(name, gdf, epsg)
+                tmp = f"_yzt_new_{uuid.uuid4().hex[:16]}"
+                present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+                hexes = _to_hex_ewkb(geoms, epsg, has_z)
+                geom_sql = f"geometry({kind}{'Z' if has_z else ''}, {epsg})"
+                self._create_and_fill(conn, tmp, attrs, geom_sql, hexes)
+                bounds = shapely.total_bounds(geoms[present]) if present.any() else [None] * 4
+                staged.append((tmp, name, {
+                    "kind": "layer", "geometry_type": kind + ("Z" if has_z else ""), "epsg": epsg,
+                    "has_z": has_z, "n_rows": len(geoms),
+                    **dict(zip(("minx", "miny", "maxx", "maxy"),
+                               (None if v is None else float(v) for v in bounds)))}))
+            for tmp, name, entry in staged:
+                self._swap(conn, tmp, name, entry)
+            load_cols = list(_LOAD_TYPES)
+            with conn.cursor() as cur:
+                if records:
+                    cur.executemany(
+                        f"INSERT INTO {self._t(LOAD_TABLE)} ({', '.join(_q(c) for c in load_cols)}) "
+                        f"VALUES ({', '.join(['%s'] * len(load_cols))})",
+                        [tuple(Jsonb(r.field_mapping or {}) if c == "field_mapping" else record_row(r)[c]
+                               for c in load_cols) for r in records])
+                if findings:
+                    load_id = records[0].load_id if records else ""
+                    cur.executemany(
+                        f"INSERT INTO {self._t(FINDINGS_TABLE)} "
+                        f"({', '.join(_q(c) for c in FINDING_COLUMNS)}) "
+                        f"VALUES ({', '.join(['%s'] * len(FINDING_COLUMNS))})",
+                        [tuple(Jsonb(list(f.ids or [])) if c == "ids" else finding_row(f, load_id)[c]
+                               for c in FINDING_COLUMNS) for f in findings])
+                for key, value in meta.items():
+                    cur.execute(f"INSERT INTO {self._t(META_TABLE)} (key, value) VALUES (%s, %s) "
+                                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (key, value))
 
     def write_tables(self, tables: Mapping[str, pd.DataFrame]) -> None:
-        import psycopg
-
-        prepared = {}
-        for name, frame in tables.items():
-            check_name(name, "table")
-            if isinstance(frame, gpd.GeoDataFrame):
-                raise StoreError(f"table {name!r} is a GeoDataFrame: write spatial data with write_layers")
-            prepared[name] = attributes_to_arrow(frame)
-        with self._lock:
-            conn = self._connection()
-            try:
-                with conn.transaction():
-                    self._lock_schema(conn)
-                    self._prepare_schema(conn)
-                    kinds = dict(conn.execute(f"SELECT name, kind FROM {self._t(CATALOG)}").fetchall())
-                    clash = sorted(n for n in prepared if kinds.get(n) == "layer")
-                    if clash:
-                        raise StoreError(f"{clash} are spatial layers in {self.url}; a table cannot replace a layer")
-                    for name, attrs in prepared.items():
-                        tmp = f"_yzt_new_{uuid.uuid4().hex[:16]}"
-                        self._create_and_fill(conn, tmp, attrs, None, None)
-                        self._swap(conn, tmp, name, {"kind": "table", "geometry_type": None, "epsg": None,
-                                                     "has_z": None, "n_rows": attrs.num_rows, "minx": None,
-                                                     "miny": None, "maxx": None, "maxy": None})
-            except psycopg.Error as exc:
-                raise StoreError(f"writing tables {sorted(prepared)} to {self.url} failed, the store is "
-                                 f"unchanged: {_first_line(exc)}") from None
+        prepared = prepare_tables(tables)
+        with self._writing("tables", prepared) as conn:
+            self._refuse_clash(conn, "table", prepared)
+            for name, attrs in prepared.items():
+                tmp = f"_yzt_new_{uuid.uuid4().hex[:16]}"
+                self._create_and_fill(conn, tmp, attrs, None, None)
+                self._swap(conn, tmp, name, {"kind": "table", "geometry_type": None, "epsg": None,
+                                             "has_z": None, "n_rows": attrs.num_rows, "minx": None,
+                                             "miny": None, "maxx": None, "maxy": None})
 
 
 class _Missing(Exception):

@@ -346,7 +346,7 @@ class PostgisEngine(Engine):
     def __init__(self, url: str):
         from layers.store.postgis import parse_url
 
-        self._conninfo, self.schema, _ = parse_url(url)
+        _, self.schema, _ = parse_url(url)
         self._pool: queue.LifoQueue = queue.LifoQueue()
         self._created = 0
         self._lock = threading.Lock()
@@ -378,12 +378,12 @@ class PostgisEngine(Engine):
 
     @contextmanager
     def _con(self):
-        import psycopg
+        from layers.store.postgis import connect
 
         try:
             con = self._pool.get_nowait()
         except queue.Empty:
-            con = psycopg.connect(self._conninfo, autocommit=True, application_name="yzt-ogc")
+            con = connect(self.url, application_name="yzt-ogc")  # the store's session settings (UTC …)
             con.execute("SET default_transaction_read_only = on")
         ok = False
         try:
