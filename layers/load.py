@@ -65,7 +65,7 @@ def _cached_survey(manifest) -> RegionSurvey:
         except (OSError, YztError):
             return None
 
-    key = (str(manifest.path), tuple((role, str(s.path), s.layer, s.crs, s.coords, stamp(s.path))
+    key = (str(manifest.path), tuple((role, str(s.path), s.member, s.layer, s.crs, s.coords, stamp(s.path))
                                      for role, specs in manifest.layers.items() for s in specs))
     if key not in _SURVEYS:
         if len(_SURVEYS) > 16:
@@ -381,7 +381,7 @@ def load_role(manifest, role: str, target_epsg: int, progress: bool = False, *,
 
     record = LoadRecord(
         layer=role,
-        source_path=";".join(str(p.data.path) for p in parts),
+        source_path=";".join(p.data.location for p in parts),  # a zipped source: <zip>!/<member>
         source_layer=_join((p.data.layer for p in parts), ";") or None,
         sha256=";".join(p.data.sha256 for p in parts),
         source_crs=_join(p.georef.source_crs for p in parts),

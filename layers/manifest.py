@@ -22,6 +22,9 @@ layers:
   monitoring:             # a role may list several sources (rounds, satellite / camera / drone)
     - {path: wp_2024_1.gpkg, source: satellite, round: 2024-1}
     - {path: camera_2024.geojson, source: camera, round: 2024-1, coords: gcj02}
+  yjjbnt:                 # a .zip as delivered: read in place; member: picks a dataset when it holds several
+    path: 三区三线.zip
+    member: 永久基本农田/YJJBNT.shp   # path inside the zip (or just YJJBNT.shp when unique)
 rasters:                  # optional
   dem: {path: dem.tif}
 ```
@@ -72,6 +75,7 @@ class LayerSpec:
     source: str | None = None  # monitoring: satellite / camera / drone / survey
     round: str | None = None  # monitoring: issuing round
     coords: str | None = None  # gcj02 / bd09 for web-map coordinates
+    member: str | None = None  # the dataset inside a .zip path: "地类图斑/DLTB.shp", "sandiao.gdb"
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,7 @@ def _parse_layer(role: str, raw, folder: Path, where: str) -> LayerSpec:
         raw = {"path": raw}
     if not isinstance(raw, dict) or "path" not in raw:
         raise ManifestError(f"{where} needs a path")
-    known = {"path", "layer", "crs", "encoding", "fields", "transform", "source", "round", "coords"}
+    known = {"path", "layer", "crs", "encoding", "fields", "transform", "source", "round", "coords", "member"}
     extra = set(raw) - known
     if extra:
         raise ManifestError(f"{where} has unknown keys {sorted(extra)}; allowed: {sorted(known)}")
@@ -166,6 +170,10 @@ def _parse_layer(role: str, raw, folder: Path, where: str) -> LayerSpec:
     fields = raw.get("fields") or {}
     if not isinstance(fields, dict):
         raise ManifestError(f"{where}.fields must map standard codes to source field names")
+    member = raw.get("member")
+    if member is not None and (not str(member).strip() or path.suffix.lower() != ".zip"):
+        raise ManifestError(f"{where}.member {member!r} names a dataset inside a zip archive, but path is {path.name}; "
+                            "remove member: or point path: at the .zip")
     coords = raw.get("coords")
     if coords is not None and str(coords).lower() not in WEB_COORDS:
         raise ManifestError(f"{where}.coords {coords!r}: use gcj02 or bd09 (or omit for real coordinates)")
@@ -180,6 +188,7 @@ def _parse_layer(role: str, raw, folder: Path, where: str) -> LayerSpec:
         source=None if raw.get("source") is None else str(raw["source"]),
         round=None if raw.get("round") is None else str(raw["round"]),
         coords=None if coords is None else str(coords).lower(),
+        member=None if member is None else str(member).strip(),
     )
 
 

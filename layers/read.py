@@ -16,6 +16,15 @@ is often missing. The rule, strictly without mojibake:
 
 GeoJSON gets the same treatment over the file's bytes (RFC 7946 says UTF-8; Chinese tools still write GBK).
 
+Zip archives, the way bureaus deliver layers: ``path:`` may name a .zip holding one vector dataset (a
+shapefile with its sidecars, a .gdb folder, a GeoPackage or a GeoJSON file), at any folder depth; with several,
+``member:`` (the path inside the zip) or ``layer:`` (a shapefile's name) chooses. GDAL reads it in place
+through /vsizip/ (no extraction); the DBF and .cpg bytes for the encoding rules above are read from the zip,
+so detection is the same as for a plain shapefile. GBK member names (Windows zips without the UTF-8 flag)
+are recovered for messages and ``member:``. GDAL does not check the zip's CRC-32s, so every member of the
+chosen dataset is decompressed once by ``zipfile`` first: a damaged zip is refused, never read with a moved
+vertex. The checksum is the zip file's own SHA-256; the load record names ``<zip>!/<member>``.
+
 Shapefile numeric fields wider than 15 digits (e.g. 19-digit ZLDWDM written as N(19,0)) are read by GDAL
 as floating point and would lose their last digits; their exact text is taken from the DBF bytes instead.
 """
@@ -27,8 +36,10 @@ import hashlib
 import io
 import unicodedata
 import warnings
+import zipfile
+import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import geopandas as gpd
 import numpy as np
@@ -44,6 +55,11 @@ FORMATS = {".shp": SHAPEFILE, ".gpkg": GEOPACKAGE, ".geojson": GEOJSON, ".json":
            ".parquet": GEOPARQUET, ".geoparquet": GEOPARQUET}
 SHAPEFILE_SIDECARS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 CHUNK_ROWS = 50_000  # read in chunks of this size (with a progress bar) above this row count
+ZIP_SUFFIX = ".zip"
+ZIP_FORMATS = {".shp": SHAPEFILE, ".gpkg": GEOPACKAGE, ".geojson": GEOJSON}  # found without member:
+ZIP_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED}  # the compression methods GDAL's /vsizip/ reads
+_ZIP_METHOD_NAMES = {9: "Deflate64", 12: "bzip2", 14: "LZMA", 93: "Zstandard", 95: "xz", 98: "PPMd", 99: "AES"}
+_LISTED = 12  # names shown in a message before "… (+n more)"
 
 # .cpg contents → Python codec. "ANSI"/"OEM" name the writer's system code page: no information.
 _CPG_NAMES = {
@@ -80,6 +96,12 @@ class SourceData:
     files: list[Path]
     sha256: str
     findings: list[Finding] = field(default_factory=list)
+    member: str | None = None  # the dataset inside a zip archive (path = the .zip), e.g. "地类图斑/DLTB.shp"
+
+    @property
+    def location(self) -> str:
+        """The source as the load record names it: the path, or ``<zip>!/<member>``."""
+        return str(self.path) if self.member is None else f"{self.path}!/{self.member}"
 
 
 # --- files and checksums --------------------------------------------------------------------------------
@@ -89,7 +111,7 @@ def source_format(path: Path) -> str:
     if suffix not in FORMATS:
         raise SourceError(
             f"{path}: unsupported format {suffix or '(no extension)'!r}; give a Shapefile (.shp), GeoPackage "
-            "(.gpkg), GeoJSON (.geojson), FileGDB (.gdb folder) or GeoParquet (.parquet)")
+            "(.gpkg), GeoJSON (.geojson), FileGDB (.gdb folder), GeoParquet (.parquet) or a .zip of one of them")
     return FORMATS[suffix]
 
 
@@ -106,7 +128,9 @@ def _sidecar(path: Path, suffix: str) -> Path | None:
 
 
 def source_files(path: Path) -> list[Path]:
-    """Every file whose bytes make up the source: a shapefile's sidecars, all files of a .gdb folder."""
+    """Every file whose bytes make up the source: a shapefile's sidecars, all files of a .gdb folder, the zip."""
+    if path.suffix.lower() == ZIP_SUFFIX:
+        return [path]
     driver = source_format(path)
     if driver == SHAPEFILE:
         return [p for p in (_sidecar(path, s) for s in SHAPEFILE_SIDECARS) if p is not None]
@@ -116,7 +140,7 @@ def source_files(path: Path) -> list[Path]:
 
 
 def sha256_of(path: Path) -> str:
-    """SHA-256 of a source. One file: the file's own digest (what `sha256sum` prints). Several files
+    """SHA-256 of a source. One file (a .zip too): the file's own digest (what `sha256sum` prints). Several files
     (shapefile, .gdb): the digest over, for each file in name order, its relative name, a NUL byte, its
     length as 8 little-endian bytes and its content."""
     files = source_files(path)
@@ -158,10 +182,15 @@ def _check_exists(path: Path, where: str) -> str:
 
 def choose_layer(path: Path, driver: str, wanted: str | None, where: str) -> str | None:
     """The layer to read from a GeoPackage / FileGDB: ``wanted`` if given, else the only spatial layer."""
-    if driver not in (GEOPACKAGE, FILEGDB):
+    return _choose_layer(_Source(path, driver, where=where), wanted, where)
+
+
+def _choose_layer(src: "_Source", wanted: str | None, where: str) -> str | None:
+    if src.driver not in (GEOPACKAGE, FILEGDB):
         return None
+    path = src.label
     try:
-        listed = pyogrio.list_layers(path)
+        listed = pyogrio.list_layers(src.gdal_path)
     except Exception as exc:
         raise SourceError(f"{where}: cannot open {path}: {exc}; check the file is complete (copy or export it "
                           "again)") from None
@@ -183,6 +212,286 @@ def choose_layer(path: Path, driver: str, wanted: str | None, where: str) -> str
                       "manifest to choose one")
 
 
+# --- where the bytes are: a plain file / folder, or one dataset inside a zip ----------------------------
+
+@dataclass(frozen=True)
+class _ZipEntry:
+    info: zipfile.ZipInfo
+    name: str  # decoded name (GBK names of Windows zips recovered), for messages and member:
+
+    @property
+    def raw(self) -> str:
+        """The name zipfile and GDAL's /vsizip/ address the member by (CP437 reading of legacy names)."""
+        return self.info.filename
+
+
+@dataclass
+class _ZipDataset:
+    driver: str
+    name: str  # decoded path inside the zip: "地类图斑/DLTB.shp", "sandiao.gdb"
+    inner: str  # the raw path GDAL opens
+    entries: list[_ZipEntry]
+
+
+@dataclass
+class _Source:
+    """Where a source's bytes are: a file or .gdb folder, or one vector dataset inside a zip archive."""
+
+    path: Path  # as the manifest names it: the file, the .gdb folder or the .zip
+    driver: str
+    member: str | None = None  # the dataset inside the zip (decoded), None for a plain source
+    entries: tuple[_ZipEntry, ...] = ()  # the zip members that make up the dataset
+    inner: str | None = None  # raw member path GDAL opens
+    where: str = ""
+    _dbf: bytes | None = field(default=None, repr=False)
+
+    @property
+    def zipped(self) -> bool:
+        return self.member is not None
+
+    @property
+    def gdal_path(self) -> Path | str:
+        return f"/vsizip/{{{self.path}}}/{self.inner}" if self.zipped else self.path
+
+    @property
+    def label(self) -> str:
+        return f"{self.path}!/{self.member}" if self.zipped else str(self.path)
+
+    def sidecar(self, suffix: str) -> _ZipEntry | Path | None:
+        """A shapefile sidecar (case-insensitive): a path, or the zip member."""
+        if not self.zipped:
+            return _sidecar(self.path, suffix)
+        stem = str(PurePosixPath(self.inner).with_suffix("")).lower()
+        return next((e for e in self.entries if e.raw.lower() == stem + suffix), None)
+
+    def sidecar_name(self, suffix: str) -> str | None:
+        found = self.sidecar(suffix)
+        return None if found is None else (found.name if isinstance(found, Path) else found.name.rsplit("/", 1)[-1])
+
+    def sidecar_bytes(self, suffix: str) -> bytes | None:
+        found = self.sidecar(suffix)
+        if found is None:
+            return None
+        return found.read_bytes() if isinstance(found, Path) else self._read(found)
+
+    def dbf(self) -> Path | bytes:
+        """The shapefile's DBF: its path (memory-mapped by the readers), or its bytes from the zip."""
+        if not self.zipped:
+            return _sidecar(self.path, ".dbf")
+        if self._dbf is None:
+            self._dbf = self.sidecar_bytes(".dbf")
+        return self._dbf
+
+    def read_bytes(self) -> bytes:
+        """The bytes of a one-file source (GeoJSON)."""
+        return self._read(self.entries[0]) if self.zipped else self.path.read_bytes()
+
+    def verify(self) -> None:
+        """Decompress every member of the dataset once, so zipfile checks each CRC-32. GDAL's /vsizip/ does not:
+        a flipped byte in a zipped .shp would be read as a moved vertex and a wrong area."""
+        if not self.zipped:
+            return
+        if self.driver == SHAPEFILE:
+            self.dbf()  # read whole (and checked): the encoding rules need it anyway
+        skip = self.sidecar(".dbf") if self._dbf is not None else None
+        current = self.entries[0]
+        try:
+            with zipfile.ZipFile(self.path) as zf:
+                for entry in self.entries:
+                    if entry is skip:
+                        continue
+                    current = entry
+                    with zf.open(entry.info) as fh:
+                        while fh.read(1 << 22):
+                            pass
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError) as exc:
+            raise self._damaged(current, exc) from None
+
+    def _read(self, entry: _ZipEntry) -> bytes:
+        try:
+            with zipfile.ZipFile(self.path) as zf:
+                return zf.read(entry.info)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError) as exc:
+            raise self._damaged(entry, exc) from None
+
+    def _damaged(self, entry: _ZipEntry, exc: Exception) -> SourceError:
+        text = str(exc)
+        problem = ("fails its CRC-32 check (its bytes are not the ones that were zipped)" if "CRC" in text
+                   else f"cannot be decompressed ({_first_line(exc)})")
+        return SourceError(f"{self.where}: zip archive {self.path} is damaged: {entry.name} {problem}; copy or "
+                           "download the zip again")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _names(names) -> str:
+    names = list(names)
+    shown = ", ".join(names[:_LISTED])
+    return shown + (f" … (+{len(names) - _LISTED} more)" if len(names) > _LISTED else "")
+
+
+def _decoded_name(info: zipfile.ZipInfo) -> str:
+    """A member's name as its author wrote it. Names without the UTF-8 flag are bytes in the zipping machine's
+    code page, which zipfile (and GDAL) read as CP437; Chinese Windows tools write GBK there."""
+    name = info.filename
+    if info.flag_bits & 0x800 or name.isascii():
+        return name
+    raw = name.encode("cp437")
+    for codec in ("utf-8", "gb18030"):
+        try:
+            return raw.decode(codec)
+        except UnicodeDecodeError:
+            continue
+    return name
+
+
+def _zip_entries(path: Path, where: str) -> list[_ZipEntry]:
+    """The zip's files (no folders, no macOS __MACOSX/ and ._ resource forks), or SourceError."""
+    if not path.is_file():
+        raise SourceError(f"{where}: file {path} does not exist; fix path: in the manifest (relative paths start at "
+                          "the manifest's folder)")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+        raise SourceError(f"{where}: {path} is not a readable zip archive ({_first_line(exc)}); copy or download "
+                          "it again (an interrupted copy leaves a truncated zip), or zip the layer again") from None
+    entries = []
+    for info in infos:
+        if info.is_dir():
+            continue
+        name = _decoded_name(info)
+        parts = name.split("/")
+        if "__MACOSX" in parts or parts[-1].startswith("._"):
+            continue
+        entries.append(_ZipEntry(info, name))
+    return entries
+
+
+def _zip_datasets(entries: list[_ZipEntry]) -> list[_ZipDataset]:
+    """The vector datasets in a zip, at any depth: shapefiles (with the sidecars beside them), .gdb folders,
+    GeoPackages and .geojson files."""
+    gdbs: dict[str, _ZipDataset] = {}
+    shapes: dict[str, list[_ZipEntry]] = {}
+    singles = []
+    for e in entries:
+        parts, raw_parts = e.name.split("/"), e.raw.split("/")
+        k = next((i for i, part in enumerate(parts[:-1]) if part.lower().endswith(".gdb")), None)
+        if k is not None:
+            key = "/".join(raw_parts[:k + 1])
+            gdbs.setdefault(key, _ZipDataset(FILEGDB, "/".join(parts[:k + 1]), key, [])).entries.append(e)
+            continue
+        suffix = PurePosixPath(e.name).suffix.lower()
+        if suffix in SHAPEFILE_SIDECARS:
+            shapes.setdefault(str(PurePosixPath(e.raw).with_suffix("")).lower(), []).append(e)
+        elif suffix in ZIP_FORMATS:
+            singles.append(_ZipDataset(ZIP_FORMATS[suffix], e.name, e.raw, [e]))
+    found = list(gdbs.values()) + singles
+    for group in shapes.values():
+        shp = next((e for e in group if e.name.lower().endswith(".shp")), None)
+        if shp is not None:
+            found.append(_ZipDataset(SHAPEFILE, shp.name, shp.raw, [shp] + [e for e in group if e is not shp]))
+    return sorted(found, key=lambda d: d.name.lower())
+
+
+def _zip_member(path: Path, entries, datasets, member: str, where: str) -> _ZipDataset:
+    """The dataset ``member:`` names: its path inside the zip (any case, / or \\), or a file name unique in it."""
+    want = member.strip().replace("\\", "/").strip("/")
+    want = want[2:] if want.startswith("./") else want
+    low = want.lower()
+
+    def base(name: str) -> str:
+        return name.rsplit("/", 1)[-1].lower()
+
+    hits = [d for d in datasets if low in (d.name.lower(), d.inner.lower())]
+    if not hits and "/" not in low:
+        hits = [d for d in datasets if base(d.name) == low]
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        raise SourceError(f"{where}: member: {member} matches several datasets in {path} "
+                          f"({_names(d.name for d in hits)}); give its full path inside the zip")
+    files = [e for e in entries if low in (e.name.lower(), e.raw.lower())]
+    if not files and "/" not in low:
+        files = [e for e in entries if base(e.name) == low]
+    if len(files) == 1 and PurePosixPath(files[0].name).suffix.lower() in (".json", ".geojson"):
+        return _ZipDataset(GEOJSON, files[0].name, files[0].raw, files)
+    if files:
+        kind = PurePosixPath(files[0].name).suffix.lower() or "(no extension)"
+        raise SourceError(f"{where}: member: {member} in {path} is a {kind} file, not a vector dataset; name a .shp, "
+                          ".gpkg or .geojson file or a .gdb folder inside the zip")
+    raise SourceError(f"{where}: {path} has no member {member!r}; its vector datasets are "
+                      f"{_names(d.name for d in datasets) or 'none'}; fix member: in the manifest")
+
+
+def _locate_in_zip(path: Path, member: str | None, layer: str | None, where: str) -> _Source:
+    entries = _zip_entries(path, where)
+    if not entries:
+        raise SourceError(f"{where}: zip archive {path} is empty; zip the layer's files (a shapefile's .shp .shx .dbf "
+                          ".prj .cpg, a .gdb folder or a .gpkg) again")
+    datasets = _zip_datasets(entries)
+    if member is not None:
+        chosen = _zip_member(path, entries, datasets, member, where)
+    elif len(datasets) == 1:
+        chosen = datasets[0]
+    elif not datasets:
+        nested = [e.name for e in entries if e.name.lower().endswith(ZIP_SUFFIX)]
+        parquet = [e.name for e in entries if PurePosixPath(e.name).suffix.lower() in (".parquet", ".geoparquet")]
+        if nested:
+            hint = f"; it holds zip files ({_names(nested)}): extract the outer zip and point path: at the inner one"
+        elif parquet:
+            hint = f"; GeoParquet ({_names(parquet)}) is not read inside a zip: extract it and point path: at it"
+        else:
+            hint = ("; give a zip holding a shapefile (.shp .shx .dbf .prj .cpg), a .gdb folder, a GeoPackage or a "
+                    "GeoJSON file")
+        listed = _names(sorted((e.name for e in entries), key=str.lower))
+        raise SourceError(f"{where}: {path} holds no vector data (files: {listed}){hint}")
+    else:
+        named = [d for d in datasets if layer is not None and d.driver == SHAPEFILE
+                 and PurePosixPath(d.name).stem.lower() == layer.lower()]
+        if len(named) == 1:
+            chosen = named[0]
+        elif named:
+            raise SourceError(f"{where}: {path} holds several shapefiles named {layer!r} "
+                              f"({_names(d.name for d in named)}); set member: <path inside the zip> in the manifest")
+        else:
+            none_named = f" and none is a shapefile named {layer!r}" if layer is not None else ""
+            raise SourceError(f"{where}: {path} holds {len(datasets)} vector datasets "
+                              f"({_names(d.name for d in datasets)}){none_named}; set member: <path inside the zip> "
+                              "in the manifest (or layer: <shapefile name>)")
+    for e in chosen.entries:
+        if e.info.flag_bits & 0x1:
+            raise SourceError(f"{where}: {e.name} in {path} is password-protected; zip the layer again without a "
+                              "password")
+        if e.info.compress_type not in ZIP_METHODS:
+            method = _ZIP_METHOD_NAMES.get(e.info.compress_type, f"method {e.info.compress_type}")
+            raise SourceError(f"{where}: {e.name} in {path} is compressed with {method}, which GDAL cannot read in "
+                              "place; zip the layer again with the standard Deflate method (e.g. 7-Zip: -mm=Deflate)")
+    src = _Source(path, chosen.driver, member=chosen.name, entries=tuple(chosen.entries), inner=chosen.inner,
+                  where=where)
+    if chosen.driver == SHAPEFILE:
+        missing = [s for s in (".shx", ".dbf") if src.sidecar(s) is None]
+        if missing:
+            raise SourceError(f"{where}: shapefile {chosen.name} in {path} lacks its {' and '.join(missing)} file(s); "
+                              "put all files of the shapefile (.shp .shx .dbf .prj .cpg) into the zip, in the same "
+                              "folder")
+    return src
+
+
+def _locate(spec, where: str) -> _Source:
+    """The source a LayerSpec names, checked to exist and be complete (a zip: the dataset chosen in it)."""
+    path = Path(spec.path)
+    member = getattr(spec, "member", None)
+    if path.suffix.lower() == ZIP_SUFFIX:
+        return _locate_in_zip(path, member, spec.layer, where)
+    if member is not None:
+        raise SourceError(f"{where}: member: {member} is only for a .zip path, and path is {path}; remove member:")
+    return _Source(path, _check_exists(path, where), where=where)
+
+
 # --- DBF bytes: encoding detection and exact wide numbers ------------------------------------------------
 
 @dataclass
@@ -194,17 +503,24 @@ class _DbfField:
     decimals: int
 
 
-def _dbf_layout(dbf: Path) -> tuple[np.ndarray, list[_DbfField]]:
-    """The DBF's records as an (n, record_length) uint8 array (memory-mapped) and its field descriptors."""
-    size = dbf.stat().st_size
+def _dbf_layout(dbf: Path | bytes, name: str = "") -> tuple[np.ndarray, list[_DbfField]]:
+    """The DBF's records as an (n, record_length) uint8 array (memory-mapped, or a view of the bytes read from a
+    zip) and its field descriptors."""
+    in_memory = not isinstance(dbf, Path)
+    size = len(dbf) if in_memory else dbf.stat().st_size
     if size < 32:
-        raise SourceError(f"{dbf} is not a DBF file (only {size} bytes); export the shapefile again")
-    with open(dbf, "rb") as fh:
-        head = fh.read(32)
-        n_records = int.from_bytes(head[4:8], "little")
+        raise SourceError(f"{name or dbf} is not a DBF file (only {size} bytes); export the shapefile again")
+    if in_memory:
+        head = bytes(dbf[:32])
         header_len = int.from_bytes(head[8:10], "little")
-        record_len = int.from_bytes(head[10:12], "little")
-        descriptors = fh.read(max(header_len - 32, 0))
+        descriptors = bytes(dbf[32:max(header_len, 32)])
+    else:
+        with open(dbf, "rb") as fh:
+            head = fh.read(32)
+            header_len = int.from_bytes(head[8:10], "little")
+            descriptors = fh.read(max(header_len - 32, 0))
+    n_records = int.from_bytes(head[4:8], "little")
+    record_len = int.from_bytes(head[10:12], "little")
     fields, offset = [], 1  # byte 0 of each record is the deletion flag
     for i in range(0, len(descriptors) - 31, 32):
         d = descriptors[i:i + 32]
@@ -217,7 +533,10 @@ def _dbf_layout(dbf: Path) -> tuple[np.ndarray, list[_DbfField]]:
     n = min(n_records, available)
     if n == 0:
         return np.zeros((0, max(record_len, 1)), dtype=np.uint8), fields
-    records = np.memmap(dbf, dtype=np.uint8, mode="r", offset=header_len, shape=(n, record_len))
+    if in_memory:
+        records = np.frombuffer(dbf, dtype=np.uint8, count=n * record_len, offset=header_len).reshape(n, record_len)
+    else:
+        records = np.memmap(dbf, dtype=np.uint8, mode="r", offset=header_len, shape=(n, record_len))
     return records, fields
 
 
@@ -226,9 +545,9 @@ def _column_bytes(records: np.ndarray, f: _DbfField) -> np.ndarray:
     return col.view(f"S{f.width}").ravel()
 
 
-def _nonascii_text(dbf: Path) -> list[bytes]:
+def _nonascii_text(dbf: Path | bytes, name: str = "") -> list[bytes]:
     """Distinct text bytes (field names and character values) that contain a non-ASCII byte."""
-    records, fields = _dbf_layout(dbf)
+    records, fields = _dbf_layout(dbf, name)
     values = [f.name for f in fields if any(b >= 0x80 for b in f.name)]
     for f in fields:
         if f.kind != "C" or len(records) == 0:
@@ -335,10 +654,9 @@ def _canonical(codec: str, where: str) -> str:
             "iso8859-1": "latin-1", "latin-1": "latin-1", "ascii": "ascii"}.get(name, name)
 
 
-def _shapefile_encoding(path: Path, declared: str | None, where: str) -> tuple[str, str, list[Finding]]:
-    """(codec, origin, findings) for a shapefile, per the rules in the module docstring."""
-    dbf = _sidecar(path, ".dbf")
-    values = _nonascii_text(dbf)
+def _shapefile_encoding(src: _Source, declared: str | None, where: str) -> tuple[str, str, list[Finding]]:
+    """(codec, origin, findings) for a shapefile, plain or zipped, per the rules in the module docstring."""
+    values = _nonascii_text(src.dbf(), src.label)
     if declared:
         codec = _canonical(declared, where)
         ok, bad = _decodes(values, codec)
@@ -347,9 +665,9 @@ def _shapefile_encoding(path: Path, declared: str | None, where: str) -> tuple[s
                                 f"remove encoding: to let yizhangtu detect it, or give the right one")
         return codec, "manifest", []
     findings: list[Finding] = []
-    cpg = _sidecar(path, ".cpg")
+    cpg = src.sidecar_bytes(".cpg")
     if cpg is not None:
-        raw = cpg.read_bytes().decode("ascii", errors="replace").strip().upper()
+        raw = cpg.decode("ascii", errors="replace").strip().upper()
         codec = _CPG_NAMES.get(raw)
         if codec is None:
             try:
@@ -362,17 +680,16 @@ def _shapefile_encoding(path: Path, declared: str | None, where: str) -> tuple[s
                 return codec, "cpg", []
             detected = detect_encoding(values, where)
             findings.append(Finding(layer="", check="encoding_cpg_mismatch", severity=WARNING, count=1,
-                                    message=f"{cpg.name} says {raw} but the text is not valid {codec} "
+                                    message=f"{src.sidecar_name('.cpg')} says {raw} but the text is not valid {codec} "
                                             f"(e.g. bytes {bad[:24]!r}); decoded as {detected} instead — fix or "
                                             f"delete the .cpg, or set encoding: {detected} in the manifest"))
             return detected, "detected", findings
     return detect_encoding(values, where), "detected", findings
 
 
-def _exact_wide_integers(path: Path, gdf: pd.DataFrame, codec: str) -> None:
+def _exact_wide_integers(src: _Source, gdf: pd.DataFrame, codec: str) -> None:
     """Replace floating columns of wide integer DBF fields (N(16+, 0)) by their exact digits as text."""
-    dbf = _sidecar(path, ".dbf")
-    records, fields = _dbf_layout(dbf)
+    records, fields = _dbf_layout(src.dbf(), src.label)
     if len(records) != len(gdf):
         return
     for f in fields:
@@ -395,7 +712,7 @@ def _read_ogr(source, layer, encoding, n_rows: int, progress: bool, desc: str,
         kwargs["encoding"] = encoding
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # GDAL notes about measured geometries etc.
-        if not progress or n_rows <= CHUNK_ROWS or not isinstance(source, Path) or not geometry:
+        if not progress or n_rows <= CHUNK_ROWS or not isinstance(source, (Path, str)) or not geometry:
             return pyogrio.read_dataframe(source, **kwargs)
         from tqdm.auto import tqdm
 
@@ -409,11 +726,14 @@ def _read_ogr(source, layer, encoding, n_rows: int, progress: bool, desc: str,
         return gpd.GeoDataFrame(gdf, geometry=parts[0].geometry.name, crs=parts[0].crs)
 
 
-def _geojson_bytes(path: Path, declared: str | None, where: str) -> tuple[bytes | Path, str, str]:
-    """The GeoJSON as UTF-8 (a re-encoded buffer if the file is not UTF-8), its encoding and origin."""
-    raw = path.read_bytes()
+def _geojson_bytes(src: _Source, declared: str | None, where: str) -> tuple[bytes | Path, str, str]:
+    """The GeoJSON as UTF-8 (the file, or a buffer: re-encoded if it is not UTF-8, or read from a zip), its
+    encoding and origin."""
+    raw = src.read_bytes()
+    path = src.path if not src.zipped else Path(src.member)
     if raw.startswith(codecs.BOM_UTF8):
         raw = raw[len(codecs.BOM_UTF8):]
+    as_is = raw if src.zipped else src.path  # GDAL reads a plain UTF-8 file itself
     if declared:
         codec = _canonical(declared, where)
         try:
@@ -421,10 +741,10 @@ def _geojson_bytes(path: Path, declared: str | None, where: str) -> tuple[bytes 
         except UnicodeDecodeError as exc:
             raise EncodingError(f"{where}: encoding: {declared} does not decode {path.name} at byte {exc.start}; "
                                 "remove encoding: to let yizhangtu detect it, or give the right one") from None
-        return (path if codec in ("utf-8", "ascii") else text.encode("utf-8")), codec, "manifest"
+        return (as_is if codec in ("utf-8", "ascii") else text.encode("utf-8")), codec, "manifest"
     try:
         raw.decode("utf-8")
-        return path, "utf-8", "format"
+        return as_is, "utf-8", "format"
     except UnicodeDecodeError:
         pass
     for codec in ("gbk", "gb18030"):
@@ -436,7 +756,7 @@ def _geojson_bytes(path: Path, declared: str | None, where: str) -> tuple[bytes 
                         "manifest")
 
 
-def _open_error(where: str, path: Path, exc: Exception) -> SourceError:
+def _open_error(where: str, path: Path | str, exc: Exception) -> SourceError:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return SourceError(f"{where}: cannot read {path}: {text}; check that the file is complete and not corrupted "
                        "(copy or export it again)")
@@ -445,8 +765,8 @@ def _open_error(where: str, path: Path, exc: Exception) -> SourceError:
 def source_info(spec, where: str | None = None) -> SourceInfo:
     """CRS, extent and row count of a source without reading its features (cheap: headers / metadata)."""
     where = where or f"layer '{spec.role}'"
-    path = Path(spec.path)
-    driver = _check_exists(path, where)
+    src = _locate(spec, where)
+    path, driver = src.path, src.driver
     if driver == GEOPARQUET:
         quick = _parquet_info(path)
         if quick is not None:
@@ -454,17 +774,17 @@ def source_info(spec, where: str | None = None) -> SourceInfo:
         gdf = _read_parquet(path, where, columns=[])
         bounds = tuple(map(float, gdf.total_bounds)) if len(gdf) else None
         return SourceInfo(path, driver, None, gdf.crs, bounds, len(gdf))
-    layer = choose_layer(path, driver, spec.layer, where)
-    target: bytes | Path = path
+    layer = _choose_layer(src, spec.layer, where)
+    target: bytes | Path | str = src.gdal_path
     if driver == GEOJSON:
-        target, _, _ = _geojson_bytes(path, spec.encoding, where)
+        target, _, _ = _geojson_bytes(src, spec.encoding, where)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             info = pyogrio.read_info(target, layer=layer, force_total_bounds=True,
                                      **({"encoding": "ISO-8859-1"} if driver == SHAPEFILE else {}))
     except Exception as exc:
-        raise _open_error(where, path, exc) from None
+        raise _open_error(where, src.label, exc) from None
     crs = CRS.from_user_input(info["crs"]) if info.get("crs") else None
     bounds = info.get("total_bounds")
     count = int(info.get("features") or 0)
@@ -511,36 +831,37 @@ def read_source(spec, progress: bool = False, where: str | None = None, geometry
 
     ``geometry=False`` reads the attribute table only (``gdf`` is then a plain DataFrame)."""
     where = where or f"layer '{spec.role}'"
-    path = Path(spec.path)
-    driver = _check_exists(path, where)
+    src = _locate(spec, where)
+    src.verify()  # a zipped dataset: every member's CRC-32, before GDAL reads it
+    path, driver = src.path, src.driver
     findings: list[Finding] = []
     layer = None
     if driver == GEOPARQUET:
         gdf = _read_parquet(path, where)
         encoding, enc_origin = "utf-8", "format"
     else:
-        layer = choose_layer(path, driver, spec.layer, where)
-        source: bytes | Path = path
+        layer = _choose_layer(src, spec.layer, where)
+        source: bytes | Path | str = src.gdal_path
         gdal_encoding = None
         if driver == SHAPEFILE:
-            encoding, enc_origin, findings = _shapefile_encoding(path, spec.encoding, where)
+            encoding, enc_origin, findings = _shapefile_encoding(src, spec.encoding, where)
             gdal_encoding = "ISO-8859-1"  # byte-transparent: text is decoded below, in Python
         elif driver == GEOJSON:
-            source, encoding, enc_origin = _geojson_bytes(path, spec.encoding, where)
+            source, encoding, enc_origin = _geojson_bytes(src, spec.encoding, where)
         else:
             encoding, enc_origin = "utf-8", "format"
         try:
             n_rows = int(pyogrio.read_info(source, layer=layer, **({"encoding": gdal_encoding} if gdal_encoding
                                                                     else {}))["features"]) if progress else 0
-            gdf = _read_ogr(source if isinstance(source, Path) else io.BytesIO(source), layer, gdal_encoding,
-                            n_rows, progress, f"{spec.role} {path.name}", geometry)
+            gdf = _read_ogr(io.BytesIO(source) if isinstance(source, bytes) else source, layer, gdal_encoding,
+                            n_rows, progress, f"{spec.role} {src.member or path.name}", geometry)
         except (EncodingError, SourceError):
             raise
         except Exception as exc:
-            raise _open_error(where, path, exc) from None
+            raise _open_error(where, src.label, exc) from None
         if driver == SHAPEFILE:
             gdf = _decode_frame(gdf, encoding)
-            _exact_wide_integers(path, gdf, encoding)
+            _exact_wide_integers(src, gdf, encoding)
     for f in findings:
         f.layer = spec.role
     if isinstance(gdf, gpd.GeoDataFrame) and gdf.geometry.name != "geometry":
@@ -552,4 +873,4 @@ def read_source(spec, progress: bool = False, where: str | None = None, geometry
         origin = "embedded" if crs is not None else "none"
     return SourceData(path=path, driver=driver, layer=layer, gdf=gdf, crs=crs, crs_origin=origin,
                       encoding=encoding, encoding_origin=enc_origin, files=source_files(path),
-                      sha256=sha256_of(path) if geometry else "", findings=findings)
+                      sha256=sha256_of(path) if geometry else "", findings=findings, member=src.member)
