@@ -15,11 +15,25 @@ Kinds (code → 中文):
 Pieces below conflicts.min_area_m2 are edge slivers and are not reported. Every area is ellipsoidal.
 XZQDM: the DLTB patch's 坐落 village (ZLDWDM[:12]) when a DLTB patch is one side, else the village (xzq)
 holding the largest share of the piece.
+
+conflict_id (冲突编号): a stable id computed from the record's content, never from row order or the run, so the
+same conflict has the same id in every run on the same inputs (see :func:`conflict_ids`):
+
+    CF-<kind code>-<first 12 hex digits of sha256(key)>      e.g. CF-YS-d2c579e06e8a
+
+key = ``kind|left_layer|left_ids|right_layer|right_ids`` (the stored texts, UTF-8; left_ids / right_ids as the
+JSON lists the record holds) for the pair kinds; ``kind|left_layer|left_ids`` for the kinds of one record per
+left feature (SUBJECT_KINDS: construction_outside_czkfbj, approved_unsupplied, idle_land), whose right side only
+describes the feature (the CZKFBJ touching the patch, the land supplied on the approval, the survey patches on
+the parcel) and may change while the conflict stays the same. Two records can share a key only when a source
+layer repeats an id (one 批准文号 on two polygons, a duplicated BSM); they are told apart by a suffix -2, -3 … in
+the order: larger area (to 0.01 m²) first, then the normalised geometry's WKB, XZQDM, note.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 import geopandas as gpd
 import numpy as np
@@ -60,8 +74,24 @@ KINDS: dict[str, str] = {
     "approved_unsupplied": "批而未供",
     "idle_land": "闲置土地",
 }
-CONFLICT_COLUMNS = ["kind", "kind_zh", "area_m2", "left_layer", "left_ids", "right_layer", "right_ids", "XZQDM",
-                    "note"]
+# Kind codes in conflict_id: the initials of the kind's words. Part of every id ever issued: never change one.
+KIND_CODES: dict[str, str] = {
+    "yjjbnt_stbhhx": "YS",
+    "yjjbnt_czkfbj": "YC",
+    "stbhhx_czkfbj": "SC",
+    "construction_in_yjjbnt": "CIY",
+    "construction_in_stbhhx": "CIS",
+    "yjjbnt_not_cultivated": "YNC",
+    "construction_outside_czkfbj": "COC",
+    "parcel_zone_conflict": "PZC",
+    "approved_unsupplied": "AU",
+    "idle_land": "IL",
+}
+# Kinds with one record per left feature: their conflict_id names the left feature only (module docs).
+SUBJECT_KINDS = frozenset({"construction_outside_czkfbj", "approved_unsupplied", "idle_land"})
+CONFLICT_ID_PREFIX, CONFLICT_ID_HEX = "CF", 12
+CONFLICT_COLUMNS = ["conflict_id", "kind", "kind_zh", "area_m2", "left_layer", "left_ids", "right_layer",
+                    "right_ids", "XZQDM", "note"]
 # The layers each kind needs (all must be present, else the kind is skipped and reported as such).
 NEEDS: dict[str, tuple[str, ...]] = {
     "yjjbnt_stbhhx": ("yjjbnt", "stbhhx"),
@@ -82,11 +112,56 @@ def _empty(crs) -> gpd.GeoDataFrame:
                             geometry=gpd.GeoSeries([], crs=crs), crs=crs)
 
 
+def conflict_key(kind: str, left_layer: str, left_ids: str, right_layer: str, right_ids: str) -> str:
+    """The text whose sha256 gives a conflict_id (left_ids / right_ids: the stored JSON list texts)."""
+    if kind in SUBJECT_KINDS:
+        return "|".join((kind, left_layer, left_ids))
+    return "|".join((kind, left_layer, left_ids, right_layer, right_ids))
+
+
+def conflict_ids(records: pd.DataFrame) -> np.ndarray:
+    """The conflict_id of every record (columns kind, left_layer, left_ids, right_layer, right_ids, area_m2,
+    XZQDM, note, geometry): CF-<KIND_CODES[kind]>-<12 hex of sha256(conflict_key)>, unique within ``records``.
+    Records sharing a key (a source layer repeating an id) get -2, -3 … after the first, in the order: larger
+    area (to 0.01 m²), normalised geometry WKB, XZQDM, note — nothing depends on row order or the run."""
+    n = len(records)
+    if n == 0:
+        return np.array([], dtype=object)
+    unknown = sorted(set(records["kind"]) - set(KIND_CODES))
+    if unknown:
+        raise FieldError(f"kind {unknown[0]!r} is not a conflict kind (no code in analysis.conflicts.KIND_CODES); "
+                         f"use one of {sorted(KIND_CODES)} or give the new kind a code")
+    columns = [as_text(records[c]) for c in ("kind", "left_layer", "left_ids", "right_layer", "right_ids")]
+    ids = np.array([
+        f"{CONFLICT_ID_PREFIX}-{KIND_CODES[k]}-"
+        + hashlib.sha256(conflict_key(k, ll, li, rl, ri).encode("utf-8")).hexdigest()[:CONFLICT_ID_HEX]
+        for k, ll, li, rl, ri in zip(*columns)], dtype=object)
+    _, first, counts = np.unique(ids, return_index=True, return_counts=True)
+    if (counts == 1).all():
+        return ids
+    area = np.round(np.asarray(records["area_m2"], dtype=float), 2)
+    geoms = np.asarray(records.geometry.values) if isinstance(records, gpd.GeoDataFrame) else np.full(n, None)
+    xzqdm, note = as_text(records["XZQDM"]), as_text(records["note"])
+    for base in ids[np.sort(first[counts > 1])]:
+        rows = np.flatnonzero(ids == base)
+        wkb = shapely.to_wkb(shapely.normalize(geoms[rows]), hex=True, output_dimension=2, byte_order=1)
+        order = sorted(range(len(rows)), key=lambda k: (-area[rows[k]], wkb[k] or "", xzqdm[rows[k]], note[rows[k]]))
+        for rank, k in enumerate(order[1:], start=2):
+            ids[rows[k]] = f"{base}-{rank}"
+    return ids
+
+
+def _with_ids(records: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    records = records.copy()
+    records["conflict_id"] = conflict_ids(records)
+    return records[CONFLICT_COLUMNS + [records.geometry.name]]
+
+
 def _records(kind, geoms, areas, left_layer, left_ids, right_layer, right_ids, xzqdm, notes, crs):
     n = len(geoms)
     if n == 0:
         return _empty(crs)
-    return gpd.GeoDataFrame({
+    return _with_ids(gpd.GeoDataFrame({
         "kind": [kind] * n,
         "kind_zh": [KINDS[kind]] * n,
         "area_m2": np.asarray(areas, dtype=float),
@@ -96,7 +171,7 @@ def _records(kind, geoms, areas, left_layer, left_ids, right_layer, right_ids, x
         "right_ids": [json_list(x) for x in right_ids],
         "XZQDM": list(xzqdm),
         "note": list(notes),
-    }, geometry=gpd.GeoSeries(list(geoms), crs=crs), crs=crs)
+    }, geometry=gpd.GeoSeries(list(geoms), crs=crs), crs=crs))
 
 
 def _dltb_village(dltb: gpd.GeoDataFrame) -> np.ndarray:
@@ -225,7 +300,8 @@ def parcel_zone_conflicts(parcels: gpd.GeoDataFrame, ghfq: gpd.GeoDataFrame, rul
     found = pair_conflicts("parcel_zone_conflict", parcels[p_sel], "parcels", p_ids, ghfq[z_sel], "ghfq", z_ids,
                            min_area=rules.conflict_min_area_m2, villages=villages, workers=workers,
                            note=lambda a, b: _zone_note(table.get((z_codes[b], p_uses[a])), z_codes[b], p_uses[a]))
-    return found[found["note"] != ""].reset_index(drop=True)
+    found = found[found["note"] != ""].reset_index(drop=True)
+    return _with_ids(found) if len(found) else _empty(crs)  # ids over the records kept
 
 
 def _zone_note(rule, zone: str, use: str) -> str:

@@ -7,7 +7,7 @@ Order of work:
 3. dedupe monitoring patches + change patches (one ground change, one record);
 4. judge each ground change; keep the workflow columns (status, judgement, version …) of records judged
    before, matched by JCBH or a shared source id;
-5. planning conflicts;
+5. planning conflicts, each named by its stable conflict_id (analysis.conflicts.conflict_ids);
 6. write flagged_patches + planning_conflicts in ONE atomic write_layers call (with a load record per layer
    whose load_id is the run id, and the run id / rules checksum in the store meta), then append the run to
    the analysis_runs table (one atomic write_tables call).

@@ -20,6 +20,7 @@ import geopandas as gpd
 import pandas as pd
 import shapely
 
+from analysis.conflicts import conflict_ids
 from layers.area import ellipsoidal_area
 
 EPSG = 4547
@@ -120,16 +121,23 @@ def flagged_patches() -> gpd.GeoDataFrame:
 
 
 def planning_conflicts() -> gpd.GeoDataFrame:
+    """Records as `yzt analyse` writes them, with their conflict_id (analysis.conflicts.conflict_ids)."""
+    def rec(kind, village, left_layer, left_id, right_layer, right_ids):
+        return {"kind": kind, "XZQDM": V[village], "left_layer": left_layer, "left_ids": json.dumps([left_id]),
+                "right_layer": right_layer, "right_ids": json.dumps(right_ids, ensure_ascii=False), "note": ""}
+
     rows = [
-        {"kind": "yjjbnt_czkfbj", "XZQDM": V["A"]},
-        {"kind": "stbhhx_czkfbj", "XZQDM": V["D"]},
-        {"kind": "approved_unsupplied", "XZQDM": V["C"]},
-        {"kind": "idle_land", "XZQDM": V["B"]},
-        {"kind": "construction_in_yjjbnt", "XZQDM": V["A"]},
+        rec("yjjbnt_czkfbj", "A", "yjjbnt", "YJ-A0", "czkfbj", ["CZ-1"]),
+        rec("stbhhx_czkfbj", "D", "stbhhx", "ST-D1", "czkfbj", ["CZ-2"]),
+        rec("approved_unsupplied", "C", "approvals", "PZ-C1", "parcels", []),
+        rec("idle_land", "B", "parcels", "ZD-B1", "dltb", ["B0"]),
+        rec("construction_in_yjjbnt", "A", "dltb", "A2", "yjjbnt", ["YJ-A0"]),
     ]
     geoms = [box(0, 0, 10, 10), box(300, 150, 320, 170), box(250, 10, 270, 40), box(20, 120, 60, 160),
              box(0, 50, 20, 75)]
-    return _frame(rows, geoms)
+    gdf = _frame(rows, geoms)
+    gdf.insert(0, "conflict_id", conflict_ids(gdf))
+    return gdf
 
 
 def layers() -> dict[str, gpd.GeoDataFrame]:

@@ -97,6 +97,25 @@ def test_cli_writes_results_and_prints_summary(store_path):
     assert set(conflicts["kind"]) == {"construction_in_yjjbnt", "yjjbnt_not_cultivated",
                                       "construction_outside_czkfbj", "approved_unsupplied"}
     assert all(json.loads(x) for x in conflicts["left_ids"])
+    assert list(conflicts.columns[:2]) == ["conflict_id", "kind"] and conflicts["conflict_id"].is_unique
+    assert conflicts["conflict_id"].str.fullmatch(r"CF-[A-Z]{2,3}-[0-9a-f]{12}(-\d+)?").all()
+
+
+def conflict_records(conflicts) -> dict:
+    """conflict_id → (kind, left_ids, right_ids, area_m2): what an id must keep naming from run to run."""
+    assert conflicts["conflict_id"].is_unique
+    return {r.conflict_id: (r.kind, r.left_ids, r.right_ids, round(r.area_m2, 2)) for r in conflicts.itertuples()}
+
+
+def test_conflict_ids_are_the_same_in_every_run(store_path):
+    first = run_analysis(store_path)
+    second = run_analysis(store_path, workers=1)
+    with open_store(store_path) as store:
+        stored = store.read_layer("planning_conflicts")
+    assert first.run_id != second.run_id and (stored["run_id"] == second.run_id).all()
+    # c1b, c2 in YJJBNT (as two kinds each); c1b, c4, c6 outside CZKFBJ; P1, P2, P5 unsupplied (no parcels)
+    assert len(first.conflicts) == 10
+    assert conflict_records(first.conflicts) == conflict_records(second.conflicts) == conflict_records(stored)
 
 
 @pytest.mark.slow
@@ -173,6 +192,11 @@ def test_sample_county_planted_cases(sample_store_copy):
     planted = yaml.safe_load(PLANTED.read_text(encoding="utf-8"))
     result = run_analysis(sample_store_copy)
     check_planted(planted, result)
+    # the same conflicts get the same conflict_id in a second run on the same inputs (one thread, this time)
+    again = run_analysis(sample_store_copy, workers=1)
+    assert again.run_id != result.run_id and len(result.conflicts) > 300
+    assert set(again.conflicts["conflict_id"]) == set(result.conflicts["conflict_id"])
+    assert conflict_records(again.conflicts) == conflict_records(result.conflicts)
 
 
 def check_planted(planted: dict, result) -> None:

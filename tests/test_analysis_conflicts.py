@@ -14,14 +14,16 @@ Extra layers of this file (offsets in metres):
 """
 
 import dataclasses
+import hashlib
 import json
 
 import geopandas as gpd
 import pandas as pd
 import pytest
 
-from analysis.conflicts import KINDS, find_conflicts
+from analysis.conflicts import KIND_CODES, KINDS, conflict_ids, find_conflicts
 from analysis.rules import load_rules
+from layers.errors import FieldError
 from tests import analysis_fixtures as fx
 from tests.analysis_fixtures import b, layer
 
@@ -164,3 +166,68 @@ def test_zone_use_table_comes_from_the_rules():
     rules = dataclasses.replace(RULES, zone_use=())
     out, _ = run(rules=rules)
     assert records(out, "parcel_zone_conflict") == []
+
+
+# --- conflict_id: stable, unique, from the record's content (recipe in analysis/conflicts.py) -------------
+
+ID_PATTERN = r"CF-(YS|YC|SC|CIY|CIS|YNC|COC|PZC|AU|IL)-[0-9a-f]{12}(-[2-9]|-[1-9][0-9]+)?"
+INITIALS = {kind: "".join(word[0] for word in kind.split("_")).upper() for kind in KINDS}
+
+
+def recipe_id(kind, *fields):
+    """The documented recipe, computed here without the code under test."""
+    return f"CF-{INITIALS[kind]}-" + hashlib.sha256("|".join((kind, *fields)).encode("utf-8")).hexdigest()[:12]
+
+
+def by_id(found):
+    return {r.conflict_id: (r.kind, r.left_ids, r.right_ids, round(r.area_m2, 2)) for r in found.itertuples()}
+
+
+def test_conflict_ids_are_unique_and_first(found):
+    assert list(found.columns[:2]) == ["conflict_id", "kind"]
+    assert found["conflict_id"].is_unique and len(found) == sum(len(v) for v in EXPECTED.values())
+    assert found["conflict_id"].str.fullmatch(ID_PATTERN).all()
+    assert (found["conflict_id"].str.split("-").str[1] == found["kind"].map(INITIALS)).all()
+
+
+def test_every_kind_has_a_distinct_code_and_unknown_kinds_are_refused(found):
+    assert KIND_CODES == INITIALS and len(set(KIND_CODES.values())) == len(KINDS)
+    with pytest.raises(FieldError, match="kind 'road_in_river' is not a conflict kind"):
+        conflict_ids(found.head(1).assign(kind="road_in_river"))
+
+
+def test_conflict_id_follows_the_documented_recipe(found):
+    one = found[found["kind"] == "yjjbnt_stbhhx"].iloc[0]  # Y1 × S2
+    expected = recipe_id("yjjbnt_stbhhx", "yjjbnt", '["Y1"]', "stbhhx", '["S2"]')
+    assert one["conflict_id"] == expected == "CF-YS-ecaddfcd6b67"  # ids once issued never change
+    # a kind of one record per left feature is named by that feature only (not by the land supplied on it)
+    p1 = found[(found["kind"] == "approved_unsupplied") & (found["left_ids"] == '["P1"]')].iloc[0]
+    assert p1["conflict_id"] == recipe_id("approved_unsupplied", "approvals", '["P1"]')
+    for r in found.itertuples():
+        fields = (r.left_layer, r.left_ids) if r.kind in ("construction_outside_czkfbj", "approved_unsupplied",
+                                                          "idle_land") else \
+            (r.left_layer, r.left_ids, r.right_layer, r.right_ids)
+        assert r.conflict_id == recipe_id(r.kind, *fields)
+
+
+def test_conflict_ids_do_not_depend_on_row_order_or_threads(found):
+    reversed_layers = {name: gdf.iloc[::-1].reset_index(drop=True) for name, gdf in dict(
+        dltb=fx.dltb(), yjjbnt=yjjbnt(), stbhhx=stbhhx(), czkfbj=fx.czkfbj(), ghfq=ghfq(), approvals=approvals(),
+        parcels=parcels(), villages=fx.villages()[lambda d: d.XZQJB == "village"]).items()}
+    again, _ = find_conflicts(rules=RULES, workers=1, **reversed_layers)
+    assert by_id(again) == by_id(found)
+
+
+def test_an_id_repeated_in_a_source_layer_is_told_apart_by_area():
+    # one 批准文号 on two polygons: P1 [50,100]×[0,100] (1600 m² unsupplied) and a 400 m² [300,320]×[200,220]
+    extra = layer([dict(PZWH="P1", PZLX="农用地转用", PZRQ="2024-05-01", g=b(300, 200, 320, 220))])
+    with_twin = gpd.GeoDataFrame(pd.concat([approvals(), extra], ignore_index=True), crs=fx.CRS)
+    out, _ = run(approvals=with_twin)
+    twins = out[(out["kind"] == "approved_unsupplied") & (out["left_ids"] == '["P1"]')]
+    base = recipe_id("approved_unsupplied", "approvals", '["P1"]')
+    got = dict(zip(twins["conflict_id"], twins["area_m2"].round(2)))
+    assert got == {base: 1600.0, base + "-2": 400.0}
+    assert out["conflict_id"].is_unique
+    # the same names when the twin comes first
+    flipped, _ = run(approvals=gpd.GeoDataFrame(pd.concat([extra, approvals()], ignore_index=True), crs=fx.CRS))
+    assert by_id(flipped) == by_id(out)

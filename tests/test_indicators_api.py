@@ -8,6 +8,7 @@ import shutil
 import pytest
 from openpyxl import load_workbook
 
+from layers.store import open_store
 from services import indicators as svc
 from tests.serve_fixtures import ADMIN, INSPECTOR, PLANNER, analysed_gpkg, bearer, client_for  # noqa: F401
 
@@ -104,6 +105,21 @@ def test_drilldown_to_survey_patches_with_paging(api, run):
     assert dltb["total"] == len(ids) and dltb["ids"] == ids[5:10]
     assert sorted(r["yzt_fid"] for r in dltb["records"]) == sorted(ids[5:10])
     assert all(r["DLBM"] in ("0101", "0102", "0103") for r in dltb["records"])
+
+
+def test_drilldown_to_planning_conflicts_by_conflict_id(api, run, store):
+    ref = _value(run, "three_line_conflict_area", "130599")
+    body = api.get("/api/indicators/three_line_conflict_area/drilldown?unit=130599",
+                   headers=bearer(PLANNER)).json()
+    conflicts = body["layers"]["planning_conflicts"]
+    stored = open_store(store).read_layer("planning_conflicts")
+    three = stored[stored["kind"].isin(["yjjbnt_stbhhx", "yjjbnt_czkfbj", "stbhhx_czkfbj"])]
+    assert conflicts["id_field"] == "conflict_id" and conflicts["total"] == len(three) == 6
+    assert conflicts["ids"] == ref["record_ids"]["planning_conflicts"] == sorted(three["conflict_id"])
+    records = {r["conflict_id"]: r for r in conflicts["records"]}
+    assert sorted(records) == conflicts["ids"]
+    assert sum(r["area_m2"] for r in records.values()) == pytest.approx(float(ref["value"]), abs=0.01)
+    assert {r["conflict_id"].split("-")[1] for r in records.values()} == {"YS", "YC", "SC"}
 
 
 @pytest.mark.parametrize("path, status, words", [

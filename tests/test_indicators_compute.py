@@ -248,6 +248,34 @@ def test_drill_down_ids(result, layers):
     assert ratio == {"flagged_patches": sorted(layers["flagged_patches"]["JCBH"])}
 
 
+THREE_LINES = ["yjjbnt_stbhhx", "yjjbnt_czkfbj", "stbhhx_czkfbj"]
+
+
+def test_conflicts_are_drilled_down_by_conflict_id(result, layers):
+    pc = layers["planning_conflicts"]
+    assert result.id_fields["planning_conflicts"] == "conflict_id"
+    assert not [n for n in result.notes if n.startswith("planning_conflicts")]
+    three = pc[pc["kind"].isin(THREE_LINES)]
+    assert value(result, "three_line_conflict_area", fx.COUNTY)["record_ids"] == {
+        "planning_conflicts": sorted(three["conflict_id"])}
+    d = pc.loc[(pc["kind"] == "stbhhx_czkfbj"), "conflict_id"].tolist()
+    assert value(result, "three_line_conflict_area", fx.V["D"])["record_ids"] == {"planning_conflicts": d}
+    assert d[0].startswith("CF-SC-")
+    idle = pc.loc[pc["kind"] == "idle_land", "conflict_id"].tolist()
+    assert value(result, "idle_land_area", fx.V["B"])["record_ids"] == {"planning_conflicts": idle}
+
+
+@pytest.mark.parametrize("damage", ["missing", "duplicated"])
+def test_conflicts_without_usable_conflict_id_fall_back_to_row_numbers(layers, registry, damage):
+    pc = layers["planning_conflicts"]  # as a store analysed before conflict_id existed, or a hand-edited one
+    pc = pc.drop(columns="conflict_id") if damage == "missing" else pc.assign(conflict_id="CF-YC-000000000000")
+    res = compute_indicators(dict(layers, planning_conflicts=pc), registry)
+    assert res.id_fields["planning_conflicts"] == "row"
+    rows = [i + 1 for i, k in enumerate(pc["kind"]) if k in THREE_LINES]
+    assert value(res, "three_line_conflict_area", fx.COUNTY)["record_ids"] == {"planning_conflicts": rows}
+    assert "planning_conflicts: no unique 'conflict_id' column; record ids are 1-based row numbers" in res.notes
+
+
 def test_wide_table_orders_units_and_indicators(result):
     table = wide_table(result.values, "township", "ha")
     assert list(table["unit_code"]) == [fx.T1, fx.T2]

@@ -63,6 +63,7 @@ def test_run_is_stored_with_its_provenance(store_path, run):
     assert set(loads) >= {"xzq", "dltb", "dltb_prev", "yjjbnt", "flagged_patches", "planning_conflicts"}
     assert len(meta["registry_sha256"]) == 64
     assert json.loads(meta["id_fields"])["flagged_patches"] == "JCBH"
+    assert json.loads(meta["id_fields"])["planning_conflicts"] == "conflict_id"
     values = store.read_table(svc.VALUES)
     assert set(values["run_id"]) == {run.run_id}
     row = values[(values["indicator"] == "illegal_count") & (values["unit_code"] == fx.COUNTY)].iloc[0]
@@ -88,6 +89,13 @@ def test_drill_down_answers_which_patches_make_a_number(store_path, run):
     answer = svc.drill_down(store_path, "illegal_area", fx.V["C"])
     assert answer["record_ids"] == {"flagged_patches": ["WP3", "WP4"]}
     assert answer["value"] == pytest.approx(5400, rel=1e-4)
+
+
+def test_drill_down_names_planning_conflicts_by_conflict_id(store_path):
+    answer = svc.drill_down(store_path, "approved_unsupplied_area", fx.V["C"])
+    stored = open_store(store_path).read_layer("planning_conflicts")
+    unsupplied = stored.loc[stored["kind"] == "approved_unsupplied", "conflict_id"].tolist()
+    assert answer["record_ids"] == {"planning_conflicts": unsupplied} and unsupplied[0].startswith("CF-AU-")
 
 
 def test_bureau_registry_file(store_path, tmp_path):

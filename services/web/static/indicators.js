@@ -80,7 +80,8 @@ async function drill(code, unit) {
   try {
     const { body } = await YZT.call(`/api/indicators/${encodeURIComponent(code)}/drilldown?unit=${unit}&limit=50`);
     const parts = Object.entries(body.layers).map(([layer, l]) => {
-      const cols = l.records.length ? Object.keys(l.records[0]).slice(0, 8) : [];
+      const keys = l.records.length ? Object.keys(l.records[0]) : [];  // the record id first (JCBH, conflict_id …)
+      const cols = [l.id_field, ...keys.filter((k) => k !== l.id_field)].filter((k) => keys.includes(k)).slice(0, 8);
       return `<h3>${YZT.esc(layer)} · ${l.total} 条（按 ${YZT.esc(l.id_field)}）</h3>
         <table class="grid"><thead><tr>${cols.map((c) => `<th>${YZT.esc(c)}</th>`).join("")}</tr></thead>
         <tbody>${l.records.map((r) => `<tr>${cols.map((c) => `<td>${YZT.esc(r[c])}</td>`).join("")}</tr>`).join("")}</tbody></table>
