@@ -164,7 +164,7 @@ class GpkgEngine(Engine):
         self._local = threading.local()
         self._lock = threading.Lock()
         self._stamp = self._file_stamp()
-        self._envelopes: dict[str, EnvelopeIndex] = {}
+        self._envelopes: dict[tuple, EnvelopeIndex] = {}  # (file stamp, layer) → index
         super().__init__(url)
 
     def _load_layers(self) -> None:
@@ -252,14 +252,20 @@ class GpkgEngine(Engine):
         return out
 
     def _envelope_index(self, con, info: LayerInfo) -> EnvelopeIndex:
-        index = self._envelopes.get(info.name)
+        """The envelope index of ``info``'s layer in the file ``con`` reads (this thread's connection): keyed
+        by that file's stamp, so a thread still reading the replaced file never leaves its index behind for
+        the new one."""
+        key = (self._local.stamp, info.name)
+        index = self._envelopes.get(key)
         if index is None:
             with self._lock:
-                index = self._envelopes.get(info.name)
+                index = self._envelopes.get(key)
                 if index is None:
                     env = np.array(con.execute(f"SELECT id, minx, miny, maxx, maxy FROM {_q(info.rtree)}").fetchall(),
                                    dtype=np.float64).reshape(-1, 5)
-                    index = self._envelopes[info.name] = EnvelopeIndex(env)
+                    index = EnvelopeIndex(env)
+                    if key[0] == self._stamp:  # cache only for the current file
+                        self._envelopes[key] = index
         return index
 
     @staticmethod
