@@ -290,6 +290,7 @@ def create_ogc_app(settings) -> Starlette:
         return served
 
     current()
+
     def wants_html(request: Request) -> bool:
         f = request.query_params.get("f")
         if f is not None:
