@@ -1,10 +1,9 @@
 """Where we replace pygeoapi's own helpers, all in one place (pygeoapi 0.24.0 is pinned).
 
-:func:`install_pygeoapi_hooks` swaps five module-level helpers of pygeoapi for ours (get_crs in both modules that
-import it). Each returns what
-pygeoapi's would (or what it should: the CQL2 parser); they differ in being cached or faster. Nothing else of
-pygeoapi is changed, and the function refuses to start on a pygeoapi without these names, so an upgrade
-cannot silently drop one.
+:func:`install_pygeoapi_hooks` swaps five module-level helpers of pygeoapi for ours (get_crs in both modules
+that import it). Each returns what pygeoapi's would (or what it should: the CQL2 parser); they differ in being
+cached or faster. Nothing else of pygeoapi is changed, and the function refuses to start on a pygeoapi without
+these names, so an upgrade cannot silently drop one.
 
 | pygeoapi helper | ours | why |
 |---|---|---|
