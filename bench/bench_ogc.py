@@ -9,7 +9,8 @@ Serves the same dltb layer three ways, each as a uvicorn subprocess on 127.0.0.1
 
 and fires bbox pages of 100 features (``limit=100``, a random ~1 km box holding several hundred patches,
 the same sequence for every server) from 1 and from 8 concurrent clients (threads with keep-alive HTTP
-connections), for a fixed time each. Two request mixes:
+connections), for a fixed time each, after a 4 s warm-up with 8 connections per server and mix (so every
+worker process has served requests before it is timed). Two request mixes:
 
 - ``crs84``: the default request every OGC client sends — bbox in CRS84, output in CRS84;
 - ``native``: ``bbox-crs`` = ``crs`` = EPSG:4547, the storage CRS (no reprojection anywhere).
@@ -323,9 +324,10 @@ def main() -> None:
                         for name, (_, prefix) in ports.items()}
             check_same(ports, paths_by)
             rows = {}
+            for name, (port, _) in ports.items():  # warm every uvicorn worker of every server alike: 8 connections
+                run_load(port, paths_by[name][-200:], 8, 4.0)
             for clients in (1, 8):
                 for name, (port, _) in ports.items():
-                    run_load(port, paths_by[name][-50:], min(clients, 2), 2.0)  # warm-up
                     rows[(name, clients)] = r = run_load(port, paths_by[name], clients, args.seconds)
                     print(f"[{mix:6}] {name:15} clients={clients}: n={r['n']:5d} err={r['errors']} "
                           f"p50={r['p50']:8.1f} ms  p95={r['p95']:8.1f} ms  {r['rps']:7.1f} req/s", flush=True)

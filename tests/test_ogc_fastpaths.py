@@ -1,5 +1,5 @@
 """The OGC API's fast paths give the same answers as the slow ones they replace: the in-memory envelope index
-against SQLite's R-tree, the inner box of a reprojected bbox, the geometry splice, and the orjson to_json
+against SQLite's R-tree and against brute force, the inner box of a reprojected bbox, the geometry splice, and the orjson to_json
 against pygeoapi's json.dumps."""
 
 from __future__ import annotations
@@ -42,6 +42,39 @@ def test_envelope_index_matches_sqlite_rtree(ogc_gpkg, box):
     assert sorted(ids.tolist()) == _rtree_ids(ogc_gpkg, box)
     by_id = {int(r[0]): tuple(r[1:]) for r in env}
     assert all(tuple(b) == by_id[i] for i, b in zip(ids.tolist(), boxes))
+
+
+@pytest.mark.parametrize("case", ["mixed", "points", "one", "empty", "line"])
+def test_envelope_index_matches_brute_force(case):
+    """Random boxes against every envelope tested one by one: small patches, a few huge outlines (kept apart),
+    points (zero-size envelopes), a single envelope, none, all on one line."""
+    rng = np.random.default_rng(7)
+    n = 3000
+    x, y = rng.uniform(500_000, 530_000, n), rng.uniform(4_100_000, 4_130_000, n)
+    w, h = rng.uniform(0, 120, n), rng.uniform(0, 120, n)
+    if case == "points":
+        w[:] = h[:] = 0
+    env = np.column_stack([np.arange(1, n + 1), x, y, x + w, y + h]).astype(float)
+    if case == "mixed":  # a county outline, a township, a long road
+        env[:3, 1:] = [[499_000, 4_099_000, 531_000, 4_131_000], [505_000, 4_105_000, 515_000, 4_112_000],
+                       [500_000, 4_120_000, 530_000, 4_120_010]]
+    elif case == "one":
+        env = env[:1]
+    elif case == "empty":
+        env = env[:0]
+    elif case == "line":
+        env[:, 2], env[:, 4] = 4_100_000.0, 4_100_000.0
+    index = EnvelopeIndex(env)
+    for _ in range(300):
+        cx, cy = rng.uniform(498_000, 532_000), rng.uniform(4_098_000, 4_132_000)
+        r = rng.choice([0.0, 5.0, 300.0, 3000.0])
+        box = (cx - r, cy - r, cx + r, cy + r)
+        want = env[(env[:, 3] >= box[0]) & (env[:, 1] <= box[2]) & (env[:, 4] >= box[1]) & (env[:, 2] <= box[3])]
+        ids, boxes = index.query(box)
+        assert sorted(ids.tolist()) == sorted(want[:, 0].astype(int).tolist())
+        assert {(int(i), *map(float, b)) for i, b in zip(ids, boxes)} == {(int(r[0]), *r[1:]) for r in want}
+    if case == "mixed":
+        assert sorted(index.big_ids.tolist()) == [1, 2, 3]
 
 
 def test_envelope_index_counts_in_the_engine(ogc_gpkg):
