@@ -16,11 +16,11 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import shapely
-import yaml
 
 from layers.area import ellipsoidal_area
 from layers.codes import SANDIAO_CODES
 from layers.errors import GeometryError, RuleError
+from layers.yamlfile import read_yaml_file
 
 from .judge import UNCLASSIFIED, as_text, id_column, kcxs_values, land_categories
 from .rules import Rules
@@ -116,13 +116,7 @@ def parse_review_rules(doc, where: str = "<review rules>") -> ReviewRules:
 
 def load_review_rules(path: str | Path | None = None) -> ReviewRules:
     path = Path(path) if path is not None else DEFAULT_REVIEW_PATH
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RuleError(f"review rules file {str(path)!r} does not exist (the default is {DEFAULT_REVIEW_PATH})") \
-            from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise RuleError(f"review rules file {str(path)!r} cannot be read as YAML: {exc}") from None
+    doc = read_yaml_file(path, "review rules", missing_hint=f"the default is {DEFAULT_REVIEW_PATH}")
     return parse_review_rules(doc, str(path))
 
 

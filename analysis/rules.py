@@ -16,10 +16,10 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import yaml
 
 from layers.codes import CODE_SET_NAMES, CODE_TABLES, SANDIAO
 from layers.errors import RuleError
+from layers.yamlfile import read_yaml_file
 
 DEFAULT_RULES_PATH = Path(__file__).with_name("rules.yaml")
 
@@ -103,17 +103,7 @@ class Rules:
 def load_rules(path: str | Path | None = None) -> Rules:
     """Load and validate a rules YAML file; ``None`` loads the packaged default (analysis/rules.yaml)."""
     path = Path(path) if path is not None else DEFAULT_RULES_PATH
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RuleError(f"rules file {str(path)!r} does not exist; give an existing YAML file "
-                        f"(the default is {DEFAULT_RULES_PATH})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RuleError(f"rules file {str(path)!r} cannot be read ({exc}); save it as UTF-8 YAML") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RuleError(f"rules file {str(path)!r} is not valid YAML: {exc}") from None
+    raw = read_yaml_file(path, "rules", missing_hint=f"give an existing YAML file (the default is {DEFAULT_RULES_PATH})")
     return rules_from_dict(raw, where=str(path))
 
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from layers.errors import ConflictError, FieldError, RuleError, YztError
+from layers.yamlfile import read_yaml_file
 
 DEFAULT_WORKFLOW_PATH = Path(__file__).with_name("workflow.yaml")
 REQUIREMENT = ("required", "optional", "forbidden")
@@ -226,13 +226,7 @@ def parse_workflow(doc, where: str = "<workflow>") -> Workflow:
 def load_workflow(path: str | Path | None = None) -> Workflow:
     """The workflow from a YAML file (None → analysis/workflow.yaml)."""
     path = Path(path) if path is not None else DEFAULT_WORKFLOW_PATH
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RuleError(f"workflow file {str(path)!r} does not exist (the default is {DEFAULT_WORKFLOW_PATH})") \
-            from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise RuleError(f"workflow file {str(path)!r} cannot be read as YAML: {exc}") from None
+    doc = read_yaml_file(path, "workflow", missing_hint=f"the default is {DEFAULT_WORKFLOW_PATH}")
     return parse_workflow(doc, str(path))
 
 

@@ -23,10 +23,10 @@ from __future__ import annotations
 import hmac
 from pathlib import Path
 
-import yaml
 from fastapi import FastAPI, Request
 
 from layers.errors import RuleError
+from layers.yamlfile import read_yaml_file
 
 from .errors import AuthenticationError, PermissionDenied, error_response
 from .settings import ROLES, Principal
@@ -44,13 +44,8 @@ def load_tokens(settings) -> dict[str, Principal]:
         tokens[str(token)] = who if isinstance(who, Principal) else Principal(**who)
     if settings.tokens_file:
         path = Path(settings.tokens_file)
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise RuleError(f"tokens file {str(path)!r} does not exist; create it ({{token: {{user, role}}}}) or "
-                            "unset tokens_file") from None
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise RuleError(f"tokens file {str(path)!r} cannot be read as YAML: {exc}") from None
+        doc = read_yaml_file(path, "tokens", missing_hint="create it ({token: {user, role}}) or unset "
+                                                          "tokens_file") or {}
         if not isinstance(doc, dict):
             raise RuleError(f"tokens file {str(path)!r} must map each token to {{user: NAME, role: ROLE}}")
         for token, who in doc.items():

@@ -30,12 +30,13 @@ from analysis.raster.slope import patch_grades
 from analysis.raster.viewshed import camera_coverage
 from analysis.raster.zonal import STATS, zonal_stats
 from layers.area import ellipsoidal_area
-from layers.errors import FieldError, NotFoundError, RuleError, StoreError
+from layers.errors import FieldError, NotFoundError, StoreError
 from layers.fields import AREA, FID, ROUND, SOURCE
 from layers.manifest import load_manifest
 from layers.raster import RasterSource, open_raster
 from layers.records import WARNING, INFO, Finding, LoadRecord
 from layers.store import open_store
+from layers.yamlfile import read_yaml_file
 
 SLOPE_TABLE = "raster_slope_grades"
 FINDINGS_TABLE = "raster_findings"
@@ -52,11 +53,7 @@ def _now() -> str:
 def load_raster_rules(path: str | Path | None) -> RasterRules:
     if path is None:
         return default_rules()
-    try:
-        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise RuleError(f"raster rules file {path} cannot be read: {exc}") from None
-    return parse_rules(doc)
+    return parse_rules(read_yaml_file(path, "raster rules"))
 
 
 def _store_epsg(store) -> int:

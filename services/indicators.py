@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from analysis.balance import AREA_UNITS
 from analysis.indicators import LEVEL_ZH, LEVELS, VALUE_UNITS, Registry, compute_indicators, parse_registry, wide_table
@@ -33,6 +32,7 @@ from analysis.scoring import DIRECTIONS, SYMBOLS, Targets, crossed_thresholds, p
 from layers.errors import NotFoundError, RuleError, StoreError
 from layers.store import open_store
 from layers.store.base import Store
+from layers.yamlfile import read_yaml_file
 
 BUILTIN_REGISTRY = Path(__file__).resolve().parent.parent / "analysis" / "indicators.yaml"
 RUNS, VALUES, WARNINGS = "indicator_runs", "indicator_values", "indicator_warnings"
@@ -52,28 +52,14 @@ def _version() -> str:
 
 # --- registry ---------------------------------------------------------------------------------------------
 
-def _read_yaml(path: Path, what: str) -> dict:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RuleError(f"{what} file {str(path)!r} does not exist; give an existing YAML file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RuleError(f"{what} file {str(path)!r} cannot be read as UTF-8 text: {exc}") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RuleError(f"{what} file {str(path)!r} is not valid YAML: {exc}") from None
-    return doc
-
-
 def load_registry(path: str | Path | None = None) -> tuple[Registry, str]:
     """The registry (built-in, or a bureau file, possibly ``extends: builtin``) and its sha256.
 
     The sha256 is taken over the canonical JSON of the effective registry, so the same indicators give the
     same hash whether written as a full file or as an extension of the built-in one.
     """
-    builtin = _read_yaml(BUILTIN_REGISTRY, "built-in indicator registry")
-    doc = builtin if path is None else _read_yaml(Path(path), "indicator registry")
+    builtin = read_yaml_file(BUILTIN_REGISTRY, "built-in indicator registry")
+    doc = builtin if path is None else read_yaml_file(Path(path), "indicator registry")
     registry = parse_registry(doc, base=builtin)
     canonical = json.dumps(registry.document, ensure_ascii=False, sort_keys=True, default=str)
     return registry, hashlib.sha256(canonical.encode("utf-8")).hexdigest()
@@ -489,7 +475,7 @@ def export_values(run: IndicatorRun, fmt: str, *, level: str | None = None, area
 # --- 绩效自评表 ---------------------------------------------------------------------------------------------
 
 def load_targets(path: str | Path) -> Targets:
-    return parse_targets(_read_yaml(Path(path), "targets"))
+    return parse_targets(read_yaml_file(Path(path), "targets"))
 
 
 @dataclass
