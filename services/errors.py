@@ -47,6 +47,15 @@ class RequestError(YztError, ValueError):
     """A request parameter, header or body is malformed (bad bbox, unknown filter value …)."""
 
 
+def refuse_unknown_params(query_params, allowed: set[str]) -> None:
+    """RequestError (400) naming every query parameter an endpoint does not take: a misspelt filter must not
+    be silently ignored."""
+    unknown = sorted(set(query_params) - allowed)
+    if unknown:
+        raise RequestError(f"unknown query parameter(s) {', '.join(unknown)}; this endpoint takes "
+                           f"{', '.join(sorted(allowed))}")
+
+
 class AuthenticationError(YztError, PermissionError):
     """No token where one is needed, or a token that is not known."""
 

@@ -38,7 +38,7 @@ from layers.store import open_store
 
 from . import indicators as svc
 from .auth import require
-from .errors import PayloadTooLarge, RequestError
+from .errors import PayloadTooLarge, RequestError, refuse_unknown_params
 from .settings import Principal
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -109,13 +109,6 @@ def _area_unit(unit: str) -> str:
     return unit
 
 
-def _check(request: Request, allowed: set[str]) -> None:
-    unknown = sorted(set(request.query_params) - allowed)
-    if unknown:
-        raise RequestError(f"unknown query parameter(s) {', '.join(unknown)}; this endpoint takes "
-                           f"{', '.join(sorted(allowed))}")
-
-
 def _summary(run) -> dict:
     m = {k: _clean(v) for k, v in run.meta.items()}
     return {"run_id": run.run_id, "started_at": m.get("started_at"), "finished_at": m.get("finished_at"),
@@ -144,7 +137,7 @@ def install(app: FastAPI, settings) -> None:
                    unit: str | None = Query(None, description="only this 行政区 code"),
                    indicator: str | None = Query(None, description="only this indicator code"),
                    run_id: str | None = None):
-        _check(request, {"level", "area_unit", "unit", "indicator", "run_id"})
+        refuse_unknown_params(request.query_params, {"level", "area_unit", "unit", "indicator", "run_id"})
         level = _levels_param(level)
         area_unit = _area_unit(area_unit)
         code = _unit_code(unit)
@@ -198,7 +191,7 @@ def install(app: FastAPI, settings) -> None:
                   layer: str | None = Query(None, description="only this source layer"),
                   limit: int = Query(100, ge=1, le=settings.page_limit_max), offset: int = Query(0, ge=0),
                   run_id: str | None = None):
-        _check(request, {"unit", "layer", "limit", "offset", "run_id"})
+        refuse_unknown_params(request.query_params, {"unit", "layer", "limit", "offset", "run_id"})
         unit_code = _unit_code(unit)
         run = api.run(run_id)
         if code not in set(run.values["indicator"]):
@@ -236,7 +229,7 @@ def install(app: FastAPI, settings) -> None:
     @router.get("/selfeval", summary="the 绩效自评表 as JSON")
     def selfeval(request: Request, who: Principal = Depends(planner), targets: str = Query(...),
                  unit: str | None = None, run_id: str | None = None):
-        _check(request, {"targets", "unit", "run_id"})
+        refuse_unknown_params(request.query_params, {"targets", "unit", "run_id"})
         return _selfeval_body(_evaluate(api.targets(targets), unit, run_id))
 
     def _xlsx(ev) -> Response:
@@ -253,13 +246,13 @@ def install(app: FastAPI, settings) -> None:
     @router.get("/selfeval.xlsx", summary="the 绩效自评表 as an xlsx workbook")
     def selfeval_xlsx(request: Request, who: Principal = Depends(planner), targets: str = Query(...),
                       unit: str | None = None, run_id: str | None = None):
-        _check(request, {"targets", "unit", "run_id"})
+        refuse_unknown_params(request.query_params, {"targets", "unit", "run_id"})
         return _xlsx(_evaluate(api.targets(targets), unit, run_id))
 
     @router.post("/selfeval.xlsx", summary="the 绩效自评表 for targets sent in the body (YAML or JSON)")
     async def selfeval_xlsx_post(request: Request, who: Principal = Depends(planner), unit: str | None = None,
                                  run_id: str | None = None):
-        _check(request, {"unit", "run_id"})
+        refuse_unknown_params(request.query_params, {"unit", "run_id"})
         body = await request.body()
         if len(body) > settings.max_upload_bytes:
             raise PayloadTooLarge(f"the targets document is larger than {settings.max_upload_bytes:,} bytes")

@@ -62,6 +62,7 @@ from .errors import (
     PreconditionRequired,
     RequestError,
     UnsupportedMediaType,
+    refuse_unknown_params,
 )
 from .settings import Principal
 from .workflow_store import LAYER, WorkflowStore, open_workflow_store
@@ -158,13 +159,6 @@ def _choices(raw: str | None, name: str, allowed: dict[str, str]) -> list[str] |
             raise RequestError(f"{name}={part!r} is unknown; use one or more (comma-separated) of {', '.join(shown)}")
         out.append(allowed[part])
     return out
-
-
-def _check_params(request: Request, allowed: set[str]) -> None:
-    unknown = sorted(set(request.query_params) - allowed)
-    if unknown:
-        raise RequestError(f"unknown query parameter(s) {', '.join(unknown)}; this endpoint takes "
-                           f"{', '.join(sorted(allowed))}")
 
 
 def parse_if_match(value: str | None) -> int:
@@ -315,7 +309,7 @@ class Workbench:
     # --- filtering -----------------------------------------------------------------------------------
     def select(self, request: Request, allowed: set[str]) -> tuple[pd.DataFrame, Patches, np.ndarray]:
         """(effective frame, patches, positional indices of the rows matching the filters, sorted)."""
-        _check_params(request, allowed)
+        refuse_unknown_params(request.query_params, allowed)
         q = request.query_params
         frame, p = self.current()
         keep = np.ones(len(frame), dtype=bool)
@@ -751,7 +745,7 @@ def install(app: FastAPI, settings) -> None:
 
     @router.get("/patches/{jcbh}", summary="one patch: overlay breakdown, approvals, sources, workflow, history")
     def patch_detail(jcbh: str, request: Request, who: Principal = Depends(planner)):
-        _check_params(request, set())
+        refuse_unknown_params(request.query_params, set())
         body = bench.detail(jcbh, who)
         return JSONResponse(body, headers={"ETag": f'"{body["workflow"]["version"]}"'})
 
@@ -840,7 +834,7 @@ def install(app: FastAPI, settings) -> None:
               user: str | None = None, jcbh: str | None = None, action: str | None = None,
               since: str | None = Query(None, description="ISO 8601 UTC, e.g. 2024-07-01T00:00:00Z"),
               limit: int = Query(100, ge=1, le=settings.page_limit_max), offset: int = Query(0, ge=0)):
-        _check_params(request, {"user", "jcbh", "action", "since", "limit", "offset"})
+        refuse_unknown_params(request.query_params, {"user", "jcbh", "action", "since", "limit", "offset"})
         if action is not None and action not in ("judgement", "transition", "evidence"):
             raise RequestError(f"action={action!r} is unknown; use judgement, transition or evidence")
         if since is not None:
