@@ -112,6 +112,18 @@ def _by_township(values: pd.DataFrame, codes: list[str], area_unit: str) -> pd.D
     return table[[c for c in codes if c in table.columns]].reset_index()
 
 
+def _stacked_by_township(plt, t: pd.DataFrame, codes: list[str], names: dict, colors: dict, title: str):
+    """One stacked bar per 乡镇 (``t``: unit_name + one column per code), legend outside on the right."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    bottom = pd.Series(0.0, index=t.index)
+    for c in codes:
+        ax.bar(t["unit_name"], t[c], bottom=bottom, label=names[c], color=colors[c])
+        bottom = bottom + t[c].fillna(0)
+    ax.set_title(title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return fig, ax
+
+
 def _bar_labels(ax, bars, fmt):
     for bar in bars:
         h = bar.get_height()
@@ -159,15 +171,8 @@ def draw_charts(run, out_dir: str | Path, *, fmt: str = "png", area_unit: str = 
         colors = {"agricultural_area": "#7fb069", "construction_area": "#d1495b", "unused_area": "#c2b280"}
         t = _by_township(values, codes, area_unit)
         if len(t) and all(c in t.columns for c in codes):
-            fig, ax = plt.subplots(figsize=(8, 4.5))
-            bottom = pd.Series(0.0, index=t.index)
-            for c in codes:
-                ax.bar(t["unit_name"], t[c], bottom=bottom, label=names[c], color=colors[c])
-                bottom = bottom + t[c].fillna(0)
-            title = f"{county_name} 各乡镇三大地类面积"
-            ax.set_title(title)
+            fig, ax = _stacked_by_township(plt, t, codes, names, colors, f"{county_name} 各乡镇三大地类面积")
             ax.set_ylabel(f"面积 ({unit_zh})")
-            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
             fig.text(0.01, -0.02, "口径: 图斑地类面积 TBDLMJ, 田坎计入农用地; " + footer, fontsize=7)
             written.append(_save(fig, out_dir / f"land_categories_by_township.{fmt}", font))
 
@@ -180,16 +185,9 @@ def draw_charts(run, out_dir: str | Path, *, fmt: str = "png", area_unit: str = 
                   "verdict_suspected_illegal_count": "#e76f51", "verdict_other_count": "#8d99ae"}
         t = _by_township(values, codes, area_unit)
         if len(t) and all(c in t.columns for c in codes):
-            fig, ax = plt.subplots(figsize=(8, 4.5))
-            bottom = pd.Series(0.0, index=t.index)
-            for c in codes:
-                ax.bar(t["unit_name"], t[c], bottom=bottom, label=names[c], color=colors[c])
-                bottom = bottom + t[c].fillna(0)
-            title = f"{county_name} 各乡镇监测图斑预判结论"
-            ax.set_title(title)
+            fig, ax = _stacked_by_township(plt, t, codes, names, colors, f"{county_name} 各乡镇监测图斑预判结论")
             ax.set_ylabel("图斑数 (个)")
             ax.yaxis.get_major_locator().set_params(integer=True)
-            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
             fig.text(0.01, -0.02, "口径: 去重后的监测图斑, 按最大面积所在村归属; " + footer, fontsize=7)
             written.append(_save(fig, out_dir / f"verdicts_by_township.{fmt}", font))
 

@@ -131,6 +131,14 @@ def _query_envelope(filters, shape):
     return env
 
 
+def _where(conds: list[str], params: list, filters) -> str:
+    """`` WHERE …`` of the spatial conditions and the translated filters (their parameters appended), or ""."""
+    for f in filters:
+        conds.append(f.sql)
+        params += f.params
+    return f" WHERE {' AND '.join(conds)}" if conds else ""
+
+
 def _empty_env(env) -> bool:
     return env is not None and (env[0] > env[2] or env[1] > env[3])
 
@@ -352,10 +360,7 @@ class GpkgEngine(Engine):
             else:
                 conds.append(exact)
                 params.append(shapely.to_wkb(shape.polygon))
-        for f in filters:
-            conds.append(f.sql)
-            params += f.params
-        where = f" WHERE {' AND '.join(conds)}" if conds else ""
+        where = _where(conds, params, filters)
         matched = None
         if count:
             matched = con.execute(f"SELECT count(*) FROM {source}{where}", params).fetchone()[0]
@@ -470,10 +475,7 @@ class PostgisEngine(Engine):
             else:
                 conds.append(exact)
                 params.append(shapely.to_wkb(shape.polygon))
-        for f in filters:
-            conds.append(f.sql)
-            params += f.params
-        where = f" WHERE {' AND '.join(conds)}" if conds else ""
+        where = _where(conds, params, filters)
         table = f"{self._t(info.name)} AS t"
         with self._con() as con:
             matched = None
