@@ -44,6 +44,7 @@ from layers.area import ellipsoidal_area
 from layers.codes import CONSTRUCTION_SANDIAO, CULTIVATED, SANDIAO_CODES
 
 from . import _shapes as sh
+from . import split
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 DEFAULT_SEED = 130599
@@ -92,6 +93,39 @@ ROUNDS = {  # monitoring sources: file stem, SOURCE, ROUND, 前时相, 后时相
     "camera": ("monitoring_camera", "camera", "2024-2", dt.date(2024, 6, 1), dt.date(2024, 7, 12)),
     "drone": ("monitoring_drone", "drone", "2024-2", dt.date(2024, 5, 10), dt.date(2024, 9, 5)),
 }
+
+# How each monitoring file writes its dates (issued lists come in every form): month = 'YYYY-MM' text (the
+# date is known to the month only), iso = GeoPackage DATE, yyyymmdd = '20240712' text, excel = Excel serial
+# number (1900 date system, serial = days since 1899-12-30), yyyymm = '202407' text (month only).
+MIXED_FILE = "monitoring_2024_pc"  # both satellite rounds and cameras in one file, columns PC (批次) / LY (来源)
+DATE_STYLE = {"monitoring_2024_1": "month", "monitoring_2024_2": "iso", "monitoring_camera": "yyyymmdd",
+              "monitoring_drone": "excel", MIXED_FILE: "yyyymm"}
+MONTH_ONLY = {"month", "yyyymm"}
+LY_VALUES = {"satellite": "卫片", "camera": "摄像头", "drone": "无人机"}
+EXCEL_EPOCH = dt.date(1899, 12, 30)
+
+
+def canonical_date(d: dt.date, file: str) -> str:
+    """The date as the file knows it, as text: 'YYYY-MM' where the file gives the month only, else ISO."""
+    return d.strftime("%Y-%m") if DATE_STYLE[file] in MONTH_ONLY else d.isoformat()
+
+
+def render_date(text: str | None, file: str):
+    """A canonical date text in the form the file writes it."""
+    if text is None:
+        return None
+    style = DATE_STYLE[file]
+    if style == "month":
+        return text[:7]
+    if style == "yyyymm":
+        return text[:4] + text[5:7]
+    d = dt.date.fromisoformat(text)
+    if style == "iso":
+        return d
+    if style == "yyyymmdd":
+        return d.strftime("%Y%m%d")
+    return (d - EXCEL_EPOCH).days  # excel
+
 
 # Planted sites -------------------------------------------------------------------------------------------
 # parent: ring = 耕地 in CZKFBJ 弹性发展区; farm = general 耕地 (no control line); yj = 耕地 in YJJBNT;
@@ -575,7 +609,7 @@ def _orientation(geom) -> float:
     return math.atan2(e[1], e[0])
 
 
-def _plant(t: dict, z: dict, rng: np.random.Generator) -> tuple[list[dict], list[dict], list[dict]]:
+def _plant(t: dict, z: dict, rng: np.random.Generator) -> tuple[list[dict], list[dict], list[dict], "_Placer"]:
     """Choose parents and draw the rectangles of every planted site and supply case (not yet carved)."""
     placer = _Placer(t, z, rng)
     typical = min(45.0, 0.9 * t["cell_size"] * 0.45 + 5)  # half-diagonal of a typical site
@@ -636,7 +670,7 @@ def _plant(t: dict, z: dict, rng: np.random.Generator) -> tuple[list[dict], list
         placer.used.add(c)
         s["parent_idx"] = c
         zone_cases.append(s)
-    return sites, supply, zone_cases
+    return sites, supply, zone_cases, placer
 
 
 def _carve(t: dict, sites: list[dict]) -> dict:
@@ -743,10 +777,12 @@ def build_county(seed: int = DEFAULT_SEED, scale: float = 1.0, n_patches: int | 
     target = int(n_patches if n_patches else round(BASE_PATCHES * scale))
     scale = target / BASE_PATCHES
     rng = np.random.default_rng(seed)
+    # the families of data/split.py draw from their own generator, so the older cases stay as they were
+    rng_x = np.random.default_rng([seed, 10])
     t = _build_tessellation(rng, target, timings)
     t0 = time.perf_counter()
     z = _zones(t, rng)
-    sites, supply, zone_cases = _plant(t, z, rng)
+    sites, supply, zone_cases, placer = _plant(t, z, rng)
     admin = _admin(t, rng)
     p = _carve(t, sites)
     n = len(p["geoms"])
@@ -787,17 +823,28 @@ def build_county(seed: int = DEFAULT_SEED, scale: float = 1.0, n_patches: int | 
         p["cz_town"][i] = near_town[j]
         overlaps["st_cz"].append(int(i))
 
+    # BSM order of the patches so far (township, village, north→south, west→east); the pieces of the sites that
+    # cross several patches (carved next) are numbered after them, so older BSMs stay as they were
+    c = shapely.centroid(p["geoms"])
+    order = np.lexsort((np.round(shapely.get_x(c)), -np.round(shapely.get_y(c) / 200), p["village"]))
+    n_old = n
+    busy = set(used) | {i for v in overlaps.values() for i in v}
+    splits = _plant_split_sites(t, z, p, placer, rng_x, busy)
+    p = _carve_split_sites(p, splits)
+    n = len(p["geoms"])
+    yj_extra = np.concatenate([yj_extra, np.zeros(n - n_old, bool)])
+    cz03 = np.concatenate([cz03, np.zeros(n - n_old, bool)])
+    order = np.concatenate([order, np.arange(n_old, n)])
+    geoms = p["geoms"]
+
     # attributes ------------------------------------------------------------------------------------
     areas = _area(geoms)
     rng_attr = {
-        "gdpdjb": _pick(rng, [("1", 85), ("2", 12), ("3", 3)], n),
-        "gdlx": _pick(rng, [("PD", 80), ("TT", 20)], n),
+        "gdpdjb": _pick(rng, [("1", 85), ("2", 12), ("3", 3)], n_old),
+        "gdlx": _pick(rng, [("PD", 80), ("TT", 20)], n_old),
     }
     kc_table = {"1": [0.0, 0.0, 0.012, 0.019, 0.025], "2": [0.036, 0.046, 0.058], "3": [0.078, 0.096, 0.115]}
     rng_attr["kcxs"] = np.array([kc_table[g][rng.integers(len(kc_table[g]))] for g in rng_attr["gdpdjb"]])
-    # BSM in a stable spatial order (township, village, north→south, west→east)
-    c = shapely.centroid(geoms)
-    order = np.lexsort((np.round(shapely.get_x(c)), -np.round(shapely.get_y(c) / 200), p["village"]))
     for k in list(p):
         if isinstance(p[k], np.ndarray) and len(p[k]) == n:
             p[k] = p[k][order]
@@ -812,6 +859,7 @@ def build_county(seed: int = DEFAULT_SEED, scale: float = 1.0, n_patches: int | 
         s["parent_idx"] = int(rank[s["parent_idx"]])
     for s in supply + zone_cases:
         s["parent_idx"] = int(rank[s["parent_idx"]])
+    kcxs_forced = _split_attributes(splits, rank, rng_attr, n_old, n)
     geoms = p["geoms"]
     bsm = np.array([f"{REGION_CODE}2110{i + 1:08d}" for i in range(n)], dtype=object)
     dltb_prev = _survey_frame(p, admin, p["code_prev"], YEAR - 1, areas, rng_attr, bsm)
@@ -824,24 +872,141 @@ def build_county(seed: int = DEFAULT_SEED, scale: float = 1.0, n_patches: int | 
     layers["yjjbnt"] = _yjjbnt_layer(p, admin, dltb_prev, yj_extra)
     layers["stbhhx"] = _stbhhx_layer(p, admin)
     layers["czkfbj"] = _czkfbj_layer(p, admin, cz03)
+    self_overlap = _plant_czkfbj_self_overlap(layers, p, admin, overlaps, rng_x)
     layers["ghfq"] = _ghfq_layer(p, admin, cz03)
     timings["derived_layers"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     ctx = dict(p=p, admin=admin, sites=sites, supply=supply, zone_cases=zone_cases, rng=rng, t=t,
-               overlaps=overlaps)
+               overlaps=overlaps, splits=splits, rng_x=rng_x, kcxs_forced=kcxs_forced)
     layers["approvals"], layers["parcels"] = _approvals_and_parcels(ctx, layers, scale)
     layers["monitoring"] = _monitoring(ctx, layers, extra_monitoring if extra_monitoring is not None
                                        else (0 if scale <= 1.5 else int(round(40 * scale))))
     layers["cameras"] = _cameras(ctx, layers, scale)
     defects = _plant_defects(ctx, layers)
+    defects["czkfbj"] = {"self_overlap": [list(self_overlap["ids"])]}
     timings["other_layers"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     from .truth import compute_truth
-    planted = compute_truth(layers, sites, supply, zone_cases, overlaps, defects, seed=seed, scale=scale)
+    planted = compute_truth(layers, sites, supply, zone_cases, overlaps, defects, seed=seed, scale=scale,
+                            splits=splits, self_overlap=self_overlap)
     timings["truth"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
     return County(seed=seed, scale=scale, layers=layers, planted=planted, timings=timings)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sites crossing several current patches (data/split.py)
+# ---------------------------------------------------------------------------------------------------------
+
+def _plant_split_sites(t: dict, z: dict, p: dict, placer: "_Placer", rng: np.random.Generator,
+                       busy: set[int]) -> list[dict]:
+    """Place every SPLIT_SITES family (parents chosen among patches no other planted case uses)."""
+    sp = split.SplitPlacer(t, z, p["geoms"][:len(t["geoms"])], placer, rng, busy,
+                           candidates=lambda kind: _candidates(t, z, kind))
+    out = []
+    for spec in split.SPLIT_SITES:
+        s = {k: (list(v) if isinstance(v, list) else v) for k, v in spec.items()}
+        if s["layout"] == "halves":
+            where = sp.place_halves(s["parent"])
+        elif s["layout"] == "three":
+            try:
+                where = sp.place_across_road(s["parent"])
+            except RuntimeError:  # small test counties may have no field road between two free fields
+                s["layout"], s["codes"] = "two", (s["codes"][0], s["codes"][2])
+                where = sp.place_pair(s["parent"], "patch")
+        else:
+            # approvals (and the parcels supplied on them) reach 3 m beyond the site: keep them off other zones
+            where = sp.place_pair(s["parent"], s["cross"], margin=6.0 if s.get("approval") else split.MARGIN)
+        s.update(where)
+        out.append(s)
+    return out
+
+
+def _carve_split_sites(p: dict, splits: list[dict]) -> dict:
+    """Carve the pieces of every split site: parents keep what is left, pieces are appended as new patches that
+    inherit their parent's village, zones and 2023 land use and take the site's new code in 2024."""
+    geoms = p["geoms"].copy()
+    n = len(geoms)
+    tree = shapely.STRtree(geoms)
+    pieces_all: list[tuple[int, object, str, str]] = []  # parent, geometry, new code, change key
+    for s in splits:
+        pieces, rests = split.carve(s, geoms, tree)
+        s["rest_idx"] = []
+        for parent, parts in rests.items():
+            geoms[parent] = parts[0]
+            for extra in parts[1:]:  # the far side of a road the site crosses: a patch of its own, unchanged
+                s["rest_idx"].append(n + len(pieces_all))
+                pieces_all.append((parent, extra, str(p["code_cur"][parent]), ""))
+        s["piece_idx"], s["piece_parent_before"] = [], []
+        s["rest_parent_before"] = [int(x[0]) for x in pieces_all[len(pieces_all) - len(s["rest_idx"]):]]
+        for k, ((parent, g), code) in enumerate(zip(pieces, s["codes"])):
+            s["piece_parent_before"].append(int(parent))
+            change = s["halves"][k]["key"] if s["layout"] == "halves" else s["key"]
+            s["piece_idx"].append(n + len(pieces_all))
+            pieces_all.append((parent, g, code, change))
+        s["parents_before"] = list(s["parents"])
+    parent = np.array([x[0] for x in pieces_all], int)
+    out = dict(p)
+    for k, v in p.items():
+        if isinstance(v, np.ndarray) and len(v) == n and k not in ("geoms", "code_cur", "site"):
+            out[k] = np.concatenate([v, v[parent]])
+    out["geoms"] = np.concatenate([geoms, np.array([x[1] for x in pieces_all], dtype=object)])
+    out["code_cur"] = np.concatenate([p["code_cur"], np.array([x[2] for x in pieces_all], dtype=object)])
+    out["site"] = np.concatenate([p["site"], np.array([x[3] for x in pieces_all], dtype=object)])
+    return out
+
+
+def _split_attributes(splits: list[dict], rank: np.ndarray, rng_attr: dict, n_old: int, n: int) -> set[int]:
+    """Renumber the split sites' patch indices to BSM order; pieces take their parent's 耕地 attributes (坡度级别,
+    耕地类型, 田坎系数), and a 耕地 parent without 田坎 gets some, so that 耕地 net of 田坎 is never the gross area."""
+    kc = {"2": 0.046}
+    parent_pos = np.arange(n)
+    for s in splits:
+        s["parents"] = [int(rank[i]) for i in s["parents_before"]]
+        s["piece_idx"] = [int(rank[i]) for i in s["piece_idx"]]
+        s["piece_parent"] = [int(rank[pp]) for pp in s["piece_parent_before"]]
+        s["rest_idx"] = [int(rank[i]) for i in s["rest_idx"]]
+        s["rest_parent"] = [int(rank[pp]) for pp in s["rest_parent_before"]]
+    for key in ("gdpdjb", "gdlx", "kcxs"):
+        rng_attr[key] = np.concatenate([rng_attr[key], np.zeros(n - n_old, dtype=rng_attr[key].dtype)])
+    forced = set()
+    for s in splits:
+        for par in s["parents"]:
+            if rng_attr["kcxs"][par] == 0:
+                rng_attr["gdpdjb"][par], rng_attr["kcxs"][par] = "2", kc["2"]
+                forced.add(par)
+        for piece, par in zip(s["piece_idx"] + s["rest_idx"], s["piece_parent"] + s["rest_parent"]):
+            parent_pos[piece] = par
+    for key in ("gdpdjb", "gdlx", "kcxs"):
+        rng_attr[key][n_old:] = rng_attr[key][parent_pos[n_old:]]
+    return forced
+
+
+def _plant_czkfbj_self_overlap(layers: dict, p: dict, admin: dict, overlaps: dict, rng) -> dict:
+    """A second CZKFBJ polygon drawn over one of the YJJBNT × CZKFBJ overlap patches and the field next to it
+    (outside every control line): two polygons of one control-line layer overlapping by exactly that patch, with
+    YJJBNT under the overlap. Appended to the czkfbj layer; returns its truth."""
+    cz = layers["czkfbj"]
+    dltb_geoms = p["geoms"]
+    i = int(overlaps["yj_cz"][0])
+    patch = dltb_geoms[i]
+    codes = p["code_cur"].astype(str)
+    tree = shapely.STRtree(dltb_geoms)
+    near = tree.query(patch, predicate="touches")
+    ok = [j for j in near.tolist() if p["cz"][j] == 0 and not p["yj"][j] and not p["st"][j]
+          and p["strip_kind"][j] < 0 and codes[j] in CULTIVATED and p["site"][j] == ""
+          and shapely.length(shapely.intersection(shapely.boundary(patch), shapely.boundary(dltb_geoms[j]))) > 20]
+    parts = [patch] + ([dltb_geoms[ok[int(rng.integers(len(ok)))]]] if ok else [])
+    geom = parts[0] if len(parts) == 1 else shapely.coverage_union_all(np.array(parts, dtype=object))
+    host = shapely.STRtree(cz.geometry.values).query(shapely.point_on_surface(patch), predicate="within")
+    host_bsm = str(cz["BSM"].iloc[int(host[0])])
+    town = int(p["township"][i])
+    row = {"BSM": f"{REGION_CODE}3310{len(cz) + 1:08d}", "XZQDM": admin["tcodes"][town], "GHFQDM": "01",
+           "GHFQMC": CZKFBJ_KINDS[1][1], "MJ": round(float(_area([geom])[0]), 2)}
+    layers["czkfbj"] = gpd.GeoDataFrame(pd.concat([cz, gpd.GeoDataFrame([row], geometry=[geom], crs=CRS)],
+                                                  ignore_index=True), geometry="geometry", crs=CRS)
+    return {"ids": sorted([host_bsm, row["BSM"]]), "dltb_patch": i, "new_bsm": row["BSM"], "host_bsm": host_bsm}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1099,6 +1264,20 @@ def _approvals_and_parcels(ctx, layers, scale):
         s["PZWH"] = pzwh
         s["ZDDM"] = add_parcel(geom, vc, s["tdyt"], date + dt.timedelta(days=120), date + dt.timedelta(days=400),
                                pzwh, state=False)
+    # sites crossing several patches (their own generator, after every older case)
+    rng_x = ctx["rng_x"]
+    nums.rng = rng_x
+    for change in _split_changes(ctx):
+        if not change["approval"]:
+            continue
+        kind, cover = change["approval"]
+        vc = vcodes[change["village"]]
+        geom = split.approval_geometry(change, cover)
+        date = _rand_date(rng_x, dt.date(2024, 1, 10), dt.date(2024, 3, 31))
+        change["PZWH"] = pzwh = add_approval(kind, date, geom, vc)
+        if kind in ("农用地转用", "土地征收", "供地"):
+            gdrq = date + dt.timedelta(days=int(rng_x.integers(20, 60)))
+            change["ZDDM"] = add_parcel(geom, vc, change["codes"][0], gdrq, None, pzwh)
     ctx["bowties"] = bowties
 
     a = gpd.GeoDataFrame(approvals, geometry="geometry", crs=CRS)
@@ -1109,6 +1288,35 @@ def _approvals_and_parcels(ctx, layers, scale):
     z["MJ"] = np.round(_area(shapely.make_valid(z.geometry.values)), 2)
     z = z[["ZDDM", "TDYT", "GDRQ", "JGRQ", "PZWH", "XZQDM", "MJ", "geometry"]]
     return a, z
+
+
+def _split_changes(ctx) -> list[dict]:
+    """The ground changes of the split sites (one per site, two per ``halves`` site), built once per county:
+    key, rect, pieces (geometry, in layout order), piece_idx, ground (their union), codes, approval, mon, verdict,
+    village (index of the village holding the largest piece)."""
+    if "split_changes" in ctx:
+        return ctx["split_changes"]
+    p = ctx["p"]
+    out = []
+    for s in ctx["splits"]:
+        if s["layout"] == "halves":
+            groups = [([k], h) for k, h in enumerate(s["halves"])]
+        else:
+            groups = [(list(range(len(s["piece_idx"]))), s)]
+        for ks, spec in groups:
+            idx = [s["piece_idx"][k] for k in ks]
+            pieces = [p["geoms"][i] for i in idx]
+            big = idx[int(np.argmax(shapely.area(np.array(pieces, dtype=object))))]
+            out.append({"key": spec["key"], "site": s["key"], "kind": s["kind"], "layout": s["layout"],
+                        "rect": s["rect"], "pieces": pieces, "piece_idx": idx,
+                        "ground": pieces[0] if len(pieces) == 1 else shapely.union_all(pieces),
+                        "codes": [s["codes"][k] for k in ks], "approval": spec["approval"], "mon": spec["mon"],
+                        "verdict": spec["verdict"], "village": int(p["village"][big]), "parents": s["parents"],
+                        "cross": s.get("cross")})
+    for s in ctx["splits"]:
+        s["changes"] = [c for c in out if c["site"] == s["key"]]
+    ctx["split_changes"] = out
+    return out
 
 
 def _mon_geometry(s: dict, variant: str, rng) -> object:
@@ -1140,17 +1348,31 @@ def _monitoring(ctx, layers, extra: int):
         prefix = {"camera": "SXT", "drone": "WRJ"}[source]
         return f"{REGION_CODE}{prefix}{YEAR}{seq[src]:04d}"
 
+    def row(src, geom, xzqdm, tblx, site, variant, file=None, hsx=None):
+        stem, source, rnd, qsx_d, hsx_d = ROUNDS[src]
+        file = file or stem
+        code = jcbh(src)
+        qsx, hsx_c = canonical_date(qsx_d, file), canonical_date(hsx_d, file)
+        rows.append(dict(JCBH=code, XZQDM=xzqdm, QSX=qsx, HSX=hsx or hsx_c, TBLX=tblx, SOURCE=source, ROUND=rnd,
+                         geometry=geom, _src=src, _site=site, _variant=variant, _file=file))
+        return code
+
     vcodes = np.array(admin["vcodes"], dtype=object)
     for s in ctx["sites"]:
         s["JCBH"] = []
         for src, variant in s["mon"]:
             geom = _mon_geometry(s, variant, rng)
-            stem, source, rnd, qsx, hsx = ROUNDS[src]
-            code = jcbh(src)
-            s["JCBH"].append(code)
-            rows.append(dict(JCBH=code, XZQDM=vcodes[p["village"][s["parent_idx"]]][:9], QSX=qsx, HSX=hsx,
-                             TBLX=TBLX.get(s["new"], "推填土"), SOURCE=source, ROUND=rnd, geometry=geom,
-                             _src=src, _site=s["key"], _variant=variant))
+            s["JCBH"].append(row(src, geom, vcodes[p["village"][s["parent_idx"]]][:9], TBLX.get(s["new"], "推填土"),
+                                 s["key"], variant))
+    rng_x = ctx["rng_x"]
+    for change in _split_changes(ctx):
+        change["JCBH"] = []
+        for m in change["mon"]:
+            geom = split.mon_geometry(change, m["variant"], rng_x)
+            file = MIXED_FILE if m["file"] == "pc" else (ROUNDS[m["file"]][0] if m["file"] else None)
+            change["JCBH"].append(row(m["src"], geom, vcodes[change["village"]][:9],
+                                      TBLX.get(change["codes"][0], "推填土"), change["key"], m["variant"], file,
+                                      m["hsx"]))
     if extra:  # benchmark mode: many more (pseudo-change) patches on random farmland
         dltb = layers["dltb"]
         cand = np.flatnonzero(np.isin(dltb["DLBM"].to_numpy().astype(str), list(CULTIVATED)) & (p["site"] == ""))
@@ -1158,15 +1380,12 @@ def _monitoring(ctx, layers, extra: int):
         pts = shapely.point_on_surface(dltb.geometry.values[pick])
         for k, (i, pt) in enumerate(zip(pick, pts)):
             src = ("sat1", "sat2", "camera", "drone")[k % 4]
-            stem, source, rnd, qsx, hsx = ROUNDS[src]
             geom = shapely.intersection(shapely.buffer(pt, float(rng.uniform(8, 25)), quad_segs=3),
                                         dltb.geometry.values[i])
-            rows.append(dict(JCBH=jcbh(src), XZQDM=vcodes[p["village"][i]][:9], QSX=qsx, HSX=hsx, TBLX="推填土",
-                             SOURCE=source, ROUND=rnd, geometry=sh.snap_mm(geom), _src=src, _site="",
-                             _variant="background"))
+            row(src, sh.snap_mm(geom), vcodes[p["village"][i]][:9], "推填土", "", "background")
     m = gpd.GeoDataFrame(rows, geometry="geometry", crs=CRS)
     m["MJ"] = np.round(_area(m.geometry.values), 2)
-    return m[["JCBH", "XZQDM", "QSX", "HSX", "TBLX", "MJ", "SOURCE", "ROUND", "_src", "_site", "_variant",
+    return m[["JCBH", "XZQDM", "QSX", "HSX", "TBLX", "MJ", "SOURCE", "ROUND", "_src", "_site", "_variant", "_file",
               "geometry"]]
 
 
@@ -1200,6 +1419,23 @@ def _cameras(ctx, layers, scale):
         rows.append(dict(SXTBH=f"SXT{REGION_CODE}{len(rows) + 1:03d}", GD=float(round(rng.uniform(30, 60), 1)),
                          KSJL=ksjl, FWJ=round(float(fwj), 1), SPJ=float(rng.choice([45.0, 60.0, 75.0, 90.0])),
                          geometry=sh.snap_mm(shapely.Point(x, y)), _watch=watch))
+    # one more tower watching each camera-seen change of the split sites (their own generator)
+    rng_x = ctx["rng_x"]
+    for change in _split_changes(ctx):
+        if not any(m["src"] == "camera" for m in change["mon"]):
+            continue
+        c = shapely.centroid(change["ground"])
+        for _ in range(1000):
+            ang = rng_x.uniform(0, 2 * math.pi)
+            dist = rng_x.uniform(600, 1500)
+            x, y = c.x + dist * math.cos(ang), c.y + dist * math.sin(ang)
+            if county.contains(shapely.Point(x, y)):
+                break
+        fwj = (math.degrees(math.atan2(c.x - x, c.y - y)) + 360) % 360
+        ksjl = float(np.clip(round(dist + rng_x.uniform(800, 2500), -2), 2000, 5000))
+        rows.append(dict(SXTBH=f"SXT{REGION_CODE}{len(rows) + 1:03d}", GD=float(round(rng_x.uniform(30, 60), 1)),
+                         KSJL=ksjl, FWJ=round(float(fwj), 1), SPJ=float(rng_x.choice([45.0, 60.0, 75.0, 90.0])),
+                         geometry=sh.snap_mm(shapely.Point(x, y)), _watch=change["key"]))
     cams = gpd.GeoDataFrame(rows, geometry="geometry", crs=CRS)
     villages = layers["xzq"][layers["xzq"]["XZQJB"] == "village"]
     hit = shapely.STRtree(villages.geometry.values).query(cams.geometry.values, predicate="within")
@@ -1224,8 +1460,15 @@ def _plant_defects(ctx, layers) -> dict:
     for v in ctx["overlaps"].values():
         busy |= set(v)
     free = np.array([i not in busy for i in range(n)]) & (p["strip_kind"] < 0)
-    farm = np.flatnonzero(free & np.isin(codes, list(CULTIVATED)) & (dltb["KCXS"].to_numpy() > 0))
+    had_kcxs = dltb["KCXS"].to_numpy() > 0
+    had_kcxs[list(ctx["kcxs_forced"])] = False  # (as drawn: split-site parents were given 田坎 afterwards)
+    farm = np.flatnonzero(free & np.isin(codes, list(CULTIVATED)) & had_kcxs)
     pick = rng.choice(farm, 7, replace=False)
+    taken = {i for s in ctx["splits"] for i in s["parents"] + s["piece_idx"] + s["rest_idx"]}
+    if taken & set(pick.tolist()):  # rare (small counties): draw those again, away from the split sites
+        spare = [i for i in farm.tolist() if i not in taken and i not in set(pick.tolist())]
+        pick = np.array([i if i not in taken else spare.pop(int(ctx["rng_x"].integers(len(spare))))
+                         for i in pick.tolist()])
     area_bad, kcmj_bad, dup = pick[:3], pick[3:6], int(pick[6])
     for i, f in zip(area_bad, (1.18, 0.85, 1.25)):
         tbmj = round(float(dltb.at[i, "TBMJ"]) * f, 2)
@@ -1240,6 +1483,8 @@ def _plant_defects(ctx, layers) -> dict:
     if not len(ponds):  # tiny test counties: any other non-built, non-耕地 patch
         ponds = np.flatnonzero(outside_lines & ~np.isin(codes, list(CULTIVATED | CONSTRUCTION_SANDIAO)))
     unknown = int(rng.choice(ponds))
+    if unknown in taken:  # pragma: no cover - ponds are never split-site parents
+        raise RuntimeError("the unknown-code defect fell on a split site")
     for frame in (dltb, prev):
         frame.loc[unknown, ["DLBM", "DLMC"]] = ["1199", "坑塘水面"]
     dup_row = dltb.iloc[[dup]].copy()
@@ -1305,7 +1550,41 @@ OWN_EXTRA = ["manifest.yaml", "planted.yaml", "ghfq_codes.yaml", "sanqusanxian.g
 
 def own_files() -> list[str]:
     """Names this generator writes into its output folder (and removes before writing them again)."""
-    return sorted({f for f, _, _ in FILES.values()} | {f"{r[0]}.gpkg" for r in ROUNDS.values()} | set(OWN_EXTRA))
+    return sorted({f for f, _, _ in FILES.values()} | {f"{stem}.gpkg" for stem in DATE_STYLE} | set(OWN_EXTRA))
+
+
+def monitoring_file_frame(part: gpd.GeoDataFrame, stem: str) -> gpd.GeoDataFrame:
+    """The rows of one monitoring file as the file holds them: dates in the file's style; the mixed-round file
+    names its round and source columns PC (批次) and LY (来源, Chinese values) instead of ROUND and SOURCE."""
+    out = public(part).copy()
+    for col in ("QSX", "HSX"):
+        out[col] = pd.Series([render_date(v, stem) for v in part[col]], index=part.index, dtype=object)
+    if DATE_STYLE[stem] == "excel":
+        for col in ("QSX", "HSX"):
+            out[col] = out[col].astype("int64")
+    if stem == MIXED_FILE:
+        out["PC"] = out["ROUND"]
+        out["LY"] = out["SOURCE"].map(LY_VALUES)
+        out = out.drop(columns=["ROUND", "SOURCE"])
+    return out
+
+
+def write_monitoring(mon: gpd.GeoDataFrame, out: Path) -> list[dict]:
+    """Write every monitoring file; returns the manifest entries (source / round set per file where the file
+    holds one source and one round; the mixed-round file carries them in its PC / LY columns)."""
+    entries = []
+    stems = [ROUNDS[k][0] for k in ROUNDS] + [MIXED_FILE]
+    for stem in stems:
+        part = mon[mon["_file"] == stem]
+        if not len(part) and stem == MIXED_FILE:
+            continue
+        _write(monitoring_file_frame(part, stem), out / f"{stem}.gpkg", "JCTB", "GPKG")
+        entry = {"path": f"{stem}.gpkg", "layer": "JCTB"}
+        src = next((k for k, r in ROUNDS.items() if r[0] == stem), None)
+        if src is not None:
+            entry.update(source=ROUNDS[src][1], round=ROUNDS[src][2])
+        entries.append(entry)
+    return entries
 
 
 def write_county(county: County, out: Path) -> Path:
@@ -1328,12 +1607,7 @@ def write_county(county: County, out: Path) -> Path:
         if role == "cameras":
             gdf = gdf.to_crs(4490)
         _write(gdf, out / name, layer, driver)
-    mon = L["monitoring"]
-    entries = []
-    for src, (stem, source, rnd, _, _) in ROUNDS.items():
-        part = mon[mon["_src"] == src]
-        _write(part, out / f"{stem}.gpkg", "JCTB", "GPKG")
-        entries.append({"path": f"{stem}.gpkg", "layer": "JCTB", "source": source, "round": rnd})
+    entries = write_monitoring(L["monitoring"], out)
     manifest = {
         "region": {"code": REGION_CODE, "name": REGION_NAME},
         "crs": "auto",

@@ -119,16 +119,11 @@ def to_gcj02(points_4547) -> np.ndarray:
 
 def _clean_copy(county, out: Path, roles) -> dict:
     """Write roles in their clean formats (as data/sample does); returns manifest entries."""
-    from .generate import FILES, ROUNDS, _write
+    from .generate import FILES, _write, write_monitoring
     entries: dict = {}
     for role in roles:
         if role == "monitoring":
-            mon = county.layers["monitoring"]
-            entries["monitoring"] = []
-            for src, (stem, source, rnd, _, _) in ROUNDS.items():
-                _write(mon[mon["_src"] == src], out / f"{stem}.gpkg", "JCTB", "GPKG")
-                entries["monitoring"].append({"path": f"{stem}.gpkg", "layer": "JCTB", "source": source,
-                                              "round": rnd})
+            entries["monitoring"] = write_monitoring(county.layers["monitoring"], out)
             continue
         name, layer, driver = FILES[role]
         gdf = county.layers[role]
