@@ -7,8 +7,13 @@ statistic is a *rule* that bureaus tune; the analysis rules file starts from ``C
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .errors import CodeSetError
@@ -77,7 +82,9 @@ ERDIAO_CODES: dict[str, str] = {
     "127": "裸地",
 }
 
-# 用地用海分类 (自然资办发〔2023〕234号): first and second level codes used in change surveys from 2024.
+# 用地用海分类 (《国土空间调查、规划、用途管制用地用海分类指南》, 自然资发〔2023〕234号): first and second level codes
+# (and the third-level codes surveys use), as the 年度国土变更调查 writes them from 2024 (1207 城镇村道路用地 is the
+# survey's extension of 城镇道路用地).
 YDYH_CODES: dict[str, str] = {
     "01": "耕地", "0101": "水田", "0102": "水浇地", "0103": "旱地",
     "02": "园地", "0201": "果园", "0202": "茶园", "0203": "橡胶园地", "0204": "油料园地", "0205": "其他园地",
@@ -85,8 +92,8 @@ YDYH_CODES: dict[str, str] = {
     "04": "草地", "0401": "天然牧草地", "0402": "人工牧草地", "0403": "其他草地",
     "05": "湿地", "0501": "森林沼泽", "0502": "灌丛沼泽", "0503": "沼泽草地", "0504": "其他沼泽地",
     "0505": "沿海滩涂", "0506": "内陆滩涂", "0507": "红树林地",
-    "06": "农业设施建设用地", "0601": "乡村道路用地", "0602": "种植设施建设用地", "0603": "畜禽养殖设施建设用地",
-    "0604": "水产养殖设施建设用地",
+    "06": "农业设施建设用地", "0601": "乡村道路用地", "060101": "村道用地", "060102": "村庄内部道路用地",
+    "0602": "种植设施建设用地", "0603": "畜禽养殖设施建设用地", "0604": "水产养殖设施建设用地",
     "07": "居住用地", "0701": "城镇住宅用地", "0702": "城镇社区服务设施用地", "0703": "农村宅基地",
     "0704": "农村社区服务设施用地",
     "08": "公共管理与公共服务用地", "0801": "机关团体用地", "0802": "科研用地", "0803": "文化用地",
@@ -96,10 +103,15 @@ YDYH_CODES: dict[str, str] = {
     "10": "工矿用地", "1001": "工业用地", "1002": "采矿用地", "1003": "盐田",
     "11": "仓储用地", "1101": "物流仓储用地", "1102": "储备库用地",
     "12": "交通运输用地", "1201": "铁路用地", "1202": "公路用地", "1203": "机场用地", "1204": "港口码头用地",
-    "1205": "管道运输用地", "1206": "城市轨道交通用地", "1207": "城镇道路用地", "1208": "交通场站用地",
+    "1205": "管道运输用地", "1206": "城市轨道交通用地", "1207": "城镇村道路用地", "1208": "交通场站用地",
     "1209": "其他交通设施用地",
-    "13": "公用设施用地", "14": "绿地与开敞空间用地", "1401": "公园绿地", "1402": "防护绿地", "1403": "广场用地",
-    "15": "特殊用地", "16": "留白用地",
+    "13": "公用设施用地", "1301": "供水用地", "1302": "排水用地", "1303": "供电用地", "1304": "供燃气用地",
+    "1305": "供热用地", "1306": "通信用地", "1307": "邮政用地", "1308": "广播电视设施用地", "1309": "环卫用地",
+    "1310": "消防用地", "1311": "干渠", "1312": "水工设施用地", "1313": "其他公用设施用地",
+    "14": "绿地与开敞空间用地", "1401": "公园绿地", "1402": "防护绿地", "1403": "广场用地",
+    "15": "特殊用地", "1501": "军事设施用地", "1502": "使领馆用地", "1503": "宗教用地", "1504": "文物古迹用地",
+    "1505": "监教场所用地", "1506": "殡葬用地", "1507": "其他特殊用地",
+    "16": "留白用地",
     "17": "陆地水域", "1701": "河流水面", "1702": "湖泊水面", "1703": "水库水面", "1704": "坑塘水面",
     "1705": "沟渠", "1706": "冰川及常年积雪",
     "23": "其他土地", "2301": "空闲地", "2302": "田坎", "2303": "田间道", "2304": "盐碱地", "2305": "沙地",
@@ -133,36 +145,146 @@ def normalise_code(value) -> str | None:
     return text
 
 
-def detect_code_set(codes: Iterable) -> str:
-    """Decide which code set a column of DLBM values uses.
+def detect_code_set(codes: Iterable, declared: str | None = None, where: str = "the layer") -> str:
+    """Decide which code set a column of DLBM values uses, from the codes as a whole.
 
-    Raises CodeSetError when the values mix sets (e.g. 3-digit 二调 codes beside 4-character 三调 codes),
-    naming example values. Codes present in two sets (0101 is 水田 in both 三调 and 用地用海) are resolved
-    by the codes that exist in only one of them; with no distinguishing code, 三调 is assumed, since
-    0101/0102/0103 mean the same in both.
+    * 3-digit codes beside 4-character ones, or codes that exist only in 三调 (05H1, 08H2, 1006 …) beside codes
+      that exist only in 用地用海 (0703, 0901, 1207, 17xx, 23xx …): the layer mixes sets — CodeSetError naming
+      example codes of each.
+    * Codes that tell the set (only in one of them) decide it.
+    * No telling code: when some code means a different land use in the two sets (0601 工业用地 in 三调,
+      乡村道路用地 in 用地用海; 0702 农村宅基地 / 城镇社区服务设施用地 …), the set cannot be told and reading it in the
+      wrong one would change the numbers — CodeSetError naming those codes, unless ``declared`` (the
+      manifest's ``code_set:``) says which. When every code means the same in both (0101 水田 …), 三调.
+    * ``declared`` must agree with the telling codes, else CodeSetError.
     """
     values = {c for c in (normalise_code(v) for v in codes) if c}
+    if declared is not None and declared not in CODE_TABLES:
+        raise CodeSetError(f"{where}: code_set {declared!r} is unknown; use one of {', '.join(CODE_TABLES)}")
     if not values:
-        raise CodeSetError("no land-use codes (DLBM) to detect a code set from; check the field mapping")
+        if declared is not None:
+            return declared
+        raise CodeSetError(f"{where}: no land-use codes (DLBM) to detect a code set from; check the field mapping")
     three_digit = {v for v in values if len(v) == 3 and v.isdigit()}
     others = values - three_digit
     if three_digit and others:
         raise CodeSetError(
-            f"land-use codes mix 二调 3-digit codes (e.g. {sorted(three_digit)[:3]}) with 4-character codes "
+            f"{where}: land-use codes mix 二调 3-digit codes (e.g. {sorted(three_digit)[:3]}) with 4-character codes "
             f"(e.g. {sorted(others)[:3]}); convert the layer to one code set before loading"
         )
     if three_digit:
-        return ERDIAO
+        found = ERDIAO
+        if declared is not None and declared != found:
+            raise CodeSetError(f"{where}: code_set: {declared} is declared but the codes are 二调 3-digit codes "
+                               f"(e.g. {sorted(three_digit)[:3]}); fix code_set: in the manifest")
+        return found
     sandiao_hits = others & _SANDIAO_ONLY
     ydyh_hits = others & _YDYH_ONLY
     if sandiao_hits and ydyh_hits:
         raise CodeSetError(
-            f"land-use codes mix 三调 codes (e.g. {sorted(sandiao_hits)[:3]}) with 用地用海 codes "
+            f"{where}: land-use codes mix 三调 codes (e.g. {sorted(sandiao_hits)[:3]}) with 用地用海 codes "
             f"(e.g. {sorted(ydyh_hits)[:3]}); convert the layer to one code set before loading"
         )
-    if ydyh_hits:
-        return YDYH
+    telling = YDYH if ydyh_hits else SANDIAO if sandiao_hits else None
+    if declared is not None:
+        if telling is not None and telling != declared:
+            hits = sorted(ydyh_hits or sandiao_hits)[:5]
+            raise CodeSetError(f"{where}: code_set: {declared} is declared but codes {hits} exist only in "
+                               f"{CODE_SET_NAMES[telling]}; fix code_set: in the manifest (or the codes)")
+        return declared
+    if telling is not None:
+        return telling
+    differing = sorted(v for v in others if v in SANDIAO_CODES and v in YDYH_CODES and _differs(v))
+    if differing:
+        examples = "; ".join(f"{c} = {SANDIAO_CODES[c]} (三调) or {YDYH_CODES[c]} (用地用海)" for c in differing[:4])
+        raise CodeSetError(
+            f"{where}: cannot tell whether the land-use codes are 三调 or 用地用海: no code belongs to one set only, "
+            f"and {', '.join(differing[:10])} mean different land uses in the two ({examples}); set "
+            "code_set: sandiao or code_set: ydyh on the layer in the manifest")
     return SANDIAO
+
+
+def _differs(code: str) -> bool:
+    """True when a code present in both sets stands for a different land use in each (through the crosswalk)."""
+    return crosswalk().codes.get(code, code) != code
+
+
+# --- the crosswalk 用地用海 → 三调 (data: layers/crosswalk_ydyh.yaml) ----------------------------------------------
+
+CROSSWALK_PATH = Path(__file__).with_name("crosswalk_ydyh.yaml")
+
+
+@dataclass(frozen=True)
+class Crosswalk:
+    version: int
+    codes: dict[str, str]  # 用地用海 code → 三调 code
+    reverse: dict[str, str]  # 三调 code → the 用地用海 code it is written as
+    sha256: str
+
+    def label(self) -> str:
+        return f"{CROSSWALK_PATH.name} v{self.version} (sha256 {self.sha256[:12]})"
+
+
+@lru_cache(maxsize=1)
+def crosswalk() -> Crosswalk:
+    """The packaged crosswalk, checked: every target is a 三调 code, every source a 用地用海 code, and the reverse
+    table round-trips (to_sandiao(from_sandiao(c)) == c for every 三调 code)."""
+    import yaml
+
+    raw_bytes = CROSSWALK_PATH.read_bytes()
+    doc = yaml.safe_load(raw_bytes.decode("utf-8"))
+    codes = {str(k): str(v) for k, v in doc["codes"].items()}
+    reverse = {str(k): str(v) for k, v in doc["reverse"].items()}
+    bad = [f"{k}→{v}" for k, v in codes.items() if k not in YDYH_CODES or v not in SANDIAO_CODES]
+    bad += [f"reverse {k}→{v}" for k, v in reverse.items()
+            if k not in SANDIAO_CODES or codes.get(v) != k]
+    missing = sorted(set(SANDIAO_CODES) - set(reverse))
+    if bad or missing:  # a packaging error, not a user's
+        raise CodeSetError(f"crosswalk {CROSSWALK_PATH}: inconsistent entries {bad[:5]}; 三调 codes without a "
+                           f"reverse: {missing[:5]}")
+    return Crosswalk(int(doc["version"]), codes, reverse, hashlib.sha256(raw_bytes).hexdigest())
+
+
+UNMAPPED_PREFIX = "ydyh:"  # a 用地用海 code the crosswalk does not map: no rule list holds it (unclassified)
+
+
+def to_sandiao(codes, code_set: str) -> np.ndarray:
+    """The 三调 codes the rules are written in, for DLBM values of ``code_set``.
+
+    三调 values are returned as they are; 用地用海 values through the crosswalk (a 3rd-level code not listed falls
+    back to its 4-character parent); a 用地用海 code the crosswalk does not map becomes ``ydyh:<code>``, which no
+    rule list holds, so the analysis reports it as unclassified instead of guessing. 二调 codes are refused.
+    """
+    arr = np.asarray(codes, dtype=object)
+    if code_set in (None, SANDIAO):
+        return arr
+    if code_set == ERDIAO:
+        raise CodeSetError("二调 (3-digit) land-use codes cannot be analysed: convert the layer to 三调 or 用地用海 "
+                           "codes before ingest")
+    if code_set != YDYH:
+        raise CodeSetError(f"code set {code_set!r} is unknown; use one of {', '.join(CODE_TABLES)}")
+    table = crosswalk().codes
+
+    def one(c):
+        if c is None or c == "" or (isinstance(c, float) and np.isnan(c)):
+            return c
+        c = str(c)
+        hit = table.get(c) or (table.get(c[:4]) if len(c) > 4 else None)
+        return hit if hit is not None else UNMAPPED_PREFIX + c
+
+    lookup = {c: one(c) for c in pd.unique(arr)}
+    return np.array([lookup[c] for c in arr], dtype=object)
+
+
+def from_sandiao(codes, code_set: str = YDYH) -> np.ndarray:
+    """三调 codes written in ``code_set`` (the crosswalk's designated reverse); unknown codes stay as they are."""
+    arr = np.asarray(codes, dtype=object)
+    if code_set == SANDIAO:
+        return arr
+    if code_set != YDYH:
+        raise CodeSetError(f"cannot write codes in {code_set!r}; use sandiao or ydyh")
+    table = crosswalk().reverse
+    return np.array([table.get(c, c) if isinstance(c, str) else c for c in arr], dtype=object)
 
 
 def unknown_codes(codes: pd.Series, code_set: str) -> pd.Series:
@@ -176,4 +298,4 @@ def unknown_codes(codes: pd.Series, code_set: str) -> pd.Series:
 
 
 def code_name(code: str, code_set: str = SANDIAO) -> str | None:
-    return CODE_TABLES[code_set].get(code)
+    return CODE_TABLES.get(code_set or SANDIAO, SANDIAO_CODES).get(code)

@@ -189,6 +189,23 @@ ALIASES: dict[str, str] = {
     "图斑编码": "JCBH",
     "前时相时间": "QSX",
     "后时相时间": "HSX",
+    "前时相日期": "QSX",
+    "后时相日期": "HSX",
+    "QSXSJ": "QSX",
+    "HSXSJ": "HSX",
+    "QSJ": "QSX",
+    "HSJ": "HSX",
+    # monitoring lists: round (批次) and source (来源) columns as bureaus name them
+    "PC": ROUND,
+    "JCPC": ROUND,
+    "监测批次": ROUND,
+    "下发批次": ROUND,
+    "LY": SOURCE,
+    "SJLY": SOURCE,
+    "JCLY": SOURCE,
+    "数据来源": SOURCE,
+    "监测来源": SOURCE,
+    "图斑来源": SOURCE,
     "变化类型": "TBLX",
     "宗地编码": "ZDDM",
     "用途": "TDYT",
@@ -203,6 +220,28 @@ ALIASES: dict[str, str] = {
     "YJJBNTTBB": "YJJBNTTBBH",
     "YJJBNTMJ": "YJJBNTMJ",
 }
+
+
+# SOURCE values as monitoring lists write them → the source names the rules use (dedupe.source_order).
+SOURCE_VALUES: dict[str, str] = {
+    "卫片": "satellite", "卫星": "satellite", "卫星遥感": "satellite", "遥感": "satellite", "卫片执法": "satellite",
+    "遥感监测": "satellite", "satellite": "satellite",
+    "摄像头": "camera", "视频": "camera", "视频监控": "camera", "铁塔": "camera", "铁塔视频": "camera",
+    "监控": "camera", "高空瞭望": "camera", "camera": "camera",
+    "无人机": "drone", "航拍": "drone", "无人机航拍": "drone", "drone": "drone",
+    "变更调查": "survey", "年度变更调查": "survey", "调查": "survey", "survey": "survey",
+}
+
+
+def standard_source(value) -> str | None:
+    """A monitoring SOURCE value in the rules' vocabulary: 卫片 → satellite, 摄像头 → camera, 无人机 → drone,
+    变更调查 → survey; other values are kept (stripped; ASCII lower-cased)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    return SOURCE_VALUES.get(text, SOURCE_VALUES.get(text.lower(), text.lower() if text.isascii() else text))
 
 
 def standard_name(name: str) -> str | None:

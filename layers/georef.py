@@ -36,7 +36,7 @@ from pyproj import CRS, Transformer
 from . import webcoords
 from .crs import (CGCS2000_GEOGRAPHIC, DATUM_BEIJING54, DATUM_CGCS2000, DATUM_WGS84, DATUM_XIAN80, ZONE_MAX,
                   ZONE_MIN, datum_of, gk_epsg, to_crs, zone_from_easting, zone_of_gk_epsg)
-from .datum import build_pipeline, transformer_for
+from .datum import build_pipeline, checked_transform, transformer_for
 from .errors import CRSError, GeometryError, SourceError
 from .read import source_info
 from .records import INFO, WARNING, Finding
@@ -418,8 +418,11 @@ def georeference(spec, geoms: np.ndarray, declared: CRS | None, declared_origin:
     datum = datum_of(src)
     shift = None
     if spec.transform is not None:
-        transformer = transformer_for(src, spec.transform, target)
-        steps.append(f"{spec.transform.describe()}; pipeline: {build_pipeline(src, spec.transform, target)}")
+        transform, residual_note = checked_transform(src, spec.transform, where)
+        transformer = transformer_for(src, transform, target)
+        steps.append(f"{transform.describe()}; pipeline: {build_pipeline(src, transform, target)}")
+        if residual_note:
+            steps.append(residual_note)
     elif datum in (DATUM_CGCS2000, DATUM_WGS84):
         if datum == DATUM_WGS84 and not spec.coords:
             steps.append("WGS 84 taken as CGCS2000 (the frames differ by centimetres)")

@@ -24,10 +24,10 @@ import pandas as pd
 import shapely
 
 from .area import ellipsoidal_area
-from .codes import CODE_SET_NAMES, detect_code_set, unknown_codes
+from .codes import CODE_SET_NAMES, SANDIAO, YDYH, crosswalk, detect_code_set, unknown_codes
 from .crs import gk_epsg, to_crs, zone_for_longitude, zone_of_gk_epsg
 from .errors import CRSError, GeometryError, ManifestError, YztError
-from .fields import AREA, FID, ROLES, ROUND, SOURCE, SURVEY_ROLES
+from .fields import AREA, FID, FIELDS, ROLES, ROUND, SOURCE, SURVEY_ROLES
 from .geometry import chunked, clean_geometries
 from .georef import Georef, Region, RegionSurvey, georeference, survey_region
 from .normalise import ID_FIELDS, as_object, map_fields, mapping_findings, normalise_attributes, row_ids
@@ -173,10 +173,11 @@ def _ids(ids: np.ndarray, mask) -> list:
     return [str(v) for v in ids[np.asarray(mask, dtype=bool)]]
 
 
-def _code_findings(gdf: pd.DataFrame, role: str, ids: np.ndarray) -> tuple[str | None, list[Finding]]:
+def _code_findings(gdf: pd.DataFrame, role: str, ids: np.ndarray,
+                   declared: str | None = None) -> tuple[str | None, list[Finding]]:
     if "DLBM" not in gdf.columns or not gdf["DLBM"].notna().any():
-        return None, []
-    code_set = detect_code_set(gdf["DLBM"].dropna().unique())
+        return declared, []
+    code_set = detect_code_set(gdf["DLBM"].dropna().unique(), declared, where=f"layer '{role}'")
     findings = []
     bad = unknown_codes(gdf["DLBM"], code_set).to_numpy(dtype=bool)
     if bad.any():
@@ -289,7 +290,7 @@ def _peer_code_set(manifest, role: str) -> str | None:
         data = read_source(specs[0], geometry=False, where=f"layer '{role}'")
         fmap = map_fields(list(data.gdf.columns), role, specs[0].fields, f"layer '{role}'")
         values = data.gdf[fmap.mapping["DLBM"]].dropna()
-        return detect_code_set(pd.unique(values.astype(object))) if len(values) else None
+        return detect_code_set(pd.unique(values.astype(object)), specs[0].code_set) if len(values) else None
     except YztError:
         return None
 
@@ -349,8 +350,11 @@ def load_role(manifest, role: str, target_epsg: int, progress: bool = False, *,
             if empty.any():
                 findings.append(Finding(layer=role, check="missing_value", severity=WARNING, ids=_ids(ids, empty),
                                         count=int(empty.sum()),
-                                        message=f"{int(empty.sum())} monitoring patch(es) have no {code}; set "
-                                                f"{code.lower()}: on the source in the manifest"))
+                                        message=f"{int(empty.sum())} monitoring patch(es) have no {code} "
+                                                f"({FIELDS[code].zh}); if the file has a column for it, map it: "
+                                                f"fields: {{{code}: <column>}} (a file that mixes rounds or "
+                                                f"sources needs the column); if the whole file is one "
+                                                f"{code.lower()}, set {code.lower()}: on its entry in the manifest"))
     gdf = gpd.GeoDataFrame(attrs[columns], geometry=gpd.GeoSeries(clean.geoms, crs=f"EPSG:{target_epsg}"))
     gdf.insert(0, FID, np.arange(1, len(gdf) + 1, dtype=np.int64))
     if len(gdf) and role not in ("cameras",):
@@ -359,7 +363,7 @@ def load_role(manifest, role: str, target_epsg: int, progress: bool = False, *,
         area = np.zeros(len(gdf))
     gdf.insert(len(gdf.columns) - 1, AREA, np.round(area, 2))
 
-    code_set, code_findings = _code_findings(gdf, role, ids)
+    code_set, code_findings = _code_findings(gdf, role, ids, specs[0].code_set)
     findings += code_findings
     if role in ("dltb", "dltb_prev") and code_set is not None:
         context.code_sets[role] = code_set
@@ -368,11 +372,14 @@ def load_role(manifest, role: str, target_epsg: int, progress: bool = False, *,
             _peer_code_set(manifest, peer) if role == "dltb_prev" else None)
         if peer_set is not None and peer_set != code_set:
             sets = {role: code_set, peer: peer_set}
+            bridged = set(sets.values()) == {SANDIAO, YDYH}
             findings.append(Finding(
-                layer=role, check="code_set_mismatch", severity=WARNING, count=1,
+                layer=role, check="code_set_mismatch", severity=INFO if bridged else WARNING, count=1,
                 message=f"dltb_prev uses {CODE_SET_NAMES[sets['dltb_prev']]} codes but dltb uses "
                         f"{CODE_SET_NAMES[sets['dltb']]}; "
-                        "change detection between them compares different code sets — convert one before analysis"))
+                        + (f"the analysis reconciles them through the crosswalk {crosswalk().label()}" if bridged
+                           else "change detection between them compares different code sets — convert one "
+                                "before analysis")))
     area_mismatches = 0
     if role in SURVEY_ROLES and len(gdf):
         area_mismatches, survey = _survey_findings(gdf, role, ids, manifest.options)

@@ -15,10 +15,15 @@ layers:
     crs: EPSG:4526        # optional: overrides / replaces a missing .prj
     encoding: gbk         # optional: wins over detection
     fields: {DLBM: 地类代码}  # optional: standard code -> source field name
+    code_set: sandiao     # optional: sandiao (三调) | ydyh (用地用海) | erdiao; needed only when the codes cannot tell
     transform:            # optional: datum transformation for Xian 1980 / Beijing 1954 sources
       helmert: {x: 0, y: 0, z: 0, rx: 0, ry: 0, rz: 0, s: 0, convention: coordinate_frame}
-      # or four_param: {dx: 0, dy: 0, rotation: 0, scale: 0}   (metres, arc-seconds, ppm; in the plane)
+      # or four_param: {dx: 0, dy: 0, rotation: 0, scale: 0, convention: position_vector}
+      #    (metres, arc-seconds, ppm; in the plane); convention: is required for helmert and four_param
       # or pipeline: "+proj=pipeline …"
+      # or estimate: four_param | helmert   (the parameters are fitted to the control points)
+      control_points: points.csv   # optional: 同名点 pairs "E_src,N_src,E_dst,N_dst" (or a YAML list of 4 numbers)
+      max_residual_m: 0.5          # residuals above this refuse the layer
   monitoring:             # a role may list several sources (rounds, satellite / camera / drone)
     - {path: wp_2024_1.gpkg, source: satellite, round: 2024-1}
     - {path: camera_2024.geojson, source: camera, round: 2024-1, coords: gcj02}
@@ -32,6 +37,7 @@ rasters:                  # optional
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,19 +54,38 @@ HELMERT_KEYS = {"x", "y", "z", "rx", "ry", "rz", "s"}
 FOUR_PARAM_KEYS = {"dx", "dy", "rotation", "scale"}
 
 
+CONVENTIONS = ("coordinate_frame", "position_vector")
+DEFAULT_MAX_RESIDUAL_M = 0.5
+CODE_SETS = ("sandiao", "ydyh", "erdiao")
+
+
 @dataclass(frozen=True)
 class DatumTransform:
-    """A datum transformation given by the bureau: exactly one of helmert / four_param / pipeline."""
+    """A datum transformation given by the bureau: exactly one of helmert / four_param / pipeline, or
+    ``estimate`` (helmert / four_param fitted to the control points by least squares).
+
+    ``control_points``: (n, 4) rows E_src, N_src, E_dst, N_dst — 同名点 in the source CRS's plane and in the
+    CGCS2000 plane of the same projection (zone); with given parameters they are checked, with ``estimate`` they
+    are fitted; residuals above ``max_residual_m`` refuse the layer."""
 
     kind: str  # "helmert" | "four_param" | "pipeline"
     params: dict
     pipeline: str | None = None
+    estimate: bool = False
+    control_points: tuple[tuple[float, float, float, float], ...] = ()
+    control_source: str | None = None  # where the points came from (file name or "manifest")
+    max_residual_m: float = DEFAULT_MAX_RESIDUAL_M
 
     def describe(self) -> str:
         if self.kind == "pipeline":
             return f"PROJ pipeline: {self.pipeline}"
         items = ", ".join(f"{k}={v}" for k, v in sorted(self.params.items()))
-        return f"{self.kind}: {items}"
+        fitted = f" (fitted to {len(self.control_points)} control points)" if self.estimate else ""
+        return f"{self.kind}: {items}{fitted}"
+
+    def with_params(self, params: dict) -> "DatumTransform":
+        return DatumTransform(self.kind, params, self.pipeline, self.estimate, self.control_points,
+                              self.control_source, self.max_residual_m)
 
 
 @dataclass(frozen=True)
@@ -76,12 +101,15 @@ class LayerSpec:
     round: str | None = None  # monitoring: issuing round
     coords: str | None = None  # gcj02 / bd09 for web-map coordinates
     member: str | None = None  # the dataset inside a .zip path: "地类图斑/DLTB.shp", "sandiao.gdb"
+    code_set: str | None = None  # sandiao / ydyh / erdiao when the codes alone cannot tell
 
 
 @dataclass(frozen=True)
 class Options:
     area_tolerance: float = 0.001
     area_flag: float = 0.10
+    overlap_tolerance_m2: float = 1.0  # overlaps between patches of one layer above this are 质检 findings
+    gap_tolerance_m2: float = 1.0  # holes between DLTB patches / against the county boundary above this
 
 
 @dataclass(frozen=True)
@@ -104,42 +132,110 @@ class Manifest:
             yield from self.layers.get(role, [])
 
 
-def _parse_transform(raw, where: str) -> DatumTransform | None:
+def _parse_transform(raw, where: str, folder: Path | None = None) -> DatumTransform | None:
     if raw is None:
         return None
-    if not isinstance(raw, dict) or len(raw) != 1:
-        raise ManifestError(f"{where}.transform must have exactly one of helmert, four_param, pipeline")
-    (kind, value), = raw.items()
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{where}.transform must be a mapping with one of helmert, four_param, pipeline, "
+                            "estimate")
+    raw = dict(raw)
+    points_raw = raw.pop("control_points", None)
+    max_res = raw.pop("max_residual_m", DEFAULT_MAX_RESIDUAL_M)
+    try:
+        max_res = float(max_res)
+    except (TypeError, ValueError):
+        raise ManifestError(f"{where}.transform.max_residual_m = {max_res!r} is not a number (metres)") from None
+    if not (max_res > 0):
+        raise ManifestError(f"{where}.transform.max_residual_m = {max_res} must be > 0 (metres)")
+    points, points_source = _parse_control_points(points_raw, f"{where}.transform.control_points", folder)
+    kinds = [k for k in raw if k in ("helmert", "four_param", "pipeline", "estimate")]
+    unknown = [k for k in raw if k not in ("helmert", "four_param", "pipeline", "estimate")]
+    if unknown:
+        raise ManifestError(f"{where}.transform: unknown key(s) {sorted(unknown)}; use one of helmert, four_param, "
+                            "pipeline, estimate, plus control_points / max_residual_m")
+    if len(kinds) != 1:
+        raise ManifestError(f"{where}.transform must have exactly one of helmert, four_param, pipeline, estimate")
+    kind, value = kinds[0], raw[kinds[0]]
+    extra = dict(control_points=points, control_source=points_source, max_residual_m=max_res)
     if kind == "pipeline":
         if not isinstance(value, str) or "+proj" not in value:
             raise ManifestError(f"{where}.transform.pipeline must be a PROJ pipeline string, got {value!r}")
-        return DatumTransform("pipeline", {}, value)
-    if kind not in ("helmert", "four_param"):
-        raise ManifestError(f"{where}.transform: unknown kind {kind!r}; use helmert, four_param or pipeline")
+        return DatumTransform("pipeline", {}, value, **extra)
+    if kind == "estimate":
+        if value not in ("helmert", "four_param"):
+            raise ManifestError(f"{where}.transform.estimate {value!r}: use helmert or four_param")
+        need = 3 if value == "helmert" else 2
+        if len(points) < need + 1:
+            raise ManifestError(f"{where}.transform.estimate: {value} needs at least {need + 1} control points "
+                                f"(同名点, {need} to fit and more to check the fit); got {len(points)}")
+        return DatumTransform(value, {"convention": "position_vector"}, estimate=True, **extra)
     if not isinstance(value, dict):
         raise ManifestError(f"{where}.transform.{kind} must be a mapping of parameters")
     needed = HELMERT_KEYS if kind == "helmert" else FOUR_PARAM_KEYS
     missing = needed - set(value)
-    extra = set(value) - needed - {"convention"}
+    unknown_keys = set(value) - needed - {"convention"}
     if missing:
         raise ManifestError(f"{where}.transform.{kind} lacks {sorted(missing)}")
-    if extra:
-        raise ManifestError(f"{where}.transform.{kind} has unknown keys {sorted(extra)}")
+    if unknown_keys:
+        raise ManifestError(f"{where}.transform.{kind} has unknown keys {sorted(unknown_keys)}")
+    if "convention" not in value:
+        raise ManifestError(
+            f"{where}.transform.{kind} has no convention:; the two rotation conventions differ by ~170 m over a "
+            "county — add convention: coordinate_frame (rotation of the axes, the usual Chinese / ISO 19111 "
+            "'coordinate frame rotation') or convention: position_vector (rotation of the points), as the "
+            "parameter sheet states; give control_points: to have them checked")
     params = {}
     for key, val in value.items():
         if key == "convention":
-            if val not in ("coordinate_frame", "position_vector"):
+            if val not in CONVENTIONS:
                 raise ManifestError(
-                    f"{where}.transform.helmert.convention {val!r}: use coordinate_frame or position_vector")
+                    f"{where}.transform.{kind}.convention {val!r}: use coordinate_frame or position_vector")
             params[key] = val
             continue
         try:
             params[key] = float(val)
         except (TypeError, ValueError):
             raise ManifestError(f"{where}.transform.{kind}.{key} = {val!r} is not a number") from None
-    if kind == "helmert":
-        params.setdefault("convention", "coordinate_frame")
-    return DatumTransform(kind, params)
+        if not math.isfinite(params[key]):
+            raise ManifestError(f"{where}.transform.{kind}.{key} = {val!r} is not a finite number")
+    return DatumTransform(kind, params, **extra)
+
+
+def _parse_control_points(raw, where: str, folder: Path | None) -> tuple[tuple, str | None]:
+    """同名点 pairs from a YAML list of [E_src, N_src, E_dst, N_dst] or a CSV / TXT file of such rows (comma,
+    semicolon, tab or space separated; a header line and a leading point-name column are allowed)."""
+    if raw is None:
+        return (), None
+    source = "manifest"
+    if isinstance(raw, str):
+        path = Path(raw)
+        if not path.is_absolute() and folder is not None:
+            path = folder / path
+        if not path.is_file():
+            raise ManifestError(f"{where}: file {path} does not exist")
+        rows = []
+        for line in path.read_text(encoding="utf-8-sig", errors="replace").splitlines():
+            nums = []
+            for token in re.split(r"[,;\t ]+", line.strip()):
+                try:
+                    nums.append(float(token))
+                except ValueError:
+                    continue  # a header word or a point name
+            if len(nums) >= 4:
+                rows.append(nums[-4:])
+        raw, source = rows, path.name
+    if not isinstance(raw, list) or not raw:
+        raise ManifestError(f"{where} must be a file name or a list of [E_src, N_src, E_dst, N_dst]")
+    out = []
+    for i, row in enumerate(raw):
+        try:
+            values = tuple(float(v) for v in row)
+        except (TypeError, ValueError):
+            raise ManifestError(f"{where}[{i}] = {row!r}: give four numbers E_src, N_src, E_dst, N_dst") from None
+        if len(values) != 4 or not all(math.isfinite(v) for v in values):
+            raise ManifestError(f"{where}[{i}] = {row!r}: give four finite numbers E_src, N_src, E_dst, N_dst")
+        out.append(values)
+    return tuple(out), source
 
 
 def _parse_crs(value, where: str) -> str | None:
@@ -160,7 +256,8 @@ def _parse_layer(role: str, raw, folder: Path, where: str) -> LayerSpec:
         raw = {"path": raw}
     if not isinstance(raw, dict) or "path" not in raw:
         raise ManifestError(f"{where} needs a path")
-    known = {"path", "layer", "crs", "encoding", "fields", "transform", "source", "round", "coords", "member"}
+    known = {"path", "layer", "crs", "encoding", "fields", "transform", "source", "round", "coords", "member",
+             "code_set"}
     extra = set(raw) - known
     if extra:
         raise ManifestError(f"{where} has unknown keys {sorted(extra)}; allowed: {sorted(known)}")
@@ -177,6 +274,9 @@ def _parse_layer(role: str, raw, folder: Path, where: str) -> LayerSpec:
     coords = raw.get("coords")
     if coords is not None and str(coords).lower() not in WEB_COORDS:
         raise ManifestError(f"{where}.coords {coords!r}: use gcj02 or bd09 (or omit for real coordinates)")
+    code_set = raw.get("code_set")
+    if code_set is not None and str(code_set).lower() not in CODE_SETS:
+        raise ManifestError(f"{where}.code_set {code_set!r}: use sandiao (三调), ydyh (用地用海) or erdiao (二调)")
     return LayerSpec(
         role=role,
         path=path,
@@ -184,11 +284,12 @@ def _parse_layer(role: str, raw, folder: Path, where: str) -> LayerSpec:
         crs=_parse_crs(raw.get("crs"), where),
         encoding=None if raw.get("encoding") is None else str(raw["encoding"]).lower(),
         fields={str(k).upper(): str(v) for k, v in fields.items()},
-        transform=_parse_transform(raw.get("transform"), where),
+        transform=_parse_transform(raw.get("transform"), where, folder),
         source=None if raw.get("source") is None else str(raw["source"]),
         round=None if raw.get("round") is None else str(raw["round"]),
         coords=None if coords is None else str(coords).lower(),
         member=None if member is None else str(member).strip(),
+        code_set=None if code_set is None else str(code_set).lower(),
     )
 
 

@@ -12,7 +12,8 @@ FieldError naming the role, the field, the fields present and the manifest remed
 Values: land-use codes (DLBM, KCDLBM) through ``codes.normalise_code`` (101 → "0101"); identifier codes
 (BSM, XZQDM, ZLDWDM …) as text without a trailing ".0"; a floating-point column holding codes beyond 2⁵³
 has lost digits and is refused; areas and coefficients as float; SJNF as integer; dates as ISO
-``YYYY-MM-DD`` text. Values that cannot be read become empty and are listed in a finding.
+``YYYY-MM-DD`` text (``YYYY-MM`` for a month-only date; see ``_dates`` for the forms read). Values that cannot be
+read become empty and are listed in a finding.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pandas as pd
 
 from .codes import normalise_code
 from .errors import FieldError
-from .fields import ALIASES, FIELDS, ROLES, ROUND, SOURCE, standard_name
+from .fields import ALIASES, FIELDS, ROLES, ROUND, SOURCE, standard_name, standard_source
 from .records import INFO, WARNING, Finding
 
 CODE_FIELDS = {"DLBM", "KCDLBM"}  # land-use codes: leading zeros restored
@@ -217,20 +218,46 @@ def _numbers(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
     return values, bad
 
 
+EXCEL_SERIAL_RANGE = (20_000, 80_000)  # 1954-10-03 … 2119-01-10 in the 1900 date system
+_EXCEL_EPOCH = pd.Timestamp("1899-12-30")  # serial 1 = 1900-01-01 (Excel's 1900 leap-year bug absorbed)
+
+
 def _dates(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """ISO 'YYYY-MM-DD' text and a mask of non-empty inputs that are not dates."""
+    """ISO text and a mask of non-empty inputs that are not dates.
+
+    Read: ``YYYY-MM-DD``, ``YYYY/M/D``, ``YYYY.M.D``, ``YYYYMMDD``, ``YYYY年M月D日`` (with a time part or not),
+    datetimes, Excel serial numbers (1900 date system, 20000–80000) → ``YYYY-MM-DD``; and the month-only forms
+    ``YYYY-MM``, ``YYYY/M``, ``YYYYMM``, ``YYYY年M月`` → ``YYYY-MM``, kept at month precision (monitoring lists
+    often give only the month of the image).
+    """
     if pd.api.types.is_datetime64_any_dtype(series):
         return as_object(series.dt.strftime("%Y-%m-%d")), np.zeros(len(series), bool)
-    if pd.api.types.is_float_dtype(series):  # 20230301.0
-        series = series.astype("Int64")
-    text = series.astype(_STRING).str.strip()
-    text = text.str.replace(r"[./年月]", "-", regex=True).str.replace("日", "", regex=False)
-    text = text.str.split(r"[T ]", n=1, regex=True).str[0]
-    text = text.str.replace(r"^(\d{4})(\d{2})(\d{2})$", r"\1-\2-\3", regex=True)
+    original = series
+    out = pd.Series([None] * len(series), index=series.index, dtype=object)
+    numeric = pd.to_numeric(series, errors="coerce") if not pd.api.types.is_bool_dtype(series) else \
+        pd.Series(np.nan, index=series.index)
+    serial = numeric.notna() & numeric.between(*EXCEL_SERIAL_RANGE)  # a fraction is the time of day
+    if serial.any():
+        days = pd.to_timedelta(np.floor(numeric[serial]).astype("int64"), unit="D")
+        out[serial] = (_EXCEL_EPOCH + days).dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
+    rest = ~serial
+    if pd.api.types.is_float_dtype(series):  # 20230301.0, 202303.0 (a fraction elsewhere is not a date)
+        series = series.where(series == np.floor(series)).astype("Int64")
+    text = series[rest].astype(_STRING).str.strip()
     text = text.mask(text == "")
-    parsed = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
-    bad = (text.notna() & parsed.isna()).to_numpy(dtype=bool)
-    return as_object(parsed.dt.strftime("%Y-%m-%d")), bad
+    text = text.str.replace(r"^(\d{4})年(\d{1,2})月(?:(\d{1,2})日)?", lambda m: "-".join(
+        g for g in m.groups() if g), regex=True)
+    text = text.str.split(r"[T ]", n=1, regex=True).str[0]
+    text = text.str.replace(r"[./]", "-", regex=True)
+    text = text.str.replace(r"^(\d{4})(\d{2})(\d{2})$", r"\1-\2-\3", regex=True)
+    text = text.str.replace(r"^(\d{4})(\d{2})$", r"\1-\2", regex=True)
+    day = pd.to_datetime(text.where(text.str.count("-") == 2), format="%Y-%m-%d", errors="coerce")
+    month = pd.to_datetime(text.where(text.str.count("-") == 1) + "-01", format="%Y-%m-%d", errors="coerce")
+    values = day.dt.strftime("%Y-%m-%d").where(day.notna(), month.dt.strftime("%Y-%m"))
+    out[rest] = values.astype(object).where(values.notna(), None).to_numpy(dtype=object)
+    given = original.notna() & (original.astype(_STRING).str.strip() != "").fillna(False)
+    bad = (given & out.isna()).to_numpy(dtype=bool)
+    return as_object(out), bad
 
 
 def normalise_attributes(gdf: pd.DataFrame, role: str, fmap: FieldMapping,
@@ -260,6 +287,8 @@ def normalise_attributes(gdf: pd.DataFrame, role: str, fmap: FieldMapping,
             bad_values[code] = bad
     if role == "xzq":
         out["XZQJB"] = _xzqjb(out, fmap)
+    if SOURCE in out.columns:
+        out[SOURCE] = as_object(out[SOURCE].map(standard_source))
     ids = row_ids(out.get(ID_FIELDS.get(role)), len(out))
     for code, bad in bad_values.items():
         if bad.any():

@@ -100,7 +100,8 @@ def test_xian80_with_seven_parameters_comes_back_to_the_millimetre(tmp_path):
     shift = offset_m(xian, gdf.geometry)
     assert 20 < shift < 200  # the datums differ by tens of metres: a ballpark step would be this wrong
     write_dltb(tmp_path, xian, 2383)
-    loaded = load(tmp_path, {"path": "dltb.shp", "transform": {"helmert": HELMERT}})
+    loaded = load(tmp_path, {"path": "dltb.shp", "transform": {"helmert": {**HELMERT,
+                                                                           "convention": "coordinate_frame"}}})
     assert offset_m(loaded.gdf, gdf.geometry) < 0.001
     assert loaded.record.source_crs == "EPSG:2383"
     assert loaded.record.transformation.startswith("helmert: convention=coordinate_frame, rx=0.3, ry=-0.6, rz=0.9, "
@@ -111,14 +112,103 @@ def test_xian80_with_seven_parameters_comes_back_to_the_millimetre(tmp_path):
 
 def test_beijing54_with_four_parameters(tmp_path):
     gdf = dltb_frame()
-    transform = DatumTransform("four_param", FOUR)
+    transform = DatumTransform("four_param", {**FOUR, "convention": "position_vector"})
     tr = transformer_for("EPSG:2435", transform, TARGET)
     bj = gdf.copy()
     bj.geometry = reproject(gdf.geometry, lambda x, y: tr.transform(x, y, direction=TransformDirection.INVERSE))
     write_dltb(tmp_path, bj, 2435)
-    loaded = load(tmp_path, {"path": "dltb.shp", "transform": {"four_param": FOUR}})
+    loaded = load(tmp_path, {"path": "dltb.shp", "transform": {"four_param": {**FOUR,
+                                                                              "convention": "position_vector"}}})
     assert offset_m(loaded.gdf, gdf.geometry) < 0.001
-    assert loaded.record.transformation.startswith("four_param: dx=-12.3, dy=-87.1, rotation=1.5, scale=2.1")
+    assert loaded.record.transformation.startswith("four_param: convention=position_vector, dx=-12.3, dy=-87.1, "
+                                                   "rotation=1.5, scale=2.1")
+
+
+@pytest.mark.parametrize("kind, params", [("helmert", HELMERT), ("four_param", FOUR)])
+def test_a_transform_without_its_rotation_convention_is_refused(tmp_path, kind, params):
+    from layers.errors import ManifestError
+
+    write_dltb(tmp_path, dltb_frame().to_crs(2383), 2383)
+    with pytest.raises(ManifestError) as err:
+        load(tmp_path, {"path": "dltb.shp", "transform": {kind: params}})
+    assert str(err.value).startswith(f"layers.dltb.transform.{kind} has no convention:; the two rotation "
+                                     "conventions differ by ~170 m over a county — add convention: coordinate_frame")
+
+
+def test_the_two_four_parameter_conventions_rotate_opposite_ways():
+    """E' = dx + k(E cosθ − N sinθ) for position_vector, E' = dx + k(E cosθ + N sinθ) for coordinate_frame:
+    checked against the formulas by hand on one point."""
+    import math
+
+    e, n = 512_345.0, 4_111_222.0
+    theta, k = math.radians(1.5 / 3600.0), 1 + 2.1e-6
+    for convention, sign in (("position_vector", 1.0), ("coordinate_frame", -1.0)):
+        # EPSG:4547 has the projection of EPSG:2435 (GK CM 114°E) on CGCS2000: the plane step is the identity
+        tr = transformer_for("EPSG:2435", DatumTransform("four_param", {**FOUR, "convention": convention}),
+                             "EPSG:4547")
+        got = tr.transform(e, n)
+        want = (-12.3 + k * (e * math.cos(theta) - sign * n * math.sin(theta)),
+                -87.1 + k * (sign * e * math.sin(theta) + n * math.cos(theta)))
+        assert got == pytest.approx(want, abs=1e-6)
+
+
+def _control_points(source_epsg, transform, n=6):
+    """同名点: CGCS2000 points of the test county and their source-datum coordinates under ``transform``."""
+    from layers.datum import control_target_crs
+
+    tr = transformer_for(f"EPSG:{source_epsg}", transform, control_target_crs(f"EPSG:{source_epsg}"))
+    rng = np.random.default_rng(7)
+    dst_e = 602_000 + rng.uniform(-9_000, 9_000, n)
+    dst_n = 4_116_000 + rng.uniform(-9_000, 9_000, n)
+    src_e, src_n = tr.transform(dst_e, dst_n, direction=TransformDirection.INVERSE)
+    return [[float(a), float(b), float(c), float(d)] for a, b, c, d in zip(src_e, src_n, dst_e, dst_n)]
+
+
+def test_four_parameters_fitted_to_control_points(tmp_path):
+    truth = DatumTransform("four_param", {**FOUR, "convention": "position_vector"})
+    tr = transformer_for("EPSG:2435", truth, TARGET)
+    bj = dltb_frame()
+    bj.geometry = reproject(bj.geometry, lambda x, y: tr.transform(x, y, direction=TransformDirection.INVERSE))
+    write_dltb(tmp_path, bj, 2435)
+    points = _control_points(2435, truth)
+    (tmp_path / "points.csv").write_text("点号,X源,Y源,X目标,Y目标\n" + "\n".join(
+        f"J{i + 1},{a:.4f},{b:.4f},{c:.4f},{d:.4f}" for i, (a, b, c, d) in enumerate(points)), encoding="utf-8")
+    loaded = load(tmp_path, {"path": "dltb.shp",
+                             "transform": {"estimate": "four_param", "control_points": "points.csv"}})
+    assert offset_m(loaded.gdf, dltb_frame().geometry) < 0.002
+    text = loaded.record.transformation
+    assert "fitted to 6 control points" in text and "control points (points.csv, 6): residual RMS 0.00" in text
+
+
+def test_seven_parameters_fitted_to_control_points(tmp_path):
+    truth = DatumTransform("helmert", {**HELMERT, "convention": "coordinate_frame"})
+    tr = transformer_for("EPSG:2383", truth, TARGET)
+    xian = dltb_frame()
+    xian.geometry = reproject(xian.geometry, lambda x, y: tr.transform(x, y, direction=TransformDirection.INVERSE))
+    write_dltb(tmp_path, xian, 2383)
+    points = _control_points(2383, truth, n=8)
+    loaded = load(tmp_path, {"path": "dltb.shp", "transform": {"estimate": "helmert", "control_points": points}})
+    assert offset_m(loaded.gdf, dltb_frame().geometry) < 0.01
+    assert "control points (manifest, 8): residual RMS" in loaded.record.transformation
+
+
+def test_control_points_catch_the_wrong_rotation_convention(tmp_path):
+    truth = DatumTransform("helmert", {**HELMERT, "convention": "coordinate_frame"})
+    tr = transformer_for("EPSG:2383", truth, TARGET)
+    xian = dltb_frame()
+    xian.geometry = reproject(xian.geometry, lambda x, y: tr.transform(x, y, direction=TransformDirection.INVERSE))
+    write_dltb(tmp_path, xian, 2383)
+    points = _control_points(2383, truth)
+    loaded = load(tmp_path, {"path": "dltb.shp", "transform": {
+        "helmert": {**HELMERT, "convention": "coordinate_frame"}, "control_points": points}})
+    assert offset_m(loaded.gdf, dltb_frame().geometry) < 0.001
+    with pytest.raises(CRSError) as err:
+        load(tmp_path, {"path": "dltb.shp", "transform": {
+            "helmert": {**HELMERT, "convention": "position_vector"}, "control_points": points}})
+    msg = str(err.value)
+    assert msg.startswith("layer 'dltb': the datum transformation helmert: convention=position_vector")
+    assert "more than max_residual_m 0.5 m — a residual this large usually means the rotation convention is the " \
+           "other one" in msg
 
 
 @pytest.mark.parametrize("epsg, datum", [(2383, "Xian 1980"), (2435, "Beijing 1954"), (4214, "Beijing 1954")])

@@ -172,3 +172,125 @@ def test_role_not_in_manifest(tmp_path):
     m = setup(tmp_path, {})
     with pytest.raises(ManifestError, match=r"has no layer for role 'dltb'"):
         load_role(m, "dltb", 4547)
+
+
+# --- monitoring lists as bureaus issue them: dates, 批次 / 来源 columns ---------------------------------------
+
+def test_monitoring_dates_in_the_forms_lists_use(tmp_path):
+    """Month-only dates are kept at month precision (never dropped); day dates in any common form become ISO;
+    Excel serial numbers are days since 1899-12-30 (45292 = 2024-01-01, checked by hand)."""
+    boxes = patch_boxes()
+    given = ["2024-05", "202405", "2024年5月", "2024/5/3", "20240503", "2024年5月3日", "2024.05.03", "45292"]
+    want = ["2024-05", "2024-05", "2024-05", "2024-05-03", "2024-05-03", "2024-05-03", "2024-05-03", "2024-01-01"]
+    mon = gpd.GeoDataFrame({"JCBH": [f"WP-{i}" for i in range(len(given))], "HSX": given,
+                            "QSX": ["2023-10"] * len(given)}, geometry=boxes[:len(given)], crs=4547)
+    write(mon, tmp_path / "wp.gpkg", layer="wp")
+    m = setup(tmp_path, {"monitoring": [{"path": "wp.gpkg", "source": "satellite", "round": "2024-1"}]})
+    loaded = load_role(m, "monitoring", 4547)
+    assert loaded.gdf["HSX"].tolist() == want
+    assert loaded.gdf["QSX"].tolist() == ["2023-10"] * len(given)
+    assert not [f for f in loaded.findings if f.check == "bad_value"]
+    serial = gpd.GeoDataFrame({"JCBH": ["A", "B", "C"], "HSX": [45292.0, 45350.75, 7.5]}, geometry=boxes[:3],
+                              crs=4547)
+    write(serial, tmp_path / "serial.gpkg", layer="s")
+    m = setup(tmp_path, {"monitoring": [{"path": "serial.gpkg", "source": "satellite", "round": "2024-1"}]})
+    loaded = load_role(m, "monitoring", 4547)
+    assert loaded.gdf["HSX"].tolist() == ["2024-01-01", "2024-02-28", None]
+    (bad,) = [f for f in loaded.findings if f.check == "bad_value"]
+    assert bad.ids == ["C"] and "HSX" in bad.message
+
+
+def test_round_and_source_columns_named_pc_and_ly(tmp_path):
+    """A list mixing two rounds carries them in a PC (批次) column and the source in LY (来源) with Chinese values:
+    both are recognised without a fields: mapping, and 卫片 / 摄像头 / 无人机 become the rules' source names."""
+    boxes = patch_boxes()
+    mon = gpd.GeoDataFrame({"JCBH": ["A1", "A2", "B1", "C1"], "PC": ["2024-1", "2024-1", "2024-2", "2024-2"],
+                            "LY": ["卫片", "卫片", "摄像头", "无人机"]}, geometry=boxes[:4], crs=4547)
+    write(mon, tmp_path / "mixed.gpkg", layer="m")
+    m = setup(tmp_path, {"monitoring": "mixed.gpkg"})
+    loaded = load_role(m, "monitoring", 4547)
+    assert loaded.gdf["ROUND"].tolist() == ["2024-1", "2024-1", "2024-2", "2024-2"]
+    assert loaded.gdf["SOURCE"].tolist() == ["satellite", "satellite", "camera", "drone"]
+    assert loaded.record.field_mapping["ROUND"] == "PC" and loaded.record.field_mapping["SOURCE"] == "LY"
+    assert not [f for f in loaded.findings if f.check == "missing_value"]
+
+
+def test_a_list_without_round_suggests_the_fields_mapping(tmp_path):
+    mon = gpd.GeoDataFrame({"JCBH": ["A1", "B1"], "轮次": ["2024-1", "2024-2"]}, geometry=patch_boxes()[:2], crs=4547)
+    write(mon, tmp_path / "mixed.gpkg", layer="m")
+    m = setup(tmp_path, {"monitoring": {"path": "mixed.gpkg", "source": "satellite"}})
+    loaded = load_role(m, "monitoring", 4547)
+    (missing,) = [f for f in loaded.findings if f.check == "missing_value"]
+    assert missing.message == ("2 monitoring patch(es) have no ROUND (批次); if the file has a column for it, map "
+                               "it: fields: {ROUND: <column>} (a file that mixes rounds or sources needs the column); "
+                               "if the whole file is one round, set round: on its entry in the manifest")
+    m = setup(tmp_path, {"monitoring": {"path": "mixed.gpkg", "source": "satellite", "fields": {"ROUND": "轮次"}}})
+    assert load_role(m, "monitoring", 4547).gdf["ROUND"].tolist() == ["2024-1", "2024-2"]
+
+
+# --- land-use code sets ----------------------------------------------------------------------------------
+
+def _ydyh_frame():
+    from layers.codes import from_sandiao
+
+    gdf = dltb_frame()
+    gdf["DLBM"] = from_sandiao(gdf["DLBM"].to_numpy())
+    return gdf
+
+
+def test_a_ydyh_layer_is_detected_and_recorded(tmp_path):
+    gdf = _ydyh_frame()
+    assert gdf["DLBM"].tolist()[:6] == ["0101", "0103", "0703", "0601", "0301", "0901"]
+    write(gdf, tmp_path / "dltb.gpkg", layer="dltb")
+    m = setup(tmp_path, {"dltb": "dltb.gpkg"})
+    loaded = load_role(m, "dltb", 4547)
+    assert loaded.record.code_set == "ydyh"
+    assert loaded.gdf["DLBM"].tolist()[:3] == ["0101", "0103", "0703"]  # stored in its own codes
+    assert not [f for f in loaded.findings if f.check == "unknown_code"]
+
+
+def test_codes_that_cannot_tell_their_set_are_refused_unless_declared(tmp_path):
+    gdf = dltb_frame()
+    gdf["DLBM"] = ["0101", "0103", "0702", "0601"] * 3  # both sets have these, with other meanings for 0601 / 0702
+    write(gdf, tmp_path / "dltb.gpkg", layer="dltb")
+    m = setup(tmp_path, {"dltb": "dltb.gpkg"})
+    with pytest.raises(CodeSetError) as err:
+        load_role(m, "dltb", 4547)
+    assert str(err.value).startswith(
+        "layer 'dltb': cannot tell whether the land-use codes are 三调 or 用地用海: no code belongs to one set only, "
+        "and 0601, 0702 mean different land uses in the two (0601 = 工业用地 (三调) or 乡村道路用地 (用地用海)")
+    assert str(err.value).endswith("set code_set: sandiao or code_set: ydyh on the layer in the manifest")
+    for declared in ("sandiao", "ydyh"):
+        m = setup(tmp_path, {"dltb": {"path": "dltb.gpkg", "code_set": declared}})
+        assert load_role(m, "dltb", 4547).record.code_set == declared
+
+
+def test_mixed_or_contradicted_code_sets_are_refused(tmp_path):
+    gdf = dltb_frame()
+    gdf.loc[0, "DLBM"] = "0703"  # 用地用海 农村宅基地 beside 三调 05H1 / 1006
+    write(gdf, tmp_path / "dltb.gpkg", layer="dltb")
+    m = setup(tmp_path, {"dltb": "dltb.gpkg"})
+    with pytest.raises(CodeSetError, match=r"^layer 'dltb': land-use codes mix 三调 codes \(e.g. \['05H1', '1006'\]\) "
+                                           r"with 用地用海 codes \(e.g. \['0703'\]\)"):
+        load_role(m, "dltb", 4547)
+    write(dltb_frame(), tmp_path / "dltb3.gpkg", layer="dltb")
+    m = setup(tmp_path, {"dltb": {"path": "dltb3.gpkg", "code_set": "ydyh"}})
+    with pytest.raises(CodeSetError, match=r"code_set: ydyh is declared but codes \['05H1', '1006'\] exist only in "
+                                           r"三调工作分类"):
+        load_role(m, "dltb", 4547)
+
+
+def test_the_crosswalk_round_trips_and_keeps_the_classes():
+    """Every 三调 code written in 用地用海 and read back is itself; the traps of domain §3 map as the guide says."""
+    from layers.codes import CATEGORY_SANDIAO, SANDIAO_CODES, YDYH_CODES, crosswalk, from_sandiao, to_sandiao
+
+    codes = list(SANDIAO_CODES)
+    assert to_sandiao(from_sandiao(codes), "ydyh").tolist() == codes
+    back = dict(zip(["0601", "0702", "0703", "1001", "0901", "1207", "1701", "2301", "2302", "0303", "16"],
+                    to_sandiao(["0601", "0702", "0703", "1001", "0901", "1207", "1701", "2301", "2302", "0303",
+                                "16"], "ydyh")))
+    assert back == {"0601": "1006", "0702": "08H2", "0703": "0702", "1001": "0601", "0901": "05H1",
+                    "1207": "1004", "1701": "1101", "2301": "1201", "2302": "1203", "0303": "0305",
+                    "16": "ydyh:16"}
+    assert {CATEGORY_SANDIAO[c] for c in ("1006", "1203")} == {"农用地"}  # 乡村道路 / 田坎 stay 农用地
+    assert all(k in YDYH_CODES for k in crosswalk().codes)
