@@ -5,7 +5,7 @@ site crosses several current survey patches — a 村 boundary, a road beside a 
 pieces of ONE ground change are several current patches, each its own piece unit ``BG-<BSM>``; and later rounds
 re-issue the change on another piece. The families planted here (``SPLIT_SITES``):
 
-- ``layout: two`` — a rectangle straddling the shared edge of two adjacent parents P | Q (P holds ~60 %): one
+- ``layout: two`` — a rectangle straddling the shared edge of two adjacent parents P | Q (P holds 55–70 %): one
   piece per parent, each with its own new code;
 - ``layout: road`` — as ``two``, and the part in P is cut again by a road strip (1004, ~8 m) along the P | Q edge:
   building | road | building, three pieces;
@@ -42,7 +42,6 @@ from . import _shapes as sh
 
 DELTA = 2.0  # how far a piece-covering monitoring patch reaches into the neighbouring piece (m)
 ROAD_WIDTH = 8.0  # the road strip of the ``road`` layout (m)
-P_SHARE = 0.6  # share of the rectangle's long side in the first parent
 MARGIN = 2.0  # the rectangle keeps this far from every parent edge except the ones it is meant to cross
 
 
@@ -127,8 +126,9 @@ class SplitPlacer:
         return all(math.hypot(x - a, y - b) >= gap for a, b in self.placer.centres)
 
     def _sizes(self):
-        w = min(52.0, max(16.0, 1.1 * self.cell))
-        h = min(40.0, max(12.0, 0.8 * self.cell))
+        """Rectangle sides to try (largest first), each site a little different: ~44–60 m × 34–46 m."""
+        w = min(52.0 * self.rng.uniform(0.85, 1.15), max(16.0, 1.1 * self.cell))
+        h = min(40.0 * self.rng.uniform(0.85, 1.15), max(12.0, 0.8 * self.cell))
         for f in (1.0, 0.8, 0.6, 0.45):
             yield round(w * f, 1), round(h * f, 1)
 
@@ -161,7 +161,7 @@ class SplitPlacer:
 
     def place_pair(self, kind: str, cross: str, margin: float = MARGIN) -> dict:
         """Two adjacent parents of ``kind`` (``cross: village``: in different 村) and a rectangle across their
-        shared edge, P (the first parent) holding P_SHARE of it, ``margin`` m inside their other edges."""
+        shared edge, P (the first parent) holding 55–70 % of it, ``margin`` m inside their other edges."""
         cand = self._free(self.candidates(kind))
         if not len(cand):
             raise RuntimeError(f"no free parent patch of kind {kind!r} for a split site")
@@ -177,6 +177,7 @@ class SplitPlacer:
                     pairs.append((p, q))
         for gap in self._gaps():
             for want_village in ((True, False) if cross == "village" else (False,)):
+                share = float(self.rng.uniform(0.55, 0.7))
                 for w, h in self._sizes():
                     for p, q in pairs:
                         if want_village and self.t["village"][q] == self.t["village"][p]:
@@ -188,7 +189,7 @@ class SplitPlacer:
                         ux, uy = ty, -tx  # normal; make it point from P into Q
                         if shapely.contains_xy(self.geoms[p], mx + ux, my + uy):
                             ux, uy = -ux, -uy
-                        cx, cy = mx + ux * (0.5 - P_SHARE) * w, my + uy * (0.5 - P_SHARE) * w
+                        cx, cy = mx + ux * (0.5 - share) * w, my + uy * (0.5 - share) * w
                         if not self._far_enough(cx, cy, gap):
                             continue
                         rect = sh.rotated_rect(cx, cy, w, h, math.atan2(uy, ux))

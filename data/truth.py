@@ -876,7 +876,7 @@ def _family_problems(records, split_changes, mon, dltb) -> list[str]:
             ratio = inter / min(a.area, b.area)
             if not (inter >= 10 * SITE_LINK_MIN_OVERLAP_M2 and ratio <= 0.3):
                 problems.append(f"{c['key']}: re-issue overlap {inter:.2f} m², ratio {ratio:.3f} (want ≥ 10 m², ≤ 0.3)")
-            r["reissue_overlap"] = {"overlap_m2": round(inter, 2), "ratio": round(ratio, 4)}
+            r["reissue_overlap"] = {"overlap_m2": r2(area(shapely.intersection(a, b))[0]), "ratio": round(ratio, 4)}
     return problems
 
 
