@@ -26,6 +26,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pyogrio
 import shapely
 from pyproj import Transformer
@@ -261,3 +262,336 @@ NEGATIVE_VARIANTS = {
         "error": None,
     },
 }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Issue 10 variants, derived from the committed sample's own files (nothing is regenerated: fast)
+# ---------------------------------------------------------------------------------------------------------
+
+def _sample_dir(source) -> Path:
+    from .generate import SAMPLE_DIR
+    return Path(source) if source is not None else SAMPLE_DIR
+
+
+def _copy_sample(out: Path, source: Path) -> dict:
+    """Copy the generator's own files of ``source`` into ``out`` (no rasters); returns its manifest (a dict)."""
+    import yaml
+
+    from .generate import own_files
+    for name in own_files():
+        src = source / name
+        if src.is_dir():
+            shutil.copytree(src, out / name)
+        elif src.exists():
+            shutil.copyfile(src, out / name)
+    doc = yaml.safe_load((source / "manifest.yaml").read_text(encoding="utf-8"))
+    doc.pop("rasters", None)
+    return doc
+
+
+def _write_manifest(out: Path, doc: dict, note: str) -> Path:
+    from .generate import _dump
+    path = out / "manifest.yaml"
+    path.write_text(note + _dump(doc), encoding="utf-8")
+    return path
+
+
+def recode_ydyh(dltb: gpd.GeoDataFrame, rows=None) -> gpd.GeoDataFrame:
+    """The DLTB written in 用地用海 codes through the crosswalk's designated reverse (layers.codes.from_sandiao):
+    DLBM and KCDLBM recoded, DLMC renamed; codes neither set knows (the planted 1199) stay as they are.
+    ``rows``: a boolean mask of the rows to recode (default: all)."""
+    from layers.codes import YDYH_CODES, from_sandiao
+
+    out = dltb.copy()
+    sel = np.ones(len(out), bool) if rows is None else np.asarray(rows, bool)
+    codes = out["DLBM"].to_numpy(dtype=object).copy()
+    codes[sel] = from_sandiao(codes[sel])
+    out["DLBM"] = codes
+    names = out["DLMC"].to_numpy(dtype=object).copy()
+    names[sel] = [YDYH_CODES.get(c, n) for c, n in zip(codes[sel], names[sel])]
+    out["DLMC"] = names
+    kc = out["KCDLBM"].to_numpy(dtype=object).copy()
+    has = sel & pd.notna(kc)
+    kc[has] = from_sandiao(kc[has])
+    out["KCDLBM"] = kc
+    return out
+
+
+def write_codeset_twin(out_dir, *, both_years: bool = False, source=None) -> Path:
+    """The sample county with its DLTB in 用地用海 codes (the 2023 → 2024 pair as real pairs come: the 2024 layer
+    in 用地用海, the 2023 one in 三调; ``both_years``: both in 用地用海). Everything else is the sample's. Analysing
+    it must give the same records (ids, members, verdicts, areas) and indicators as the sample."""
+    source = _sample_dir(source)
+    out = _fresh(out_dir)
+    doc = _copy_sample(out, source)
+    for role in ("dltb", "dltb_prev") if both_years else ("dltb",):
+        name = doc["layers"][role] if isinstance(doc["layers"][role], str) else doc["layers"][role]["path"]
+        gdf = gpd.read_parquet(source / name)
+        recode_ydyh(gdf).to_parquet(out / name, compression="zstd", write_covering_bbox=False,
+                                    schema_version="1.1.0")
+    which = "both survey years" if both_years else "the 2024 survey (2023 stays 三调)"
+    return _write_manifest(out, doc, f"# 样例县 with {which} coded in 用地用海 (data/variants.py write_codeset_twin): "
+                                     "must analyse to the same records and indicators as data/sample.\n")
+
+
+def _ambiguous_dltb(dltb: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The patches of the sample's DLTB whose codes exist in both sets (none tells the set), in the township
+    holding most 0601 / 0702 patches (codes that mean other land uses in the two sets)."""
+    from layers.codes import SANDIAO_CODES, YDYH_CODES, to_sandiao
+    codes = dltb["DLBM"].astype(str)
+    both = codes.isin([c for c in SANDIAO_CODES if c in YDYH_CODES])
+    differs = both & pd.Series([to_sandiao([c], "ydyh")[0] != c for c in codes], index=dltb.index)
+    town = dltb.loc[differs, "ZLDWDM"].str[:9].value_counts().index[0]
+    return dltb[both & (dltb["ZLDWDM"].str[:9] == town)].reset_index(drop=True)
+
+
+CODESET_NEGATIVES = {
+    "mixed": {
+        "description": "dltb with the patches of one 乡镇 in 用地用海 codes, the rest in 三调: both sets' telling "
+                       "codes (05H1 / 08H2 / 1006 beside 0901 / 1207 / 17xx) in one layer",
+        "expect": "refused: CodeSetError naming codes of each set",
+        "error": "CodeSetError",
+    },
+    "undecidable": {
+        "description": "dltb of one 乡镇 keeping only codes that exist in both sets (0103, 0601, 0702, 1003 …): "
+                       "nothing tells the set, and 0601 / 0702 / 1003 mean other land uses in the two",
+        "expect": "refused: CodeSetError naming the ambiguous codes and the remedy code_set:",
+        "error": "CodeSetError",
+    },
+    "undecidable_declared": {
+        "description": "the same layer with code_set: sandiao on it in the manifest",
+        "expect": "loads as 三调",
+        "error": None,
+    },
+}
+
+
+def write_codeset_negative(out_dir, name: str, source=None) -> Path:
+    """A manifest with the sample's xzq and one dltb layer as CODESET_NEGATIVES[name] says."""
+    source = _sample_dir(source)
+    out = _fresh(out_dir)
+    doc = _copy_sample(out, source)
+    dltb = gpd.read_parquet(source / "dltb_2024.parquet")
+    if name == "mixed":
+        town = sorted(dltb["ZLDWDM"].str[:9].unique())[1]
+        dltb = recode_ydyh(dltb, rows=(dltb["ZLDWDM"].str[:9] == town).to_numpy())
+    else:
+        dltb = _ambiguous_dltb(dltb)
+    dltb.to_parquet(out / "dltb_negative.parquet", write_covering_bbox=False, schema_version="1.1.0")
+    entry = {"path": "dltb_negative.parquet"}
+    if name == "undecidable_declared":
+        entry["code_set"] = "sandiao"
+    doc["layers"] = {"xzq": doc["layers"]["xzq"], "dltb": entry}
+    info = CODESET_NEGATIVES[name]
+    return _write_manifest(out, doc, f"# code-set variant {name!r}: {info['description']}\n"
+                                     f"# expected: {info['expect']}\n")
+
+
+# --- 入库质检: DLTB overlaps and gaps, the 0.01 m² rounding of TBMJ ------------------------------------------
+
+QA_SMALL_AREA = (9.4348, 9.43495)  # the small patch's area: TBMJ 9.44 is off only by the rounding
+QA_OPTIONS = {"area_tolerance": 0.001, "area_flag": 0.10}
+
+
+def _small_quad(cx: float, cy: float, lo: float, hi: float):
+    """A mm-grid rectangle near (cx, cy) whose ellipsoidal area lies in [lo, hi) (searched over its sides)."""
+    from layers.area import ellipsoidal_area
+    from shapely import box
+    x0, y0 = round(cx, 3), round(cy, 3)
+    for w in np.arange(3.000, 3.400, 0.001):
+        h = round(lo / w, 3)
+        for hh in (h - 0.001, h, h + 0.001):
+            g = box(x0, y0, round(x0 + w, 3), round(y0 + hh, 3))
+            a = float(ellipsoidal_area(np.array([g], dtype=object), "EPSG:4547")[0])
+            if lo <= a < hi:
+                return g, a
+    raise RuntimeError("no mm-grid rectangle with the wanted area")  # pragma: no cover
+
+
+def _free_patches(dltb: gpd.GeoDataFrame, planted: dict) -> np.ndarray:
+    """Rows of 耕地 patches no planted case touches (the QA defects go there)."""
+    taken = {c["BSM"] for c in planted["survey_changes"]}
+    for k in ("area_mismatch", "kcmj_mismatch", "unknown_code"):
+        taken |= set(planted["defects"]["dltb"][k])
+    taken |= {x for pair in planted["defects"]["dltb"]["duplicate_geometry"] for x in pair}
+    cult = dltb["DLBM"].isin(["0101", "0102", "0103"]).to_numpy()
+    return np.flatnonzero(cult & ~dltb["BSM"].isin(taken).to_numpy())
+
+
+def write_qa_variant(out_dir, source=None) -> Path:
+    """The sample with 入库质检 defects planted in its 2024 DLTB (truth in qa_truth.yaml beside the manifest):
+
+    - ``overlap``: a patch grown 8 m into its neighbour (the two overlap by that strip);
+    - ``gap``: a patch pulled back 0.6 m from a neighbour along their shared edge (an uncovered sliver);
+    - ``gap_xzq``: a patch on the county boundary pulled back 3 m from it (county area no patch covers);
+    - ``small_rounding``: a new ~9.43 m² patch whose TBMJ (9.44) differs from its ellipsoidal area only by the
+      0.01 m² rounding — must NOT be flagged; ``small_off``: one whose TBMJ is 0.03 m² off — flagged.
+    """
+    import yaml
+
+    from layers.area import ellipsoidal_area
+    from .generate import _dump
+    source = _sample_dir(source)
+    out = _fresh(out_dir)
+    doc = _copy_sample(out, source)
+    planted = yaml.safe_load((source / "planted.yaml").read_text(encoding="utf-8"))
+    dltb = gpd.read_parquet(source / "dltb_2024.parquet")
+    geoms = np.asarray(dltb.geometry.values, dtype=object).copy()
+    bsm = dltb["BSM"].to_numpy()
+    free = _free_patches(dltb, planted)
+    free_set = set(free.tolist())
+    tree = shapely.STRtree(geoms)
+    county = shapely.union_all(geoms[:len(geoms) - 1])
+    used: set[int] = set()
+
+    def neighbour_pair(min_edge: float):
+        for i in free.tolist():
+            if i in used:
+                continue
+            for j in tree.query(geoms[i], predicate="touches").tolist():
+                edge = shapely.length(shapely.intersection(shapely.boundary(geoms[i]), shapely.boundary(geoms[j])))
+                if j in free_set and j not in used and edge >= min_edge:
+                    near = set(tree.query(shapely.buffer(geoms[i], 20), predicate="intersects").tolist())
+                    if not near & used:
+                        used.update(near)
+                        return i, j
+        raise RuntimeError("no pair of free neighbouring patches")  # pragma: no cover
+
+    def ell(g) -> float:
+        return float(ellipsoidal_area(np.array([g], dtype=object), "EPSG:4547")[0])
+
+    truth: dict = {"options": dict(QA_OPTIONS)}
+    # overlap: i grows 8 m into j
+    i, j = neighbour_pair(60.0)
+    strip_ = shapely.intersection(shapely.buffer(geoms[i], 8.0, join_style="mitre"), geoms[j])
+    geoms[i] = shapely.set_precision(shapely.union(geoms[i], strip_), 0.001)
+    inter = shapely.intersection(geoms[i], geoms[j])
+    truth["overlap"] = {"ids": sorted([str(bsm[i]), str(bsm[j])]), "area_m2": round(ell(inter), 2), "width_m": 8.0}
+    # gap: k pulled back 0.6 m from l along their shared edge
+    k, l_ = neighbour_pair(60.0)
+    geoms[k] = shapely.set_precision(shapely.difference(geoms[k], shapely.buffer(geoms[l_], 0.6, join_style="mitre")),
+                                     0.001)
+    hole = shapely.difference(shapely.union(dltb.geometry.values[k], geoms[l_]), shapely.union(geoms[k], geoms[l_]))
+    truth["gap"] = {"between": sorted([str(bsm[k]), str(bsm[l_])]), "area_m2": round(ell(hole), 2), "width_m": 0.6}
+    # gap against the county boundary: a free patch on it pulled back 3 m
+    ring = shapely.boundary(county)
+    edge_patches = [e for e in free.tolist() if e not in used and shapely.length(
+        shapely.intersection(shapely.boundary(geoms[e]), ring)) >= 40]
+    e = edge_patches[0]
+    used.update(tree.query(shapely.buffer(geoms[e], 20), predicate="intersects").tolist())
+    before = geoms[e]
+    geoms[e] = shapely.set_precision(shapely.difference(before, shapely.buffer(ring, 3.0, join_style="mitre")), 0.001)
+    truth["gap_xzq"] = {"patch": str(bsm[e]), "area_m2": round(ell(before) - ell(geoms[e]), 2), "width_m": 3.0}
+    # two small patches carved out of free 耕地 patches (a shed on the field: 1202 设施农用地)
+    rows, hosts = [], []
+    for name, tbmj_of in (("small_rounding", lambda a: round(a, 2) + 0.01), ("small_off", lambda a: round(a, 2) + 0.03)):
+        host = next(h for h in free.tolist() if h not in used)
+        hosts.append(host)
+        used.update(tree.query(shapely.buffer(geoms[host], 20), predicate="intersects").tolist())
+        c = shapely.point_on_surface(geoms[host])
+        quad, a = _small_quad(c.x, c.y, *QA_SMALL_AREA)
+        geoms[host] = shapely.difference(geoms[host], quad)
+        row = dltb.iloc[host].copy()
+        tbmj = round(tbmj_of(a), 2)
+        row["BSM"] = f"{bsm[host][:10]}{99_000_000 + len(rows) + 1:08d}"
+        row[["DLBM", "DLMC", "KCDLBM", "KCXS", "KCMJ", "TBMJ", "TBDLMJ"]] = ["1202", "设施农用地", None, 0.0, 0.0,
+                                                                             tbmj, tbmj]
+        row["geometry"] = quad
+        rows.append(row)
+        truth[name] = {"BSM": row["BSM"], "area_exact": a, "TBMJ": tbmj, "diff": round(tbmj - a, 6),
+                       "flagged": name == "small_off"}
+    out_gdf = gpd.GeoDataFrame(pd.concat([dltb.drop(columns="geometry"), pd.DataFrame(rows).drop(columns="geometry")],
+                                         ignore_index=True),
+                               geometry=list(geoms) + [r["geometry"] for r in rows], crs=dltb.crs)
+    # keep TBMJ / KCMJ / TBDLMJ of the reshaped patches true to their new geometry (only the planted defects differ)
+    for idx in [i, k, e] + hosts:
+        a = round(ell(out_gdf.geometry.values[idx]), 2)
+        kc = float(out_gdf.at[idx, "KCXS"])
+        out_gdf.loc[idx, ["TBMJ", "KCMJ", "TBDLMJ"]] = [a, round(a * kc, 2), round(a - round(a * kc, 2), 2)]
+    out_gdf.to_parquet(out / "dltb_2024.parquet", write_covering_bbox=False, schema_version="1.1.0")
+    doc["options"] = dict(QA_OPTIONS)
+    (out / "qa_truth.yaml").write_text("# 入库质检 defects planted by data/variants.py write_qa_variant\n"
+                                       + _dump(truth), encoding="utf-8")
+    return _write_manifest(out, doc, "# 样例县 with 入库质检 defects in dltb (data/variants.py write_qa_variant); "
+                                     "truth: qa_truth.yaml\n")
+
+
+# --- datum transformations: conventions and control points (同名点) ---------------------------------------------
+
+TRANSFORM_VARIANTS = {
+    "helmert_no_convention": {
+        "description": "stbhhx in Xian 1980 with the 7 parameters but no convention:",
+        "expect": "refused: ManifestError naming convention: (the two conventions differ by metres to ~170 m)",
+        "error": "ManifestError"},
+    "four_param_no_convention": {
+        "description": "stbhhx in Xian 1980 with four parameters (plane similarity) but no convention:",
+        "expect": "refused: ManifestError naming convention:",
+        "error": "ManifestError"},
+    "helmert_checked": {
+        "description": "the 7 parameters with convention: coordinate_frame, checked by 9 control points",
+        "expect": "loads: residuals ~0 m; the layer equals the clean stbhhx",
+        "error": None},
+    "helmert_wrong_convention": {
+        "description": "the same 7 parameters declared position_vector (the other convention), with the control points",
+        "expect": "refused: CRSError, the control points are missed by more than max_residual_m",
+        "error": "CRSError"},
+    "estimate_four_param": {
+        "description": "no parameters: estimate: four_param from 9 control points (a CSV file)",
+        "expect": "loads: a plane similarity fitted by least squares, residuals of a few mm; the layer equals the "
+                  "clean stbhhx within them",
+        "error": None},
+    "estimate_bad_point": {
+        "description": "estimate: four_param from the control points, one of them 3 m off",
+        "expect": "refused: CRSError naming the worst point",
+        "error": "CRSError"},
+}
+FOUR_PARAM = {"dx": -18.372, "dy": 121.694, "rotation": 1.8364, "scale": -2.4105}  # what a parameter sheet gives
+
+
+def control_points_4547(county_bounds) -> np.ndarray:
+    """Nine 同名点 over the county (a 3 × 3 grid inside its bounding box), EPSG:4547 coordinates."""
+    x0, y0, x1, y1 = county_bounds
+    xs = np.linspace(x0 + 0.1 * (x1 - x0), x1 - 0.1 * (x1 - x0), 3)
+    ys = np.linspace(y0 + 0.1 * (y1 - y0), y1 - 0.1 * (y1 - y0), 3)
+    return np.round(np.array([(x, y) for y in ys for x in xs]), 3)
+
+
+def write_transform_variant(out_dir, name: str, source=None) -> Path:
+    """The sample's xzq and its stbhhx in Xian 1980 (EPSG:2383, made with the 7 parameters of XIAN80_HELMERT run
+    backwards, as in the messy variant), under the transform entry TRANSFORM_VARIANTS[name] describes."""
+    from .generate import _dump
+    source = _sample_dir(source)
+    out = _fresh(out_dir)
+    doc = _copy_sample(out, source)
+    st = pyogrio.read_dataframe(source / "sanqusanxian.gdb", layer="STBHHX")
+    st = gpd.GeoDataFrame(st.drop(columns="geometry"), geometry=to_xian80(st.geometry.values),
+                          crs=f"EPSG:{XIAN80_EPSG}")
+    pyogrio.write_dataframe(st, out / "stbhhx_xian80.gpkg", layer="STBHHX")
+    xzq = pyogrio.read_dataframe(source / "xzq.gdb", layer="XZQ")
+    dst = control_points_4547(xzq.total_bounds)
+    src = shapely.get_coordinates(to_xian80(shapely.points(dst)))
+    rows = np.column_stack([src, dst])
+    helmert = {k: v for k, v in XIAN80_HELMERT.items() if k != "convention"}
+    if name == "helmert_no_convention":
+        transform = {"helmert": helmert}
+    elif name == "four_param_no_convention":
+        transform = {"four_param": dict(FOUR_PARAM)}
+    elif name in ("helmert_checked", "helmert_wrong_convention"):
+        conv = "coordinate_frame" if name == "helmert_checked" else "position_vector"
+        transform = {"helmert": {**helmert, "convention": conv},
+                     "control_points": [[round(float(v), 4) for v in r] for r in rows]}
+    elif name in ("estimate_four_param", "estimate_bad_point"):
+        pts = rows.copy()
+        if name == "estimate_bad_point":
+            pts[4, 2] += 3.0  # the centre point's target easting is 3 m off
+        lines = ["点号,E_src,N_src,E_dst,N_dst"] + [f"P{i + 1}," + ",".join(f"{v:.4f}" for v in r)
+                                                  for i, r in enumerate(pts)]
+        (out / "control_points.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        transform = {"estimate": "four_param", "control_points": "control_points.csv"}
+    else:
+        raise KeyError(name)
+    doc["layers"] = {"xzq": doc["layers"]["xzq"],
+                     "stbhhx": {"path": "stbhhx_xian80.gpkg", "layer": "STBHHX", "transform": transform}}
+    info = TRANSFORM_VARIANTS[name]
+    return _write_manifest(out, doc, f"# transform variant {name!r}: {info['description']}\n"
+                                     f"# expected: {info['expect']}\n")
