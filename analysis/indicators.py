@@ -327,7 +327,12 @@ class Indicator:
 OPTION_DEFAULTS: dict[str, object] = {
     # flagged_patches: which patches count as 违法 (illegal)
     "illegal_basis": "judgement_else_verdict",  # judgement | verdict | judgement_else_verdict
-    "prejudgement_illegal_verdicts": ["suspected_illegal"],
+    "prejudgement_illegal_verdicts": ["suspected_illegal", "partly_approved"],
+    # verdicts whose unapproved part is the illegal part (the rest of an illegal record is illegal whole)
+    "unapproved_part_verdicts": ["suspected_illegal", "partly_approved"],
+    # verdicts of the records that are new construction land (the 违法占用耕地比例 denominator), beside every
+    # record counted illegal
+    "change_verdicts": ["legal", "partly_approved", "suspected_illegal"],
     "unchecked_statuses": ["待核查"],
     "judgement_field": "judgement",
     "illegal_judgements": ["违法"],
@@ -456,7 +461,8 @@ def parse_registry(document: dict, base: dict | None = None) -> Registry:
     if options["illegal_basis"] not in ILLEGAL_BASES:
         raise RuleError(f"registry: options.illegal_basis {options['illegal_basis']!r} is unknown; "
                         f"use one of {list(ILLEGAL_BASES)}")
-    for key in ("prejudgement_illegal_verdicts", "unchecked_statuses", "illegal_judgements", "illegal_statuses"):
+    for key in ("prejudgement_illegal_verdicts", "unchecked_statuses", "illegal_judgements", "illegal_statuses",
+                "unapproved_part_verdicts", "change_verdicts"):
         if not isinstance(options[key], list):
             raise RuleError(f"registry: options.{key} must be a list, got {options[key]!r}")
 
@@ -681,7 +687,16 @@ def _drop_duplicate_patches(gdf: gpd.GeoDataFrame, layer: str, notes: list[str])
 
 
 def prepare_patches(gdf: gpd.GeoDataFrame, options: dict) -> gpd.GeoDataFrame:
-    """flagged_patches with ``checked`` (past 待核查) and ``illegal`` (per options.illegal_basis)."""
+    """flagged_patches with ``checked`` (past 待核查), ``illegal`` (per options.illegal_basis) and the parts the
+    enforcement indicators add up, each record on one basis (docs/indicators.md, 执法监管):
+
+    * ``illegal_area_m2`` / ``illegal_cultivated_m2``: the illegal part of a record — its unapproved part
+      (area_unapproved / area_cultivated_unapproved) when its verdict is one of options.unapproved_part_verdicts
+      (未批先建, 少批多占: the approved part of a 少批多占 site is legal), else the whole record (a record judged
+      违法 on site against a legal / other pre-judgement); 0 where the record is not illegal;
+    * ``change_basis``: the record is new construction land — verdict in options.change_verdicts, or counted
+      illegal — so 违法占用耕地 (a part of these records' 耕地) can never exceed 新增建设用地占用耕地.
+    """
     status_field, verdict_field = options["status_field"], options["verdict_field"]
     _require(gdf, "flagged_patches", [status_field])
     out = gdf.copy()
@@ -715,6 +730,17 @@ def prepare_patches(gdf: gpd.GeoDataFrame, options: dict) -> gpd.GeoDataFrame:
         _require(gdf, "flagged_patches", [verdict_field])
         illegal = out[verdict_field].isin(options["prejudgement_illegal_verdicts"])
     out["illegal"] = illegal.fillna(False).astype(bool)
+    need = ["area_m2", "area_cultivated", "area_unapproved", "area_cultivated_unapproved"]
+    if verdict_field in out.columns and all(c in out.columns for c in need):
+        part = out[verdict_field].isin(options["unapproved_part_verdicts"]).to_numpy()
+        area = pd.to_numeric(out["area_m2"], errors="coerce").fillna(0.0)
+        cult = pd.to_numeric(out["area_cultivated"], errors="coerce").fillna(0.0)
+        un_area = pd.to_numeric(out["area_unapproved"], errors="coerce").fillna(0.0)
+        un_cult = pd.to_numeric(out["area_cultivated_unapproved"], errors="coerce").fillna(0.0)
+        ill = out["illegal"].to_numpy()
+        out["illegal_area_m2"] = np.where(ill, np.where(part, un_area, area), 0.0)
+        out["illegal_cultivated_m2"] = np.where(ill, np.where(part, un_cult, cult), 0.0)
+        out["change_basis"] = out[verdict_field].isin(options["change_verdicts"]).to_numpy() | ill
     return out
 
 

@@ -96,9 +96,14 @@ def test_patch_counts_equal_the_flagged_table(sample):
     for township, n in by_township.items():
         assert got[township] == n
     assert got.drop(by_township.index).eq(0).all()
-    illegal = flagged[(flagged["status"] == "待核查") & (flagged["verdict"] == "suspected_illegal")]
+    illegal = flagged[(flagged["status"] == "待核查")
+                      & flagged["verdict"].isin(["suspected_illegal", "partly_approved"])]
     assert values(run, "illegal_count", "county")["value"].iloc[0] == len(illegal)
-    assert values(run, "illegal_area", "county")["value"].iloc[0] == pytest.approx(illegal["area_m2"].sum())
+    # the illegal part of each record: what no approval covers (少批多占 counts only beyond its approval)
+    assert values(run, "illegal_area", "county")["value"].iloc[0] == pytest.approx(illegal["area_unapproved"].sum())
+    assert (illegal["area_unapproved"] <= illegal["area_m2"]).all()
+    partly = illegal[illegal["verdict"] == "partly_approved"]
+    assert len(partly) and (partly["area_unapproved"] < partly["area_m2"] - 1).all()
 
 
 @pytest.mark.parametrize("column,decimals", [("value_m2", 2), ("value_ha", 4), ("value_mu", 2)])
