@@ -62,6 +62,7 @@ from layers.errors import CodeSetError, CRSError, FieldError, RuleError
 
 from .balance import AREA_UNITS, balance_tree, round_half_up
 from .changes import unchanged_mask
+from .faces import disjoint_faces
 from .overlay import overlay_pieces
 from .scoring import DIRECTIONS, POSITIVE, Threshold, crossed_thresholds, parse_threshold
 
@@ -952,13 +953,15 @@ def _yjjbnt_pieces(ctx: _Context) -> pd.DataFrame:
         yj, tb = ctx.layer("yjjbnt"), ctx.layer("dltb")
         if not yj.crs.equals(tb.crs):
             raise CRSError(f"yjjbnt ({yj.crs}) and dltb ({tb.crs}) are in different CRSs; re-ingest into one store")
-        pieces = overlay_areas(yj, tb)
+        # YJJBNT polygons that overlap one another count their shared part once (analysis.faces)
+        faces, face_ids = disjoint_faces(yj, ctx.ids("yjjbnt").to_numpy())
+        pieces = overlay_areas(faces, tb)
         r = pieces["right"].to_numpy()
         pieces["village"] = ctx.village_of("dltb").to_numpy()[r]
         pieces["cultivated"] = tb["DLBM"].isin(ctx.registry.code_sets.get("cultivated", set())).to_numpy()[r]
-        pieces["yj_id"] = ctx.ids("yjjbnt").to_numpy()[pieces["left"].to_numpy()]
+        pieces["yj_id"] = face_ids[pieces["left"].to_numpy()] if len(pieces) else []
         pieces["tb_id"] = ctx.ids("dltb").to_numpy()[r]
-        total = float(ellipsoidal_area(yj.geometry.values, yj.crs).sum())
+        total = float(ellipsoidal_area(faces.geometry.values, yj.crs).sum())
         covered = float(pieces["area_m2"].sum())
         if total - covered > 1.0:
             ctx.notes.append(f"yjjbnt: {total - covered:.2f} m² of 永久基本农田 lie outside the DLTB coverage and "
@@ -967,17 +970,20 @@ def _yjjbnt_pieces(ctx: _Context) -> pd.DataFrame:
     return ctx._cache["yjjbnt"]
 
 
+def _yj_ids(p: pd.DataFrame) -> pd.DataFrame:
+    """The YJJBNT ids behind the pieces (a piece under two overlapping polygons names both)."""
+    return pd.DataFrame({"village": p["village"], "layer": "yjjbnt", "rid": p["yj_id"]}).explode("rid")
+
+
 def _basic_farmland_area(ctx: _Context) -> Contribution:
     p = _yjjbnt_pieces(ctx)
-    return Contribution(pd.DataFrame({"village": p["village"], "value": p["area_m2"]}),
-                        pd.DataFrame({"village": p["village"], "layer": "yjjbnt", "rid": p["yj_id"]}))
+    return Contribution(pd.DataFrame({"village": p["village"], "value": p["area_m2"]}), _yj_ids(p))
 
 
 def _basic_farmland_cultivated_area(ctx: _Context) -> Contribution:
     p = _yjjbnt_pieces(ctx)
     p = p[p["cultivated"]]
-    ids = pd.concat([pd.DataFrame({"village": p["village"], "layer": "yjjbnt", "rid": p["yj_id"]}),
-                     pd.DataFrame({"village": p["village"], "layer": "dltb", "rid": p["tb_id"]})])
+    ids = pd.concat([_yj_ids(p), pd.DataFrame({"village": p["village"], "layer": "dltb", "rid": p["tb_id"]})])
     return Contribution(pd.DataFrame({"village": p["village"], "value": p["area_m2"]}), ids)
 
 
