@@ -133,3 +133,26 @@ def test_selfeval_of_the_sample_county(sample, tmp_path):
     assert rows.loc["耕地保有面积", "实际完成值"] == cult
     ws = openpyxl.load_workbook(svc.selfeval_xlsx(ev, tmp_path / "s.xlsx"))["绩效自评表"]
     assert ws.cell(ws.max_row, 10).value == ev.total
+
+
+def test_selfeval_of_a_township_uses_its_own_targets(sample):
+    """130599101 has targets of its own for three rows of the sample file; every other row is 无目标 (never the
+    county's target) and the total counts only the rows it was scored on."""
+    from pathlib import Path
+
+    _, run, _ = sample
+    targets = svc.load_targets(Path(__file__).resolve().parent.parent / "data" / "targets.sample.yaml")
+    ev = svc.self_evaluate(run, targets, "130599101")
+    rows = ev.rows.set_index("三级指标")
+    checked = values(run, "patches_checked", "township")["value"]["130599101"]
+    assert rows.loc["卫片图斑调查核实数量", "年度指标值"] == 6
+    assert rows.loc["卫片图斑调查核实数量", "得分"] == round(10 * min(checked / 6, 1), 2)
+    no_target = rows[rows["年度指标值"].isna()]
+    assert sorted(no_target.index) == sorted(["耕地保有面积", "永久基本农田保护率", "三线冲突面积", "违法占用耕地比例",
+                                              "批而未供土地面积", "群众满意度", "预算完成情况"])
+    assert no_target["得分"].isna().all()
+    assert ev.scored_weight == 30 and ev.total == pytest.approx(rows["得分"].sum(skipna=True))
+    county = svc.self_evaluate(run, targets)
+    assert county.rows.set_index("三级指标").loc["预算完成情况", "得分"] == 9.5  # seed 000's step rule
+    md = svc.selfeval_markdown(ev)
+    assert "| 无目标 |" in md and "(有目标的指标分值合计 30)" in md
