@@ -57,7 +57,8 @@ import shapely
 
 from layers import fields as F
 from layers.area import ellipsoidal_area
-from layers.codes import CATEGORY_SANDIAO, CODE_SET_NAMES, CONSTRUCTION, SANDIAO, detect_code_set, normalise_code
+from layers.codes import (CATEGORY_SANDIAO, CODE_SET_NAMES, CONSTRUCTION, SANDIAO, YDYH, crosswalk, detect_code_set,
+                          normalise_code, to_sandiao)
 from layers.errors import CodeSetError, CRSError, FieldError, RuleError
 
 from .balance import AREA_UNITS, balance_tree, round_half_up
@@ -617,8 +618,13 @@ def _require(gdf: pd.DataFrame, layer: str, columns: list[str]):
 UNKNOWN_CATEGORY = "未识别地类"
 
 
-def prepare_survey(gdf: gpd.GeoDataFrame, layer: str, notes: list[str] | None = None) -> gpd.GeoDataFrame:
+def prepare_survey(gdf: gpd.GeoDataFrame, layer: str, notes: list[str] | None = None,
+                   code_set: str | None = None) -> gpd.GeoDataFrame:
     """DLTB with recomputed TBMJ / KCMJ / TBDLMJ, normalised DLBM, 三类 category and village code.
+
+    * ``code_set``: the layer's land-use code set as recorded at ingest (None → detected from the codes, and an
+      undecidable layer is refused). A 用地用海 layer is read through the crosswalk: DLBM holds the 三调 code the
+      registry's code lists use, DLBM_SOURCE the layer's own code; 二调 is refused.
 
     * Codes outside the 三调 table get category 未识别地类 (counted in no category; the registry's
       unknown_code_area shows them, so the categories still add up to the total) and a note naming them.
@@ -631,10 +637,15 @@ def prepare_survey(gdf: gpd.GeoDataFrame, layer: str, notes: list[str] | None = 
     out = gdf.copy()
     out["DLBM"] = out["DLBM"].map(normalise_code)
     if len(out):
-        code_set = detect_code_set(out["DLBM"])
-        if code_set != SANDIAO:
+        if code_set is None:
+            code_set = detect_code_set(out["DLBM"].dropna(), where=f"layer {layer!r}")
+        if code_set == YDYH:
+            out["DLBM_SOURCE"] = out["DLBM"]
+            out["DLBM"] = to_sandiao(out["DLBM"].to_numpy(dtype=object), YDYH)
+            notes.append(f"{layer}: 用地用海 codes read through {crosswalk().label()}")
+        elif code_set != SANDIAO:
             raise CodeSetError(f"layer {layer!r} uses {CODE_SET_NAMES[code_set]} codes; the indicators need "
-                               "三调工作分类 codes — convert the layer before ingest")
+                               "三调工作分类 or 用地用海 codes — convert the layer before ingest")
     for col in ("TBMJ", "KCMJ", "TBDLMJ"):
         if col in out.columns:
             out[f"{col}_reported"] = pd.to_numeric(out[col], errors="coerce")
@@ -797,8 +808,10 @@ class IndicatorResult:
 
 
 class _Context:
-    def __init__(self, layers: Mapping[str, gpd.GeoDataFrame], registry: Registry):
+    def __init__(self, layers: Mapping[str, gpd.GeoDataFrame], registry: Registry,
+                 code_sets: Mapping[str, str | None] | None = None):
         self.raw = layers
+        self.code_sets = dict(code_sets or {})
         self.registry = registry
         self.options = registry.options
         self.notes: list[str] = []
@@ -822,7 +835,7 @@ class _Context:
         if name not in self._prepared:
             gdf = self.raw[name].reset_index(drop=True)
             if name in SURVEY_LAYERS:
-                gdf = prepare_survey(gdf, name, self.notes).reset_index(drop=True)
+                gdf = prepare_survey(gdf, name, self.notes, self.code_sets.get(name)).reset_index(drop=True)
             elif name == "flagged_patches":
                 gdf = prepare_patches(gdf, self.options)
             self._prepared[name] = gdf
@@ -1106,13 +1119,15 @@ def _merge_ids(parts: list[dict[str, list]]) -> dict[str, list]:
     return {layer: sorted(values, key=lambda v: (isinstance(v, str), v)) for layer, values in sorted(out.items())}
 
 
-def compute_indicators(layers: Mapping[str, gpd.GeoDataFrame], registry: Registry) -> IndicatorResult:
+def compute_indicators(layers: Mapping[str, gpd.GeoDataFrame], registry: Registry,
+                       code_sets: Mapping[str, str | None] | None = None) -> IndicatorResult:
     """Every registered indicator for every unit (county, 乡镇, 村) of the xzq layer.
 
     ``layers``: the store's layers by name (absent layers may be missing or None: indicators that need
-    them are reported in ``skipped``). Returns the long table described in :class:`IndicatorResult`.
+    them are reported in ``skipped``). ``code_sets``: the land-use code set of dltb / dltb_prev as recorded at
+    ingest (missing → detected). Returns the long table described in :class:`IndicatorResult`.
     """
-    ctx = _Context(layers, registry)
+    ctx = _Context(layers, registry, code_sets)
     skipped: dict[str, str] = {}
     contributions: dict[str, Contribution] = {}
     order = registry.order()

@@ -95,7 +95,8 @@ def _latest_loads(store: Store, layers: list[str]) -> dict:
             r = rows.iloc[-1]
             out[layer] = {k: (None if pd.isna(r.get(k)) else (r.get(k).item() if hasattr(r.get(k), "item")
                                                               else r.get(k)))
-                          for k in ("load_id", "sha256", "loaded_at", "rows_written", "source_path", "target_crs")
+                          for k in ("load_id", "sha256", "loaded_at", "rows_written", "source_path", "target_crs",
+                                    "code_set")
                           if k in rows.columns}
     return out
 
@@ -129,7 +130,8 @@ def run_indicators(store: Store | str | Path, registry_path: str | Path | None =
     layers = {name: store.read_layer(name) for name in names}
     loads = _latest_loads(store, names)  # analysis outputs carry a load record too (load_id = run_id)
     analysis_run_id = _analysis_run(store, layers)
-    result = compute_indicators(layers, registry)
+    code_sets = {name: loads.get(name, {}).get("code_set") for name in ("dltb", "dltb_prev") if name in layers}
+    result = compute_indicators(layers, registry, code_sets=code_sets)
     run_id = uuid.uuid4().hex
     finished = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     meta = {

@@ -468,3 +468,21 @@ def test_conflicting_duplicates_are_refused(layers, registry):
     dup = dltb.iloc[[0]].assign(BSM="A0-copy", DLBM="0702")
     with pytest.raises(FieldError, match="same geometry but different DLBM"):
         compute_indicators(dict(layers, dltb=pd.concat([dltb, dup], ignore_index=True)), registry)
+
+
+@pytest.mark.parametrize("recoded", [("dltb",), ("dltb", "dltb_prev")])
+def test_a_ydyh_coded_survey_gives_the_same_indicators(layers, registry, result, recoded):
+    """The 2024 survey (and the 2023 one) written in 用地用海 through the crosswalk's reverse and read back with the
+    recorded code set: every indicator of every unit equals the 三调 run's."""
+    from layers.codes import from_sandiao
+
+    twin = dict(layers)
+    for name in recoded:
+        gdf = layers[name].copy()
+        gdf["DLBM"] = from_sandiao(gdf["DLBM"].to_numpy(dtype=object))
+        twin[name] = gdf
+    assert (twin["dltb"]["DLBM"] != layers["dltb"]["DLBM"]).any()  # the twin really is coded otherwise
+    res = compute_indicators(twin, registry, code_sets={n: "ydyh" for n in recoded})
+    a = result.values.set_index(["indicator", "unit_code"])["value"]
+    b = res.values.set_index(["indicator", "unit_code"])["value"]
+    pd.testing.assert_series_equal(a.sort_index(), b.sort_index())
