@@ -7,8 +7,10 @@ A changed piece is a piece of (prev patch ∩ current patch) where
 with construction / 耕地 taken from the rules' land classes (a piece whose code either year the rules do not
 classify is not judged a change: an unknown code tells nothing). Pieces smaller than change_patches.sliver_m2
 (digitising noise where boundaries were redrawn) are dropped. The changed pieces under one current DLTB
-patch form one change patch (JCBH = <id_prefix>-<BSM of the current patch>), with SOURCE = the rules'
-change source ("survey") so that dedupe can match it with monitoring patches of the same ground change.
+patch form one *piece unit* (JCBH = <id_prefix>-<BSM of the current patch>, ``derived`` true), with SOURCE = the
+rules' change source ("survey"). A piece unit is not yet a ground change: one change site crossing a 村 boundary
+or holding a road beside a building is several piece units; analysis.dedupe joins the adjacent units of a site,
+and the units a monitoring patch covers, into one record.
 
 Speed: patches identical in both years (same DLBM, same geometry) cannot hold a change on a tessellated survey
 layer; they are set aside before the overlay (found by a fingerprint — bounds, area, vertex count — confirmed by
@@ -31,7 +33,7 @@ NEW_CONSTRUCTION = "新增建设用地"
 CULTIVATED_LOSS = "耕地减少"
 
 CHANGE_COLUMNS = ["JCBH", "SOURCE", "ROUND", "HSX", "XZQDM", "TBLX", "prev_ids", "prev_dlbm", "now_dlbm",
-                  "area_m2"]
+                  "area_m2", "derived"]
 
 
 def geometry_keys(gdf: gpd.GeoDataFrame) -> np.ndarray:
@@ -173,6 +175,7 @@ def derive_change_patches(dltb_prev: gpd.GeoDataFrame, dltb: gpd.GeoDataFrame, r
             "prev_ids": ",".join(sorted(set(p_ids[grp["l"].to_numpy()].tolist()))),
             "prev_dlbm": by_code.sort_values(ascending=False).index[0],
             "now_dlbm": c_codes[r],
+            "derived": True,
             "geometry": geom,
         })
     out = gpd.GeoDataFrame(rows, geometry="geometry", crs=crs)

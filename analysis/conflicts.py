@@ -44,6 +44,7 @@ from layers.area import ellipsoidal_area
 from layers.codes import SANDIAO_CODES
 from layers.errors import FieldError
 
+from .faces import disjoint_faces
 from .judge import (
     UNCLASSIFIED,
     as_text,
@@ -216,8 +217,17 @@ def pair_conflicts(kind: str, left: gpd.GeoDataFrame, left_name: str, left_ids: 
     else:
         xzqdm = village_by_largest_share(geoms, crs, villages, workers)
     notes = [note(a, b) for a, b in zip(li, ri)] if note is not None else [""] * len(li)
-    return _records(kind, geoms, areas, left_name, [[x] for x in left_ids[li]],
-                    right_name, [[x] for x in right_ids[ri]], xzqdm, notes, crs)
+    return _records(kind, geoms, areas, left_name, [_listed(x) for x in left_ids[li]],
+                    right_name, [_listed(x) for x in right_ids[ri]], xzqdm, notes, crs)
+
+
+def _listed(x) -> list:
+    """An id, or the ids of a face of overlapping polygons (analysis.faces), as a list."""
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _ids_text(x) -> str:
+    return "、".join(map(str, _listed(x)))
 
 
 def yjjbnt_pieces(yjjbnt: gpd.GeoDataFrame, yj_ids: np.ndarray, dltb: gpd.GeoDataFrame, d_ids: np.ndarray,
@@ -233,13 +243,13 @@ def yjjbnt_pieces(yjjbnt: gpd.GeoDataFrame, yj_ids: np.ndarray, dltb: gpd.GeoDat
     li, ri, areas, geoms = li[order], ri[order], areas[order], geoms[order]
     rows = sel[ri]
     notes = [_code_note(codes[r], "现状") for r in rows]
-    lost = _records("yjjbnt_not_cultivated", geoms, areas, "yjjbnt", [[x] for x in yj_ids[li]], "dltb",
+    lost = _records("yjjbnt_not_cultivated", geoms, areas, "yjjbnt", [_listed(x) for x in yj_ids[li]], "dltb",
                     [[x] for x in d_ids[rows]], village[rows], notes, crs)
     built = cats[rows] == "construction"
     order = np.lexsort((li[built], rows[built]))  # by DLTB patch, as a dltb × yjjbnt overlay would list them
     b = np.flatnonzero(built)[order]
     inside = _records("construction_in_yjjbnt", geoms[b], areas[b], "dltb", [[x] for x in d_ids[rows[b]]],
-                      "yjjbnt", [[x] for x in yj_ids[li[b]]], village[rows[b]], [notes[k] for k in b], crs)
+                      "yjjbnt", [_listed(x) for x in yj_ids[li[b]]], village[rows[b]], [notes[k] for k in b], crs)
     return lost, inside
 
 
@@ -447,6 +457,11 @@ def find_conflicts(*, rules: Rules, dltb: gpd.GeoDataFrame | None = None, yjjbnt
                if any(n not in present for n in needs)}
     ids = {name: id_column(gdf, ("BSM",), name) for name, gdf in present.items() if name in
            ("dltb", "yjjbnt", "stbhhx", "czkfbj")}
+    # a control line whose polygons overlap one another: cut into disjoint faces so a shared part counts once
+    lines = {}
+    for name in ("yjjbnt", "stbhhx", "czkfbj"):
+        if name in present:
+            lines[name], ids[name] = disjoint_faces(present[name], ids[name])
     min_area = rules.conflict_min_area_m2
     parts = []
 
@@ -457,8 +472,9 @@ def find_conflicts(*, rules: Rules, dltb: gpd.GeoDataFrame | None = None, yjjbnt
     line_zh = {"yjjbnt": "永久基本农田", "stbhhx": "生态保护红线", "czkfbj": "城镇开发边界"}
     for a, b in (("yjjbnt", "stbhhx"), ("yjjbnt", "czkfbj"), ("stbhhx", "czkfbj")):
         run(f"{a}_{b}", lambda a=a, b=b: pair_conflicts(
-            f"{a}_{b}", present[a], a, ids[a], present[b], b, ids[b], min_area=min_area, workers=workers,
-            note=lambda i, j, a=a, b=b: f"{line_zh[a]} {ids[a][i]} 与{line_zh[b]} {ids[b][j]} 重叠（三线不得交叉重叠）"))
+            f"{a}_{b}", lines[a], a, ids[a], lines[b], b, ids[b], min_area=min_area, workers=workers,
+            note=lambda i, j, a=a, b=b: f"{line_zh[a]} {_ids_text(ids[a][i])} 与{line_zh[b]} {_ids_text(ids[b][j])} "
+                                        "重叠（三线不得交叉重叠）"))
     if dltb is not None:
         codes = as_text(dltb["DLBM"])
         cats = land_categories(codes, rules, "dltb")
@@ -466,10 +482,10 @@ def find_conflicts(*, rules: Rules, dltb: gpd.GeoDataFrame | None = None, yjjbnt
         cons = cats == "construction"
         cons_codes = codes[cons]
         if "yjjbnt" in present:  # both kinds need exactly dltb and yjjbnt
-            parts.extend(yjjbnt_pieces(present["yjjbnt"], ids["yjjbnt"], dltb, ids["dltb"], codes, cats, village,
+            parts.extend(yjjbnt_pieces(lines["yjjbnt"], ids["yjjbnt"], dltb, ids["dltb"], codes, cats, village,
                                        min_area=min_area, workers=workers))
         run("construction_in_stbhhx", lambda: pair_conflicts(
-            "construction_in_stbhhx", dltb[cons], "dltb", ids["dltb"][cons], present["stbhhx"], "stbhhx",
+            "construction_in_stbhhx", dltb[cons], "dltb", ids["dltb"][cons], lines["stbhhx"], "stbhhx",
             ids["stbhhx"], min_area=min_area, village_left=village[cons], workers=workers,
             note=lambda a, b: _code_note(cons_codes[a], "现状")))
         run("construction_outside_czkfbj", lambda: construction_outside(dltb, czkfbj, rules, village=village,

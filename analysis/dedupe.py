@@ -1,34 +1,51 @@
-"""Deduplication of monitoring patches: one ground change, one record.
+"""One ground change, one record: merge the issued monitoring patches and the survey's change pieces that
+describe the same change on the ground.
 
-The same ground change is issued again in later rounds and by other sources (satellite, camera, drone, the
-survey's own change patches) under different ids. Patches are matched by geometry, never by id:
+Two kinds of input rows (column ``derived``):
+
+* **issued patches** (``derived`` false): monitoring patches with a 监测编号 issued by a source (satellite,
+  camera, drone …) in a round; the same change is issued again in later rounds and by other sources;
+* **survey piece units** (``derived`` true): the changed pieces of dltb_prev → dltb under one current DLTB patch
+  (analysis.changes). One change site crossing a 村 boundary, or holding a road beside a building, is several
+  piece units, because the survey cuts it along its patch boundaries.
+
+Patches are matched by geometry, never by id:
 
     overlap ratio(A, B) = area(A ∩ B) ÷ min(area A, area B)
 
-A and B *match* when the ratio ≥ dedupe.min_overlap_ratio (default 0.5). Patches that merely touch (ratio 0)
-or overlap by a sliver never match.
+A and B *match* when the ratio ≥ ``min_overlap_ratio`` (0.5). Two piece units are *adjacent* (one site) when
+their boundaries share at least ``site_min_shared_edge_m`` of line.
 
-Clustering is transitive but safe. Matches are taken in order of decreasing ratio, and each joins the two
-clusters (A~B and B~C put A, B, C together even if A and C do not overlap: B, reported by a source as one
-change, spans both) — unless the two clusters already hold patches of the same source in the same round. One
-source issues a ground change once per round, so two patches of one (SOURCE, ROUND) are two changes: a large
-patch of another source covering both joins the one it overlaps most and the two never merge. (Patches with an
-empty SOURCE or ROUND are not constrained.)
+Clustering, greedy and deterministic:
 
-The merged record:
-- JCBH: the representative = the earliest issued member: earliest 后时相 HSX, then the natural order of ROUND,
-  then dedupe.source_order, then JCBH (change patches derived from the survey carry HSX = 12-31 of the DLTB
-  year, so an in-year monitoring round comes first);
-- source_ids / sources / rounds: every member's JCBH (in issue order), the distinct sources (in source_order),
-  the distinct rounds (natural order); n_sources = number of distinct sources; n_members = patches merged;
-- geometry (dedupe.geometry): ``union`` (default) = the union of the members, the full extent any source
-  reported — never loses reported ground; ``representative`` = the representative's own outline; ``latest`` =
-  the outline of the latest issued member (the most recent observation);
-- HSX / QSX: the earliest 后时相 / 前时相 (when the change was first seen).
+1. matches between issued patches, and between an issued patch and a piece unit, in order of decreasing ratio,
+   join their clusters — unless the two clusters already hold issued patches of the same (SOURCE, ROUND): one
+   source issues a change once per round, so two such patches are two changes;
+2. then adjacent piece units, in order of decreasing shared length, join their clusters — unless (a) that
+   would put two issued patches of one (SOURCE, ROUND) together, or (b) both clusters hold issued patches and
+   none of the one overlaps one of the other by ``site_link_min_overlap_m2`` or more. A site is one change,
+   so an uncovered piece joins the record of its neighbour; but two issued patches that merely touch stay two
+   records even when the survey draws their ground as one site.
 
-The ratio uses planar areas in the store's Gauss-Krüger CRS: a ratio of two areas of the same place, equal to
-1e-9 with ellipsoidal areas. A ratio within 1e-9 below the threshold counts as reaching it, so a planted
-boundary case of exactly 0.5 is not decided by floating-point noise.
+Piece units carry no (SOURCE, ROUND) key: one satellite patch covering three pieces of a site is one record.
+Clusters that hold at most one issued patch cannot break either constraint: they are the connected
+components of the match / adjacency graph (scipy.sparse.csgraph); the greedy order only runs inside the few
+components that hold two or more issued patches.
+
+The record:
+
+- JCBH: the representative = the earliest *issued* member: earliest 后时相 HSX (a month-only date counts as the
+  first of its month; an unknown date sorts after every known one), then natural order of ROUND, then
+  ``source_order``, then JCBH. A record without an issued member takes the id of its largest piece unit
+  (ties: the smallest id), e.g. ``BG-<BSM>``;
+- source_ids: the issued members' JCBH in issue order, then the piece units' ids; sources (in source_order),
+  rounds (natural order): distinct values over all members; n_sources; n_members; n_pieces (piece units);
+- geometry (``geometry``): ``union`` (default) = the union of every member — the full extent any source or the
+  survey reported; ``representative`` = the representative's outline; ``latest`` = the latest issued member's;
+- HSX / QSX: the earliest of the members, as the member wrote it (month precision kept).
+
+Ratios and overlaps use planar areas in the store's Gauss-Krüger CRS (a ratio of two areas of one place equals
+the ellipsoidal one to 1e-9); a ratio within 1e-9 below the threshold counts as reaching it.
 """
 
 from __future__ import annotations
@@ -41,28 +58,34 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from layers.errors import FieldError
 
 from .judge import as_text, json_list, parse_dates
 
 _TOL = 1e-9
+GEOMETRY_RULES = ("union", "representative", "latest")
+RECORD_COLUMNS = ["JCBH", "source_ids", "sources", "rounds", "n_sources", "n_members", "n_pieces", "SOURCE",
+                  "ROUND", "HSX", "QSX", "XZQDM", "TBLX"]
 
 
 @dataclass
 class DedupeReport:
     n_input: int
     n_output: int
-    groups: list[list[str]] = field(default_factory=list)  # JCBH lists of merged clusters (size ≥ 2)
+    groups: list[list[str]] = field(default_factory=list)  # member lists of records with ≥ 2 members
+    n_pieces: int = 0  # survey piece units among the input
 
     @property
     def n_merged(self) -> int:
-        """Input patches absorbed into another record (n_input − n_output)."""
+        """Input rows absorbed into another record (n_input − n_output)."""
         return self.n_input - self.n_output
 
     def to_dict(self) -> dict:
         return {"n_input": self.n_input, "n_output": self.n_output, "n_merged": self.n_merged,
-                "groups": self.groups}
+                "n_pieces": self.n_pieces, "groups": self.groups}
 
 
 def natural_key(text: str) -> tuple:
@@ -75,9 +98,16 @@ def natural_key(text: str) -> tuple:
 
 def overlap_pairs(geoms: np.ndarray, min_ratio: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs (i < j) whose overlap ratio reaches ``min_ratio``; returns (i, j, ratio)."""
+    i, j, inter, ratio = _intersecting_pairs(geoms)
+    ok = (inter > 0) & (ratio >= min_ratio - _TOL)
+    return i[ok], j[ok], ratio[ok]
+
+
+def _intersecting_pairs(geoms: np.ndarray):
+    """(i, j, area of i ∩ j, overlap ratio) for every pair i < j whose geometries intersect."""
+    empty = np.array([], dtype=int)
     if len(geoms) < 2:
-        empty = np.array([], dtype=int)
-        return empty, empty, np.array([])
+        return empty, empty, np.array([]), np.array([])
     tree = shapely.STRtree(geoms)
     i, j = tree.query(geoms, predicate="intersects")
     keep = i < j
@@ -86,97 +116,166 @@ def overlap_pairs(geoms: np.ndarray, min_ratio: float) -> tuple[np.ndarray, np.n
     inter = shapely.area(shapely.intersection(geoms[i], geoms[j]))
     smaller = np.minimum(areas[i], areas[j])
     ratio = np.divide(inter, smaller, out=np.zeros(len(i)), where=smaller > 0)
-    ok = (inter > 0) & (ratio >= min_ratio - _TOL)
-    return i[ok], j[ok], ratio[ok]
+    return i, j, inter, ratio
 
 
-def cluster(n: int, i: np.ndarray, j: np.ndarray, ratio: np.ndarray, keys: list) -> np.ndarray:
-    """Cluster label (0..k-1, in order of first member) of each of n patches, joining matched pairs in order
-    of decreasing ratio unless the two clusters share a (source, round) key (None keys never clash)."""
-    parent = list(range(n))
-    members_keys = [({keys[k]} if keys[k] is not None else set()) for k in range(n)]
+def shared_edges(geoms: np.ndarray, min_length: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs (i < j) of polygons whose boundaries share at least ``min_length`` of line; (i, j, length)."""
+    empty = np.array([], dtype=int)
+    if len(geoms) < 2:
+        return empty, empty, np.array([])
+    i, j = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+    keep = i < j
+    i, j = i[keep], j[keep]
+    bounds = shapely.boundary(geoms)
+    length = shapely.length(shapely.intersection(bounds[i], bounds[j]))
+    ok = length >= min_length - _TOL
+    return i[ok], j[ok], length[ok]
 
-    def find(x: int) -> int:
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
 
-    order = np.lexsort((j, i, -ratio))  # highest ratio first; ties in index order (deterministic)
-    for a, b in zip(i[order].tolist(), j[order].tolist()):
-        ra, rb = find(a), find(b)
-        if ra == rb or members_keys[ra] & members_keys[rb]:
-            continue
-        keep, gone = min(ra, rb), max(ra, rb)
-        parent[gone] = keep
-        members_keys[keep] |= members_keys[gone]
-        members_keys[gone] = set()
-    roots = np.array([find(x) for x in range(n)])
+def cluster(n: int, edges: list[tuple[np.ndarray, np.ndarray, np.ndarray]], keys: list, *,
+            linkable=None, constrained: np.ndarray | None = None) -> np.ndarray:
+    """Cluster label (0..k-1, in order of first member) of each of n rows.
+
+    ``edges``: passes of (i, j, strength); each pass is taken in order of decreasing strength, the passes in
+    order. A join is refused when the two clusters share a key (``keys[k]`` is a hashable or None: None never
+    clashes), or when ``linkable(pass, members_a, members_b)`` says no. ``constrained`` marks the rows a
+    constraint can concern (default: the keyed ones); components holding fewer than two of them can never meet
+    one and are labelled by their connected component directly.
+    """
+    if n == 0:
+        return np.array([], dtype=int)
+    all_i = np.concatenate([e[0] for e in edges]) if edges else np.array([], dtype=int)
+    all_j = np.concatenate([e[1] for e in edges]) if edges else np.array([], dtype=int)
+    graph = coo_matrix((np.ones(len(all_i)), (all_i, all_j)), shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    if constrained is None:
+        constrained = np.array([k is not None for k in keys])
+    per_comp = np.bincount(comp, weights=np.asarray(constrained, dtype=float), minlength=comp.max() + 1)
+    roots = comp.copy()
+    busy = np.flatnonzero(per_comp >= 2)
+    if len(busy):
+        in_busy = np.isin(comp, busy)
+        parent = {int(x): int(x) for x in np.flatnonzero(in_busy)}
+        members = {x: [x] for x in parent}
+        key_sets = {x: ({keys[x]} if keys[x] is not None else set()) for x in parent}
+
+        def find(x: int) -> int:
+            root = x
+            while parent[root] != root:
+                root = parent[root]
+            while parent[x] != root:
+                parent[x], x = root, parent[x]
+            return root
+
+        for step, (ei, ej, strength) in enumerate(edges):
+            sel = in_busy[ei] if len(ei) else np.zeros(0, dtype=bool)
+            ei, ej, strength = ei[sel], ej[sel], strength[sel]
+            order = np.lexsort((ej, ei, -strength))  # strongest first; ties in index order (deterministic)
+            for a, b in zip(ei[order].tolist(), ej[order].tolist()):
+                ra, rb = find(a), find(b)
+                if ra == rb or key_sets[ra] & key_sets[rb]:
+                    continue
+                if linkable is not None and not linkable(step, members[ra], members[rb]):
+                    continue
+                keep, gone = min(ra, rb), max(ra, rb)
+                parent[gone] = keep
+                members[keep] += members.pop(gone)
+                key_sets[keep] |= key_sets.pop(gone)
+        for x in parent:
+            roots[x] = n + find(x)  # offset: never equal to a component number
     _, labels = np.unique(roots, return_inverse=True)
-    return labels
-
-
-GEOMETRY_RULES = ("union", "representative", "latest")
+    first = np.full(labels.max() + 1, n)
+    np.minimum.at(first, labels, np.arange(n))
+    return np.argsort(np.argsort(first))[labels]  # renumber in order of first member
 
 
 def dedupe_patches(patches: gpd.GeoDataFrame, *, min_overlap_ratio: float = 0.5,
                    source_order: tuple[str, ...] | list[str] = (), geometry: str = "union",
+                   site_min_shared_edge_m: float = 1.0, site_link_min_overlap_m2: float = 1.0,
                    ) -> tuple[gpd.GeoDataFrame, DedupeReport]:
-    """Merge patches describing the same ground change. See the module docstring for the rule.
+    """Merge the rows describing the same ground change (see the module docstring for the rule).
 
-    ``patches``: JCBH, geometry; optional SOURCE, ROUND, HSX, QSX, XZQDM, TBLX.
-    Returns (one row per ground change, report). Output columns: JCBH, source_ids, sources, rounds,
-    n_sources, n_members, SOURCE, ROUND, HSX, QSX, XZQDM, TBLX, geometry (the union).
+    ``patches``: JCBH, geometry; optional derived (bool: a survey piece unit), SOURCE, ROUND, HSX, QSX, XZQDM,
+    TBLX. Returns (one row per ground change, report); columns RECORD_COLUMNS + geometry.
     """
     n = len(patches)
     crs = patches.crs
-    geoms = np.asarray(patches.geometry.values)
-    if "JCBH" not in patches.columns and n:
-        raise FieldError("patches lack the JCBH column (监测编号); map the monitoring layer's id to JCBH")
-    jcbh = as_text(patches["JCBH"]) if n else np.array([], dtype=object)
-    col = lambda name: as_text(patches[name]) if name in patches.columns else np.array([""] * n,  # noqa: E731
-                                                                                                      dtype=object)
-    source, rnd, xzqdm, tblx = col("SOURCE"), col("ROUND"), col("XZQDM"), col("TBLX")
-    # numpy datetime arrays (NaT = unknown): per-cluster pandas indexing would dominate the run time
-    hsx = parse_dates(patches["HSX"].to_numpy() if "HSX" in patches.columns else [None] * n
-                      ).to_numpy(dtype="datetime64[s]")
-    qsx = parse_dates(patches["QSX"].to_numpy() if "QSX" in patches.columns else [None] * n
-                      ).to_numpy(dtype="datetime64[s]")
-
     if geometry not in GEOMETRY_RULES:
         raise ValueError(f"dedupe geometry {geometry!r}: use one of {GEOMETRY_RULES}")
+    if n == 0:
+        empty = gpd.GeoDataFrame({c: [] for c in RECORD_COLUMNS}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+        return empty, DedupeReport(0, 0)
+    if "JCBH" not in patches.columns:
+        raise FieldError("patches lack the JCBH column (监测编号); map the monitoring layer's id to JCBH")
+    geoms = np.asarray(patches.geometry.values)
+    jcbh = as_text(patches["JCBH"])
+
+    def col(name):
+        return as_text(patches[name]) if name in patches.columns else np.array([""] * n, dtype=object)
+
+    source, rnd, xzqdm, tblx = col("SOURCE"), col("ROUND"), col("XZQDM"), col("TBLX")
+    hsx_text, qsx_text = col("HSX"), col("QSX")
+    derived = (patches["derived"].fillna(False).to_numpy(dtype=bool) if "derived" in patches.columns
+               else np.zeros(n, dtype=bool))
+    # numpy datetimes (NaT = unknown; '2024-05' reads as 2024-05-01): per-cluster pandas indexing would dominate
+    hsx = parse_dates(hsx_text).to_numpy(dtype="datetime64[s]")
+    qsx = parse_dates(qsx_text).to_numpy(dtype="datetime64[s]")
     rank = {s: k for k, s in enumerate(source_order)}
     far = np.datetime64("9999-12-31", "s")
     hsx_key = np.where(np.isnat(hsx), far, hsx)
-    order_key = [(hsx_key[k], natural_key(rnd[k]), rank.get(source[k], len(rank)), natural_key(jcbh[k]))
-                 for k in range(n)]
-    i, j, ratio = overlap_pairs(geoms, min_overlap_ratio)
-    keys = [(source[k], rnd[k]) if source[k] and rnd[k] else None for k in range(n)]
-    labels = cluster(n, i, j, ratio, keys) if n else np.array([], dtype=int)
+    areas = shapely.area(geoms)
 
-    rows = []
-    groups = []
+    # 1. matches: issued–issued and issued–piece (pieces of one survey never overlap each other)
+    i, j, inter, ratio = _intersecting_pairs(geoms)
+    match = (inter > 0) & (ratio >= min_overlap_ratio - _TOL) & ~(derived[i] & derived[j])
+    issued_pair = ~derived[i] & ~derived[j] & (inter >= site_link_min_overlap_m2 - _TOL)
+    overlapping = set(zip(i[issued_pair].tolist(), j[issued_pair].tolist()))
+    # 2. sites: adjacency of piece units
+    pieces = np.flatnonzero(derived)
+    si, sj, length = shared_edges(geoms[pieces], site_min_shared_edge_m)
+    si, sj = pieces[si], pieces[sj]
+    keys = [(source[k], rnd[k]) if not derived[k] and source[k] and rnd[k] else None for k in range(n)]
+
+    def linkable(step: int, a: list[int], b: list[int]) -> bool:
+        if step == 0:
+            return True
+        ia = [x for x in a if not derived[x]]
+        ib = [x for x in b if not derived[x]]
+        if not ia or not ib:
+            return True
+        return any((min(p, q), max(p, q)) in overlapping for p in ia for q in ib)
+
+    labels = cluster(n, [(i[match], j[match], ratio[match]), (si, sj, length)], keys, linkable=linkable,
+                     constrained=~derived)
+
+    issue_key = [(hsx_key[k], natural_key(rnd[k]), rank.get(source[k], len(rank)), natural_key(jcbh[k]))
+                 for k in range(n)]
+    rows, groups = [], []
     members_of: dict[int, list[int]] = {}
     for k, label in enumerate(labels.tolist()):
         members_of.setdefault(label, []).append(k)
     for members in members_of.values():
-        members = sorted(members, key=lambda k: order_key[k])
-        rep = members[0]
+        issued = sorted((k for k in members if not derived[k]), key=lambda k: issue_key[k])
+        units = sorted((k for k in members if derived[k]), key=lambda k: natural_key(jcbh[k]))
+        if issued:
+            rep = issued[0]
+        else:
+            rep = min(units, key=lambda k: (-round(float(areas[k]), 6), natural_key(jcbh[k])))
+        ordered = issued + units
         src = sorted({source[k] for k in members if source[k]}, key=lambda s: (rank.get(s, len(rank)), s))
         rounds = sorted({rnd[k] for k in members if rnd[k]}, key=natural_key)
-        ids = [jcbh[k] for k in members]
+        ids = [jcbh[k] for k in ordered]
         if len(members) == 1 or geometry == "representative":
             geom = geoms[rep]
-        elif geometry == "latest":
-            geom = geoms[members[-1]]
+        elif geometry == "latest" and issued:
+            geom = geoms[issued[-1]]
         else:
             geom = shapely.union_all(geoms[members])
         if len(members) > 1:
             groups.append(ids)
-        m_hsx = hsx[members][~np.isnat(hsx[members])]
-        m_qsx = qsx[members][~np.isnat(qsx[members])]
+        first_hsx = min(members, key=lambda k: (hsx_key[k], issue_key[k]))
+        first_qsx = [k for k in members if not np.isnat(qsx[k])]
         rows.append({
             "JCBH": jcbh[rep],
             "source_ids": json_list(ids),
@@ -184,18 +283,17 @@ def dedupe_patches(patches: gpd.GeoDataFrame, *, min_overlap_ratio: float = 0.5,
             "rounds": json_list(rounds),
             "n_sources": len(src),
             "n_members": len(members),
+            "n_pieces": len(units),
             "SOURCE": source[rep],
             "ROUND": rnd[rep],
-            "HSX": str(m_hsx.min().astype("datetime64[D]")) if len(m_hsx) else None,
-            "QSX": str(m_qsx.min().astype("datetime64[D]")) if len(m_qsx) else None,
+            "HSX": hsx_text[first_hsx] or None if not np.isnat(hsx[first_hsx]) else None,
+            "QSX": qsx_text[min(first_qsx, key=lambda k: qsx[k])] if first_qsx else None,
             "XZQDM": xzqdm[rep],
-            "TBLX": tblx[rep],
+            "TBLX": tblx[rep] or next((tblx[k] for k in ordered if tblx[k]), ""),
             "geometry": geom,
         })
-    out = gpd.GeoDataFrame(rows, geometry="geometry", crs=crs) if rows else gpd.GeoDataFrame(
-        {c: [] for c in ["JCBH", "source_ids", "sources", "rounds", "n_sources", "n_members", "SOURCE", "ROUND",
-                         "HSX", "QSX", "XZQDM", "TBLX"]}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
-    return out, DedupeReport(n_input=n, n_output=len(out), groups=groups)
+    out = gpd.GeoDataFrame(rows, geometry="geometry", crs=crs)
+    return out, DedupeReport(n_input=n, n_output=len(out), groups=groups, n_pieces=int(derived.sum()))
 
 
 def merged_groups(flagged: pd.DataFrame) -> list[list[str]]:

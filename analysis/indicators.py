@@ -57,11 +57,13 @@ import shapely
 
 from layers import fields as F
 from layers.area import ellipsoidal_area
-from layers.codes import CATEGORY_SANDIAO, CODE_SET_NAMES, CONSTRUCTION, SANDIAO, detect_code_set, normalise_code
+from layers.codes import (CATEGORY_SANDIAO, CODE_SET_NAMES, CONSTRUCTION, SANDIAO, YDYH, crosswalk, detect_code_set,
+                          normalise_code, to_sandiao)
 from layers.errors import CodeSetError, CRSError, FieldError, RuleError
 
 from .balance import AREA_UNITS, balance_tree, round_half_up
 from .changes import unchanged_mask
+from .faces import disjoint_faces
 from .overlay import overlay_pieces
 from .scoring import DIRECTIONS, POSITIVE, Threshold, crossed_thresholds, parse_threshold
 
@@ -327,7 +329,12 @@ class Indicator:
 OPTION_DEFAULTS: dict[str, object] = {
     # flagged_patches: which patches count as 违法 (illegal)
     "illegal_basis": "judgement_else_verdict",  # judgement | verdict | judgement_else_verdict
-    "prejudgement_illegal_verdicts": ["suspected_illegal"],
+    "prejudgement_illegal_verdicts": ["suspected_illegal", "partly_approved"],
+    # verdicts whose unapproved part is the illegal part (the rest of an illegal record is illegal whole)
+    "unapproved_part_verdicts": ["suspected_illegal", "partly_approved"],
+    # verdicts of the records that are new construction land (the 违法占用耕地比例 denominator), beside every
+    # record counted illegal
+    "change_verdicts": ["legal", "partly_approved", "suspected_illegal"],
     "unchecked_statuses": ["待核查"],
     "judgement_field": "judgement",
     "illegal_judgements": ["违法"],
@@ -456,7 +463,8 @@ def parse_registry(document: dict, base: dict | None = None) -> Registry:
     if options["illegal_basis"] not in ILLEGAL_BASES:
         raise RuleError(f"registry: options.illegal_basis {options['illegal_basis']!r} is unknown; "
                         f"use one of {list(ILLEGAL_BASES)}")
-    for key in ("prejudgement_illegal_verdicts", "unchecked_statuses", "illegal_judgements", "illegal_statuses"):
+    for key in ("prejudgement_illegal_verdicts", "unchecked_statuses", "illegal_judgements", "illegal_statuses",
+                "unapproved_part_verdicts", "change_verdicts"):
         if not isinstance(options[key], list):
             raise RuleError(f"registry: options.{key} must be a list, got {options[key]!r}")
 
@@ -610,8 +618,13 @@ def _require(gdf: pd.DataFrame, layer: str, columns: list[str]):
 UNKNOWN_CATEGORY = "未识别地类"
 
 
-def prepare_survey(gdf: gpd.GeoDataFrame, layer: str, notes: list[str] | None = None) -> gpd.GeoDataFrame:
+def prepare_survey(gdf: gpd.GeoDataFrame, layer: str, notes: list[str] | None = None,
+                   code_set: str | None = None) -> gpd.GeoDataFrame:
     """DLTB with recomputed TBMJ / KCMJ / TBDLMJ, normalised DLBM, 三类 category and village code.
+
+    * ``code_set``: the layer's land-use code set as recorded at ingest (None → detected from the codes, and an
+      undecidable layer is refused). A 用地用海 layer is read through the crosswalk: DLBM holds the 三调 code the
+      registry's code lists use, DLBM_SOURCE the layer's own code; 二调 is refused.
 
     * Codes outside the 三调 table get category 未识别地类 (counted in no category; the registry's
       unknown_code_area shows them, so the categories still add up to the total) and a note naming them.
@@ -624,10 +637,15 @@ def prepare_survey(gdf: gpd.GeoDataFrame, layer: str, notes: list[str] | None = 
     out = gdf.copy()
     out["DLBM"] = out["DLBM"].map(normalise_code)
     if len(out):
-        code_set = detect_code_set(out["DLBM"])
-        if code_set != SANDIAO:
+        if code_set is None:
+            code_set = detect_code_set(out["DLBM"].dropna(), where=f"layer {layer!r}")
+        if code_set == YDYH:
+            out["DLBM_SOURCE"] = out["DLBM"]
+            out["DLBM"] = to_sandiao(out["DLBM"].to_numpy(dtype=object), YDYH)
+            notes.append(f"{layer}: 用地用海 codes read through {crosswalk().label()}")
+        elif code_set != SANDIAO:
             raise CodeSetError(f"layer {layer!r} uses {CODE_SET_NAMES[code_set]} codes; the indicators need "
-                               "三调工作分类 codes — convert the layer before ingest")
+                               "三调工作分类 or 用地用海 codes — convert the layer before ingest")
     for col in ("TBMJ", "KCMJ", "TBDLMJ"):
         if col in out.columns:
             out[f"{col}_reported"] = pd.to_numeric(out[col], errors="coerce")
@@ -681,7 +699,16 @@ def _drop_duplicate_patches(gdf: gpd.GeoDataFrame, layer: str, notes: list[str])
 
 
 def prepare_patches(gdf: gpd.GeoDataFrame, options: dict) -> gpd.GeoDataFrame:
-    """flagged_patches with ``checked`` (past 待核查) and ``illegal`` (per options.illegal_basis)."""
+    """flagged_patches with ``checked`` (past 待核查), ``illegal`` (per options.illegal_basis) and the parts the
+    enforcement indicators add up, each record on one basis (docs/indicators.md, 执法监管):
+
+    * ``illegal_area_m2`` / ``illegal_cultivated_m2``: the illegal part of a record — its unapproved part
+      (area_unapproved / area_cultivated_unapproved) when its verdict is one of options.unapproved_part_verdicts
+      (未批先建, 少批多占: the approved part of a 少批多占 site is legal), else the whole record (a record judged
+      违法 on site against a legal / other pre-judgement); 0 where the record is not illegal;
+    * ``change_basis``: the record is new construction land — verdict in options.change_verdicts, or counted
+      illegal — so 违法占用耕地 (a part of these records' 耕地) can never exceed 新增建设用地占用耕地.
+    """
     status_field, verdict_field = options["status_field"], options["verdict_field"]
     _require(gdf, "flagged_patches", [status_field])
     out = gdf.copy()
@@ -715,6 +742,17 @@ def prepare_patches(gdf: gpd.GeoDataFrame, options: dict) -> gpd.GeoDataFrame:
         _require(gdf, "flagged_patches", [verdict_field])
         illegal = out[verdict_field].isin(options["prejudgement_illegal_verdicts"])
     out["illegal"] = illegal.fillna(False).astype(bool)
+    need = ["area_m2", "area_cultivated", "area_unapproved", "area_cultivated_unapproved"]
+    if verdict_field in out.columns and all(c in out.columns for c in need):
+        part = out[verdict_field].isin(options["unapproved_part_verdicts"]).to_numpy()
+        area = pd.to_numeric(out["area_m2"], errors="coerce").fillna(0.0)
+        cult = pd.to_numeric(out["area_cultivated"], errors="coerce").fillna(0.0)
+        un_area = pd.to_numeric(out["area_unapproved"], errors="coerce").fillna(0.0)
+        un_cult = pd.to_numeric(out["area_cultivated_unapproved"], errors="coerce").fillna(0.0)
+        ill = out["illegal"].to_numpy()
+        out["illegal_area_m2"] = np.where(ill, np.where(part, un_area, area), 0.0)
+        out["illegal_cultivated_m2"] = np.where(ill, np.where(part, un_cult, cult), 0.0)
+        out["change_basis"] = out[verdict_field].isin(options["change_verdicts"]).to_numpy() | ill
     return out
 
 
@@ -770,8 +808,10 @@ class IndicatorResult:
 
 
 class _Context:
-    def __init__(self, layers: Mapping[str, gpd.GeoDataFrame], registry: Registry):
+    def __init__(self, layers: Mapping[str, gpd.GeoDataFrame], registry: Registry,
+                 code_sets: Mapping[str, str | None] | None = None):
         self.raw = layers
+        self.code_sets = dict(code_sets or {})
         self.registry = registry
         self.options = registry.options
         self.notes: list[str] = []
@@ -795,7 +835,7 @@ class _Context:
         if name not in self._prepared:
             gdf = self.raw[name].reset_index(drop=True)
             if name in SURVEY_LAYERS:
-                gdf = prepare_survey(gdf, name, self.notes).reset_index(drop=True)
+                gdf = prepare_survey(gdf, name, self.notes, self.code_sets.get(name)).reset_index(drop=True)
             elif name == "flagged_patches":
                 gdf = prepare_patches(gdf, self.options)
             self._prepared[name] = gdf
@@ -926,13 +966,15 @@ def _yjjbnt_pieces(ctx: _Context) -> pd.DataFrame:
         yj, tb = ctx.layer("yjjbnt"), ctx.layer("dltb")
         if not yj.crs.equals(tb.crs):
             raise CRSError(f"yjjbnt ({yj.crs}) and dltb ({tb.crs}) are in different CRSs; re-ingest into one store")
-        pieces = overlay_areas(yj, tb)
+        # YJJBNT polygons that overlap one another count their shared part once (analysis.faces)
+        faces, face_ids = disjoint_faces(yj, ctx.ids("yjjbnt").to_numpy())
+        pieces = overlay_areas(faces, tb)
         r = pieces["right"].to_numpy()
         pieces["village"] = ctx.village_of("dltb").to_numpy()[r]
         pieces["cultivated"] = tb["DLBM"].isin(ctx.registry.code_sets.get("cultivated", set())).to_numpy()[r]
-        pieces["yj_id"] = ctx.ids("yjjbnt").to_numpy()[pieces["left"].to_numpy()]
+        pieces["yj_id"] = face_ids[pieces["left"].to_numpy()] if len(pieces) else []
         pieces["tb_id"] = ctx.ids("dltb").to_numpy()[r]
-        total = float(ellipsoidal_area(yj.geometry.values, yj.crs).sum())
+        total = float(ellipsoidal_area(faces.geometry.values, yj.crs).sum())
         covered = float(pieces["area_m2"].sum())
         if total - covered > 1.0:
             ctx.notes.append(f"yjjbnt: {total - covered:.2f} m² of 永久基本农田 lie outside the DLTB coverage and "
@@ -941,17 +983,20 @@ def _yjjbnt_pieces(ctx: _Context) -> pd.DataFrame:
     return ctx._cache["yjjbnt"]
 
 
+def _yj_ids(p: pd.DataFrame) -> pd.DataFrame:
+    """The YJJBNT ids behind the pieces (a piece under two overlapping polygons names both)."""
+    return pd.DataFrame({"village": p["village"], "layer": "yjjbnt", "rid": p["yj_id"]}).explode("rid")
+
+
 def _basic_farmland_area(ctx: _Context) -> Contribution:
     p = _yjjbnt_pieces(ctx)
-    return Contribution(pd.DataFrame({"village": p["village"], "value": p["area_m2"]}),
-                        pd.DataFrame({"village": p["village"], "layer": "yjjbnt", "rid": p["yj_id"]}))
+    return Contribution(pd.DataFrame({"village": p["village"], "value": p["area_m2"]}), _yj_ids(p))
 
 
 def _basic_farmland_cultivated_area(ctx: _Context) -> Contribution:
     p = _yjjbnt_pieces(ctx)
     p = p[p["cultivated"]]
-    ids = pd.concat([pd.DataFrame({"village": p["village"], "layer": "yjjbnt", "rid": p["yj_id"]}),
-                     pd.DataFrame({"village": p["village"], "layer": "dltb", "rid": p["tb_id"]})])
+    ids = pd.concat([_yj_ids(p), pd.DataFrame({"village": p["village"], "layer": "dltb", "rid": p["tb_id"]})])
     return Contribution(pd.DataFrame({"village": p["village"], "value": p["area_m2"]}), ids)
 
 
@@ -1074,13 +1119,15 @@ def _merge_ids(parts: list[dict[str, list]]) -> dict[str, list]:
     return {layer: sorted(values, key=lambda v: (isinstance(v, str), v)) for layer, values in sorted(out.items())}
 
 
-def compute_indicators(layers: Mapping[str, gpd.GeoDataFrame], registry: Registry) -> IndicatorResult:
+def compute_indicators(layers: Mapping[str, gpd.GeoDataFrame], registry: Registry,
+                       code_sets: Mapping[str, str | None] | None = None) -> IndicatorResult:
     """Every registered indicator for every unit (county, 乡镇, 村) of the xzq layer.
 
     ``layers``: the store's layers by name (absent layers may be missing or None: indicators that need
-    them are reported in ``skipped``). Returns the long table described in :class:`IndicatorResult`.
+    them are reported in ``skipped``). ``code_sets``: the land-use code set of dltb / dltb_prev as recorded at
+    ingest (missing → detected). Returns the long table described in :class:`IndicatorResult`.
     """
-    ctx = _Context(layers, registry)
+    ctx = _Context(layers, registry, code_sets)
     skipped: dict[str, str] = {}
     contributions: dict[str, Contribution] = {}
     order = registry.order()

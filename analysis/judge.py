@@ -35,23 +35,25 @@ from .rules import Rules
 LEGAL, PARTLY, ILLEGAL, OTHER = "legal", "partly_approved", "suspected_illegal", "other"
 VERDICT_ZH = {LEGAL: "合法", PARTLY: "少批多占", ILLEGAL: "未批先建", OTHER: "其他"}
 INITIAL_STATUS = "待核查"
+SOURCE_CODES = "DLBM_SOURCE"  # a survey layer's own codes, when DLBM holds their 三调 translation (codeset.py)
 UNCLASSIFIED = "unclassified"
 CATEGORIES = ("cultivated", "agri_other", "construction", "unused", UNCLASSIFIED)
 
 # Output columns of flagged_patches, in order (run_id is added by the service that writes them).
 FLAGGED_COLUMNS = [
-    "JCBH", "source_ids", "sources", "rounds", "n_sources", "XZQDM", "area_m2",
+    "JCBH", "source_ids", "sources", "rounds", "n_sources", "n_pieces", "XZQDM", "area_m2",
     "area_cultivated", "area_tiankan", "area_agri_other", "area_construction", "area_unused",
     "area_unclassified", "orig_dlbm",
     "orig_layer", "orig_ids", "now_dlbm", "area_yjjbnt", "yjjbnt_ids", "area_stbhhx", "stbhhx_ids",
     "area_outside_czkfbj", "czkfbj_ids", "area_approved", "area_compliant", "approval_ids", "approved_share",
+    "area_unapproved", "area_cultivated_unapproved",
     "verdict", "verdict_zh", "verdict_reason", "status", "judgement", "version",
 ]
 # Columns the enforcement workflow owns: a re-run keeps their values (see carry_over_status).
 WORKFLOW_COLUMNS = ["status", "judgement", "version"]
 AREA_COLUMNS = ["area_m2", "area_cultivated", "area_tiankan", "area_agri_other", "area_construction",
                 "area_unused", "area_unclassified", "area_yjjbnt", "area_stbhhx", "area_outside_czkfbj",
-                "area_approved", "area_compliant"]
+                "area_approved", "area_compliant", "area_unapproved", "area_cultivated_unapproved"]
 
 
 # Local parts ("tiles") of large polygons pay for themselves only when a large polygon meets many small ones;
@@ -154,6 +156,17 @@ def parse_dates(values) -> pd.Series:
     out = pd.to_datetime(pd.Series(list(values), dtype=object).map(tidy), errors="coerce", format="mixed",
                          utc=True)
     return out.dt.tz_localize(None)  # naive UTC: dates compare as calendar days
+
+
+def period_ends(values) -> pd.Series:
+    """The last day of the period each date names: a month-only date ('2024-05') ends on 2024-05-31, a day
+    date on itself. An approval dated within the month of a month-only 后时相 may precede the image."""
+    text = pd.Series(as_text(values), dtype=object)
+    start = parse_dates(text)
+    month_only = text.str.fullmatch(r"\d{4}-\d{1,2}").fillna(False).to_numpy(dtype=bool)
+    if month_only.any():
+        start[month_only] = start[month_only] + pd.offsets.MonthEnd(0)
+    return start
 
 
 def land_categories(codes: np.ndarray, rules: Rules, layer: str | None = None) -> np.ndarray:
@@ -365,7 +378,8 @@ def judge_patches(patches: gpd.GeoDataFrame, *, dltb: gpd.GeoDataFrame, rules: R
     # 1. 原地类 from the DLTB before the change ------------------------------------------------------------
     before, before_name = (dltb_prev, "dltb_prev") if dltb_prev is not None else (dltb, "dltb")
     b_ids = id_column(before, ("BSM",), before_name)
-    b_codes = as_text(before["DLBM"])
+    b_codes = as_text(before["DLBM"])  # the rules' codes (三调; a 用地用海 layer comes translated)
+    b_shown = as_text(before[SOURCE_CODES]) if SOURCE_CODES in before.columns else b_codes
     b_kcxs = kcxs_values(before, before_name, b_ids)
     b_village = (village_codes(before["ZLDWDM"]) if "ZLDWDM" in before.columns
                  else np.array([""] * len(before), dtype=object))
@@ -381,6 +395,7 @@ def judge_patches(patches: gpd.GeoDataFrame, *, dltb: gpd.GeoDataFrame, rules: R
     sums = {c: np.bincount(pl[p_cat == c], net[p_cat == c], minlength=n).astype(float) for c in CATEGORIES}
     area_tiankan = np.bincount(pl, tk, minlength=n)
     orig_dlbm = _dominant(pl, p_codes, pa, n)
+    orig_shown = _dominant(pl, b_shown[pr], pa, n)
     orig_ids = [[] for _ in range(n)]
     for left, bid in sorted(set(zip(pl.tolist(), b_ids[pr].tolist()))):
         orig_ids[left].append(bid)
@@ -398,6 +413,7 @@ def judge_patches(patches: gpd.GeoDataFrame, *, dltb: gpd.GeoDataFrame, rules: R
     unchanged_share = np.full(n, np.nan)
     if dltb_prev is not None:
         c_codes = as_text(dltb["DLBM"])
+        c_shown = as_text(dltb[SOURCE_CODES]) if SOURCE_CODES in dltb.columns else c_codes
         if need_geom and len(pieces):
             cur = overlay(pieces.geometry, dltb.geometry, workers=workers, keep_geometry=False)
             cl = pl[cur["left"].to_numpy()]
@@ -407,12 +423,15 @@ def judge_patches(patches: gpd.GeoDataFrame, *, dltb: gpd.GeoDataFrame, rules: R
             unchanged_share = np.divide(np.bincount(cl[same], ca[same], minlength=n), area,
                                         out=np.zeros(n), where=area > 0)
             now_dlbm = _dominant(cl, cc, ca, n)
+            now_shown = _dominant(cl, c_shown[cur["right"].to_numpy()], ca, n)
         else:
             cur = overlay(geo(geoms, crs), dltb.geometry, workers=workers, keep_geometry=False)
             now_dlbm = _dominant(cur["left"].to_numpy(), c_codes[cur["right"].to_numpy()],
                                  cur["area_m2"].to_numpy(dtype=float), n)
+            now_shown = _dominant(cur["left"].to_numpy(), c_shown[cur["right"].to_numpy()],
+                                  cur["area_m2"].to_numpy(dtype=float), n)
     else:
-        now_dlbm = orig_dlbm.copy()
+        now_dlbm, now_shown = orig_dlbm.copy(), orig_shown.copy()
 
     # 3. control lines -----------------------------------------------------------------------------------
     def line(layer, name):
@@ -430,6 +449,7 @@ def judge_patches(patches: gpd.GeoDataFrame, *, dltb: gpd.GeoDataFrame, rules: R
     area_legal = np.zeros(n)
     area_all = np.zeros(n)
     area_compliant = np.zeros(n)
+    approved_geoms = None
     approval_ids: list[list[str]] = [[] for _ in range(n)]
     late_ids: list[list[str]] = [[] for _ in range(n)]
     if approvals is not None and len(approvals):
@@ -454,7 +474,8 @@ def judge_patches(patches: gpd.GeoDataFrame, *, dltb: gpd.GeoDataFrame, rules: R
                 late_ids[left].append(sub_ids[right])
             return ok
 
-        area_all, approval_ids, _ = cover_by_union(geoms, crs, sub, sub_ids, pair_ok=on_time, workers=workers)
+        area_all, approval_ids, approved_geoms = cover_by_union(geoms, crs, sub, sub_ids, pair_ok=on_time,
+                                                                workers=workers, want_geometry=True)
         late_ids = [sorted(set(x)) for x in late_ids]
         if sub_legal.any():
             legal_layer = sub[sub_legal]
@@ -470,6 +491,19 @@ def judge_patches(patches: gpd.GeoDataFrame, *, dltb: gpd.GeoDataFrame, rules: R
             area_compliant, _, _ = cover_by_union(
                 geoms, crs, comp_layer, comp_ids, workers=workers,
                 pair_ok=lambda li, ri: ~comp_dated[ri] | (comp_dates[ri] <= limit[li]))
+    # 耕地 (net of 田坎, earlier DLTB) under the approved part; the rest of the record's 耕地 is unapproved
+    cultivated_approved = np.zeros(n)
+    if approved_geoms is not None:
+        has = np.flatnonzero([g is not None for g in approved_geoms])
+        if len(has):
+            ap = overlay(geo(approved_geoms[has], crs), before.geometry, workers=workers, keep_geometry=False)
+            a_left, a_right = ap["left"].to_numpy(), ap["right"].to_numpy()
+            cult = land_categories(b_codes[a_right], rules, before_name) == "cultivated" if len(ap) else \
+                np.zeros(0, dtype=bool)
+            net = ap["area_m2"].to_numpy(dtype=float) * (1.0 - b_kcxs[a_right])
+            cultivated_approved[has] = np.bincount(a_left[cult], net[cult], minlength=len(has))
+    area_unapproved = np.clip(area - area_all, 0.0, None)
+    area_cultivated_unapproved = np.clip(sums["cultivated"] - cultivated_approved, 0.0, None)
     share_legal = np.divide(area_legal, area, out=np.zeros(n), where=area > 0)
     share_all = np.clip(np.divide(area_all, area, out=np.zeros(n), where=area > 0), 0.0, 1.0)
 
@@ -547,6 +581,8 @@ def judge_patches(patches: gpd.GeoDataFrame, *, dltb: gpd.GeoDataFrame, rules: R
         "rounds": lists("rounds", rounds_default),
         "n_sources": (patches["n_sources"].astype(int).to_numpy() if "n_sources" in patches.columns
                       else np.array([len(json.loads(s)) for s in sources], dtype=int)),
+        "n_pieces": (patches["n_pieces"].astype(int).to_numpy() if "n_pieces" in patches.columns
+                     else np.zeros(n, dtype=int)),
         "XZQDM": xzqdm,
         "area_m2": area,
         "area_cultivated": sums["cultivated"],
@@ -555,10 +591,10 @@ def judge_patches(patches: gpd.GeoDataFrame, *, dltb: gpd.GeoDataFrame, rules: R
         "area_construction": sums["construction"],
         "area_unused": sums["unused"],
         "area_unclassified": sums[UNCLASSIFIED],
-        "orig_dlbm": orig_dlbm,
+        "orig_dlbm": orig_shown,
         "orig_layer": np.array([before_name] * n, dtype=object),
         "orig_ids": [json_list(x) for x in orig_ids],
-        "now_dlbm": now_dlbm,
+        "now_dlbm": now_shown,
         "area_yjjbnt": area_yjjbnt,
         "yjjbnt_ids": [json_list(x) for x in yjjbnt_ids],
         "area_stbhhx": area_stbhhx,
@@ -569,6 +605,8 @@ def judge_patches(patches: gpd.GeoDataFrame, *, dltb: gpd.GeoDataFrame, rules: R
         "area_compliant": area_compliant,
         "approval_ids": [json_list(x) for x in approval_ids],
         "approved_share": share_all,
+        "area_unapproved": area_unapproved,
+        "area_cultivated_unapproved": area_cultivated_unapproved,
         "verdict": verdict.astype(object),
         "verdict_zh": np.array([VERDICT_ZH[v] for v in verdict], dtype=object),
         "verdict_reason": np.array(reasons, dtype=object),
@@ -590,7 +628,7 @@ def _date_limits(patches: gpd.GeoDataFrame, rules: Rules, n: int) -> np.ndarray:
         return np.full(n, np.datetime64("2262-01-01", "ns"))
     limit = np.full(n, survey)
     if rules.approval_date_rule == "hsx" and "HSX" in patches.columns:
-        hsx = parse_dates(patches["HSX"].to_numpy()).to_numpy(dtype="datetime64[ns]")
+        hsx = period_ends(patches["HSX"].to_numpy()).to_numpy(dtype="datetime64[ns]")
         has = ~np.isnat(hsx)
         limit[has] = np.minimum(hsx[has], survey)
     return limit

@@ -70,6 +70,8 @@ class Rules:
     idle_unbuilt_codes: frozenset[str]
     idle_max_built_share: float
     source: dict  # the mapping the rules were built from (normalised), for the run record
+    site_min_shared_edge_m: float = 1.0
+    site_link_min_overlap_m2: float = 1.0
 
     # --- derived views ---------------------------------------------------------------------------
     def category(self, code: str) -> str | None:
@@ -118,8 +120,8 @@ _SECTION_KEYS = {
     "approvals": {"legal_kinds", "compliant_kinds", "date_rule"},
     "judgement": {"legal_min_share", "partial_min_share"},
     "pseudo_change": {"min_area_m2", "unchanged_min_share"},
-    "change_patches": {"enabled", "sliver_m2", "source", "id_prefix"},
-    "dedupe": {"min_overlap_ratio", "source_order", "geometry"},
+    "change_patches": {"enabled", "sliver_m2", "source", "id_prefix", "site_min_shared_edge_m"},
+    "dedupe": {"min_overlap_ratio", "source_order", "geometry", "site_link_min_overlap_m2"},
     "conflicts": {"min_area_m2", "outside_czkfbj_exempt", "zone_use"},
     "supply": {"approve_kinds", "supply_kinds", "unsupplied_min_share"},
     "idle": {"years", "check_dltb", "unbuilt_codes", "max_built_share"},
@@ -222,10 +224,18 @@ def _normalise(value):
     return value
 
 
+# Keys added after version 1 was first published: optional, with these defaults (written into the stored rules).
+_DEFAULTS = {("change_patches", "site_min_shared_edge_m"): 1.0, ("dedupe", "site_link_min_overlap_m2"): 1.0}
+
+
 def rules_from_dict(raw, where: str = "<mapping>") -> Rules:
     """Validate a rules mapping (as read from YAML) and build :class:`Rules`."""
     if not isinstance(raw, dict):
         raise RuleError(f"rules {where}: the file must be a YAML mapping of sections, got {type(raw).__name__}")
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    for (section, key), default in _DEFAULTS.items():
+        if isinstance(raw.get(section), dict):
+            raw[section].setdefault(key, default)
     extra = set(raw) - _TOP_KEYS
     if extra:
         raise RuleError(f"rules {where}: unknown keys {sorted(extra)}; allowed: {sorted(_TOP_KEYS)}")
@@ -296,6 +306,9 @@ def rules_from_dict(raw, where: str = "<mapping>") -> Rules:
     sliver = ch.number("sliver_m2", 0.0)
     change_source = ch.text("source")
     id_prefix = ch.text("id_prefix")
+    site_edge = ch.number("site_min_shared_edge_m", 0.0)
+    if site_edge <= 0:
+        ch.fail("site_min_shared_edge_m", "must be > 0: with 0, pieces touching at a corner would form one site")
 
     dd = top.section("dedupe")
     ratio = dd.number("min_overlap_ratio", 0.0, 1.0)
@@ -303,6 +316,10 @@ def rules_from_dict(raw, where: str = "<mapping>") -> Rules:
         dd.fail("min_overlap_ratio", "must be > 0: with 0, patches that merely touch would merge")
     source_order = dd.strings("source_order")
     dedupe_geometry = dd.text("geometry", choices=("union", "representative", "latest"))
+    site_link = dd.number("site_link_min_overlap_m2", 0.0)
+    if site_link <= 0:
+        dd.fail("site_link_min_overlap_m2", "must be > 0: with 0, issued patches that merely touch would merge "
+                                            "through a site")
 
     cf = top.section("conflicts")
     conflict_min = cf.number("min_area_m2", 0.0)
@@ -346,7 +363,7 @@ def rules_from_dict(raw, where: str = "<mapping>") -> Rules:
         approve_kinds=approve_kinds, supply_kinds=supply_kinds, unsupplied_min_share=unsupplied_min,
         idle_years=idle_years, idle_check_dltb=idle_check, idle_unbuilt_codes=unbuilt_codes,
         idle_max_built_share=max_built,
-        source=source,
+        source=source, site_min_shared_edge_m=site_edge, site_link_min_overlap_m2=site_link,
     )
 
 

@@ -23,6 +23,7 @@ from .fields import ROLES
 from .georef import survey_region
 from .load import _Context, load_role, package_version, resolve_target_epsg
 from .records import ERROR, INFO, WARNING, Finding
+from .topology import cross_layer_findings
 
 _ERROR_CHECKS = [(EncodingError, "encoding"), (SourceError, "source"), (FieldError, "fields"),
                  (CodeSetError, "code_set"), (CRSError, "crs"), (GeometryError, "geometry"),
@@ -188,6 +189,7 @@ def check_manifest(manifest, progress: bool = False) -> CheckReport:
         findings.append(Finding(layer="manifest", check=_error_check(exc), severity=ERROR, count=1,
                                 message=str(exc)))
     context = _Context(survey)
+    kept = {}  # the layers the cross-layer checks compare
     for role in ROLES:
         if role not in manifest.layers:
             continue
@@ -201,6 +203,8 @@ def check_manifest(manifest, progress: bool = False) -> CheckReport:
                                     message=str(exc)))
             layers.append(LayerCheck(role=role, status="error", error=str(exc)))
             continue
+        if role in ("xzq", "dltb", "dltb_prev"):
+            kept[role] = loaded.gdf
         r = loaded.record
         layers.append(LayerCheck(
             role=role, status="ok", rows_read=r.rows_read, rows_written=r.rows_written, source_path=r.source_path,
@@ -208,6 +212,7 @@ def check_manifest(manifest, progress: bool = False) -> CheckReport:
             encoding=r.encoding, code_set=r.code_set, field_mapping=r.field_mapping, repaired=r.repaired,
             dropped_empty=r.dropped_empty, duplicates=r.duplicates, area_mismatches=r.area_mismatches))
         findings += loaded.findings
+    findings += cross_layer_findings(kept, manifest.options)
     findings += _check_rasters(manifest)
     region = survey.region.describe() if survey.region is not None else None
     return CheckReport(manifest=str(manifest.path), region_code=manifest.region_code,

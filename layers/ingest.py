@@ -27,6 +27,7 @@ from .load import _Context, load_role, package_version, resolve_target_epsg
 from .manifest import Manifest
 from .records import ERROR, INFO, WARNING, Finding, LoadRecord
 from .store import Store, open_store
+from .topology import cross_layer_findings
 
 
 @dataclass
@@ -164,6 +165,7 @@ def _ingest(manifest: Manifest, store: Store, roles, progress: bool) -> IngestRe
 
     records = [layer.record for layer in loaded]
     findings = [f for layer in loaded for f in layer.findings]
+    findings += cross_layer_findings({layer.role: layer.gdf for layer in loaded}, manifest.options)
     current = store.meta()
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     zone = zone_of_gk_epsg(epsg)

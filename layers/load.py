@@ -33,6 +33,7 @@ from .georef import Georef, Region, RegionSurvey, georeference, survey_region
 from .normalise import ID_FIELDS, as_object, map_fields, mapping_findings, normalise_attributes, row_ids
 from .read import SourceData, read_source, source_files
 from .records import INFO, WARNING, Finding, LoadRecord
+from .topology import layer_findings
 
 LARGE_LAYER = 50_000  # rows above which progress bars are shown (when progress=True)
 _AREA_EPS = 1e-6  # float slack on top of the 0.005 m² half-unit of 2-decimal values
@@ -197,14 +198,23 @@ def _code_findings(gdf: pd.DataFrame, role: str, ids: np.ndarray,
     return code_set, findings
 
 
-def _survey_findings(gdf: pd.DataFrame, role: str, ids: np.ndarray, options) -> tuple[int, list[Finding]]:
-    """TBMJ against the ellipsoidal area; KCMJ = round(TBMJ × KCXS, 2); TBDLMJ = TBMJ − KCMJ."""
+ROUNDING_SLACK_M2 = 0.005  # TBMJ is given to 0.01 m²: the true area lies within half a unit of it
+AREA_METHOD_SLACK = 1e-6  # relative: two correct ellipsoidal area computations agree far better than this
+
+
+def _survey_findings(gdf: pd.DataFrame, role: str, ids: np.ndarray, options,
+                     exact_area: np.ndarray | None = None) -> tuple[int, list[Finding]]:
+    """TBMJ against the ellipsoidal area; KCMJ = round(TBMJ × KCXS, 2); TBDLMJ = TBMJ − KCMJ.
+
+    A patch is listed when |TBMJ − area| exceeds both the relative tolerance and what the 0.01 m² rounding of
+    TBMJ allows (0.005 m² plus 1e-6 of the area): a 9.43 m² patch off by the last digit is not a finding."""
     findings = []
     tbmj = gdf["TBMJ"].astype(float).to_numpy()
-    area = gdf[AREA].astype(float).to_numpy()
+    area = gdf[AREA].astype(float).to_numpy() if exact_area is None else np.asarray(exact_area, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.abs(tbmj - area) / area
-    known = np.isfinite(rel)
+        diff = np.abs(tbmj - area)
+        rel = diff / area
+    known = np.isfinite(rel) & (diff > ROUNDING_SLACK_M2 + AREA_METHOD_SLACK * area + _AREA_EPS)
     small = known & (rel > options.area_tolerance) & (rel <= options.area_flag)
     large = known & (rel > options.area_flag)
     if small.any():
@@ -382,9 +392,10 @@ def load_role(manifest, role: str, target_epsg: int, progress: bool = False, *,
                                 "before analysis")))
     area_mismatches = 0
     if role in SURVEY_ROLES and len(gdf):
-        area_mismatches, survey = _survey_findings(gdf, role, ids, manifest.options)
+        area_mismatches, survey = _survey_findings(gdf, role, ids, manifest.options, exact_area=area)
         findings += survey
     findings += _value_findings(gdf, role, ids, manifest.region_code)
+    findings += layer_findings(gdf, role, ids, manifest.options)
 
     record = LoadRecord(
         layer=role,

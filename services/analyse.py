@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.changes import derive_change_patches, duplicate_mask, geometry_keys
+from analysis.codeset import crosswalk_label, to_rule_codes
 from analysis.conflicts import CONFLICT_COLUMNS, KINDS, find_conflicts
 from analysis.dedupe import DedupeReport, dedupe_patches
 from analysis.judge import VERDICT_ZH, carry_over_status, judge_patches, round_areas, unclassified_patches, villages_of
@@ -75,6 +76,8 @@ class AnalysisResult:
     duplicates_ignored: dict[str, list[str]] = field(default_factory=dict)
     unclassified: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    code_sets: dict[str, str | None] = field(default_factory=dict)  # land-use code set per survey layer
+    crosswalk: str | None = None  # the 用地用海 → 三调 crosswalk used, when a layer needed it
 
     def counts(self) -> dict:
         verdicts = self.flagged["verdict"].value_counts().to_dict() if len(self.flagged) else {}
@@ -97,6 +100,9 @@ class AnalysisResult:
             "conflicts_not_checked": self.skipped,
             "duplicate_patches_ignored": self.duplicates_ignored,
             "unclassified_codes": self.unclassified,
+            "survey_pieces": self.dedupe.n_pieces,
+            "code_sets": self.code_sets,
+            "crosswalk": self.crosswalk,
         }
 
 
@@ -121,17 +127,19 @@ def _read_all(store: Store, present: set[str], workers: int) -> dict[str, gpd.Ge
         return {name: futures[name].result() for name in READ_COLUMNS}
 
 
-def _latest_load_ids(store: Store, names) -> dict[str, str]:
+def _latest_load_ids(store: Store, names, column: str = "load_id") -> dict[str, str]:
+    """The newest load record's ``column`` per layer name (load_id, code_set …)."""
     try:
         records = store.load_records()
     except NotFoundError:
         return {}
     out = {}
-    if len(records) and "layer" in records.columns:
+    if len(records) and "layer" in records.columns and column in records.columns:
         for name in names:
             rows = records[records["layer"] == name]
             if len(rows):
-                out[name] = str(rows["load_id"].iloc[-1])
+                value = rows[column].iloc[-1]
+                out[name] = None if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
     return out
 
 
@@ -167,6 +175,10 @@ def run_analysis(store_target, rules: Rules | None = None, *, rules_path: str | 
         raise NotFoundError(f"store {store.url} has no dltb layer (地类图斑); ingest the region first: "
                             "yzt ingest MANIFEST --store STORE")
     layers = _read_all(store, present, workers)
+    code_sets = {name: code_set for name, code_set in
+                 _latest_load_ids(store, ["dltb", "dltb_prev"], "code_set").items()}
+    for name in ("dltb", "dltb_prev"):  # rules read 三调 codes: a 用地用海 survey comes through the crosswalk
+        layers[name] = to_rule_codes(layers[name], code_sets.get(name), name)
     ignored, keys = {}, {}
     for name in ("dltb", "dltb_prev"):  # exact duplicate survey patches would count their area twice
         gdf = layers[name]
@@ -192,21 +204,24 @@ def run_analysis(store_target, rules: Rules | None = None, *, rules_path: str | 
     n_monitoring = 0
     if monitoring is not None and len(monitoring):
         n_monitoring = len(monitoring)
-        parts.append(monitoring.drop(columns=[c for c in ("yzt_fid", "area_m2") if c in monitoring.columns]))
+        parts.append(monitoring.drop(columns=[c for c in ("yzt_fid", "area_m2") if c in monitoring.columns])
+                     .assign(derived=False))
     n_changes = 0
     if dltb_prev is not None and rules.changes_enabled:
         changes = derive_change_patches(dltb_prev, dltb, rules, workers=workers, prev_keys=keys.get("dltb_prev"),
                                         curr_keys=keys.get("dltb"))
         n_changes = len(changes)
         if n_changes:
-            parts.append(changes[["JCBH", "SOURCE", "ROUND", "HSX", "XZQDM", "TBLX", "geometry"]])
+            parts.append(changes[["JCBH", "SOURCE", "ROUND", "HSX", "XZQDM", "TBLX", "derived", "geometry"]])
     lap("changes")
     if parts:
         patches = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), geometry="geometry", crs=crs)
     else:
         patches = gpd.GeoDataFrame({"JCBH": []}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
     merged, report = dedupe_patches(patches, min_overlap_ratio=rules.dedupe_min_overlap_ratio,
-                                    source_order=rules.source_order, geometry=rules.dedupe_geometry)
+                                    source_order=rules.source_order, geometry=rules.dedupe_geometry,
+                                    site_min_shared_edge_m=rules.site_min_shared_edge_m,
+                                    site_link_min_overlap_m2=rules.site_link_min_overlap_m2)
     lap("dedupe")
 
     # 2. judge ------------------------------------------------------------------------------------------
@@ -235,7 +250,8 @@ def run_analysis(store_target, rules: Rules | None = None, *, rules_path: str | 
         rules_sha256=rules.sha256(), flagged=flagged, conflicts=conflicts, dedupe=report,
         n_monitoring=n_monitoring, n_change_patches=n_changes, carried_over=carried, skipped=skipped,
         input_load_ids=input_ids, seconds=0.0, timings=timings, cpu_timings=cpu_timings,
-        duplicates_ignored=ignored, unclassified=unclassified)
+        duplicates_ignored=ignored, unclassified=unclassified, code_sets=code_sets,
+        crosswalk=crosswalk_label(code_sets))
     if write:
         _write(store, result, rules, crs)
         _sync_workflow(store.url)
@@ -303,13 +319,17 @@ def summary_text(result: AnalysisResult) -> str:
     lines = [
         f"yzt analyse: run {result.run_id} on {result.store_url}",
         f"  rules: {result.rules_path} (sha256 {result.rules_sha256[:12]}…)",
-        f"  monitoring patches: {c['monitoring_patches']}; change patches dltb_prev → dltb: {c['change_patches']}",
+        f"  monitoring patches: {c['monitoring_patches']}; change patches dltb_prev → dltb: {c['change_patches']} "
+        "(survey piece units, one per current patch; a site's units form one record)",
         f"  dedupe: {c['dedupe_input']} patches → {c['flagged_patches']} ground changes "
         f"({c['merged']} merged in {c['merged_groups']} groups)",
         "  flagged_patches by verdict:",
     ]
     for v, zh in VERDICT_ZH.items():
         lines.append(f"    {zh:<6} {v:<18} {c['by_verdict'][v]:>7}")
+    if result.crosswalk:
+        sets = ", ".join(f"{k} {v}" for k, v in result.code_sets.items() if v)
+        lines.append(f"  land-use codes: {sets}; 用地用海 read through {result.crosswalk}")
     for name, ids in result.duplicates_ignored.items():
         lines.append(f"  {name}: {len(ids)} exact duplicate patch(es) set aside (BSM {', '.join(ids[:5])})")
     for name, found in result.unclassified.items():

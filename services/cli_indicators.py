@@ -72,7 +72,8 @@ def selfeval_command(store_url, targets, fmt, out, unit_code, run_id):
     store = open_store(store_url)
     run = svc.latest_or_new_run(store, run_id)
     ev = svc.self_evaluate(run, target_doc, unit_code)
-    click.echo(f"自评总得分 {ev.total:.2f} / {ev.total_weight:g} ({ev.unit_name}, run {run.run_id}); "
+    out_of = ev.total_weight if ev.scored_weight is None else ev.scored_weight
+    click.echo(f"自评总得分 {ev.total:.2f} / {out_of:g} ({ev.unit_name}, run {run.run_id}); "
                f"{len(ev.warnings)} 预警", err=True)
     if fmt == "xlsx":
         if out is None:

@@ -28,7 +28,8 @@ import pandas as pd
 
 from analysis.balance import AREA_UNITS
 from analysis.indicators import LEVEL_ZH, LEVELS, VALUE_UNITS, Registry, compute_indicators, parse_registry, wide_table
-from analysis.scoring import DIRECTIONS, SYMBOLS, Targets, crossed_thresholds, parse_targets, score_item, total_score
+from analysis.scoring import (DIRECTIONS, STATUS_NO_TARGET, SYMBOLS, Targets, crossed_thresholds, no_target,
+                              parse_targets, score_item, total_score)
 from layers.errors import NotFoundError, RuleError, StoreError
 from layers.store import open_store
 from layers.store.base import Store
@@ -94,7 +95,8 @@ def _latest_loads(store: Store, layers: list[str]) -> dict:
             r = rows.iloc[-1]
             out[layer] = {k: (None if pd.isna(r.get(k)) else (r.get(k).item() if hasattr(r.get(k), "item")
                                                               else r.get(k)))
-                          for k in ("load_id", "sha256", "loaded_at", "rows_written", "source_path", "target_crs")
+                          for k in ("load_id", "sha256", "loaded_at", "rows_written", "source_path", "target_crs",
+                                    "code_set")
                           if k in rows.columns}
     return out
 
@@ -128,7 +130,8 @@ def run_indicators(store: Store | str | Path, registry_path: str | Path | None =
     layers = {name: store.read_layer(name) for name in names}
     loads = _latest_loads(store, names)  # analysis outputs carry a load record too (load_id = run_id)
     analysis_run_id = _analysis_run(store, layers)
-    result = compute_indicators(layers, registry)
+    code_sets = {name: loads.get(name, {}).get("code_set") for name in ("dltb", "dltb_prev") if name in layers}
+    result = compute_indicators(layers, registry, code_sets=code_sets)
     run_id = uuid.uuid4().hex
     finished = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     meta = {
@@ -488,6 +491,7 @@ class SelfEvaluation:
     total: float
     total_weight: float
     warnings: list[dict]
+    scored_weight: float | None = None  # Σ weights of the rows with a target for this unit (None: all rows)
 
 
 def self_evaluate(run: IndicatorRun, targets: Targets, unit_code: str | None = None) -> SelfEvaluation:
@@ -507,6 +511,10 @@ def self_evaluate(run: IndicatorRun, targets: Targets, unit_code: str | None = N
     by_code = unit_rows.set_index("indicator")
     registry = run.registry
     rows, scores, warnings = [], [], []
+    file_unit = targets.unit_code
+    if file_unit is None:  # a file without unit_code is the county's
+        counties = values.loc[values["level"] == "county", "unit_code"].unique()
+        file_unit = str(counties[0]) if len(counties) == 1 else None
     for item in targets.items:
         ind = registry.indicators.get(item.indicator) if (registry and item.indicator) else None
         if item.indicator is not None and ind is None:
@@ -525,8 +533,12 @@ def self_evaluate(run: IndicatorRun, targets: Targets, unit_code: str | None = N
             unit_label = item.unit_label or _unit_label(unit, area_unit)
             source = f"{ind.name} ({item.indicator})"
         else:
-            actual, unit_label, source = item.actual, item.unit_label or "", "填报"
-        s = score_item(item.target, actual, item.weight, direction, item.level3)
+            actual, unit_label, source = item.actual_for(unit_code, file_unit), item.unit_label or "", "填报"
+        target = item.target_for(unit_code, file_unit)
+        if target is None:
+            s = no_target(item.level3)
+        else:
+            s = score_item(target, actual, item.weight, direction, item.level3, rule=item.rule)
         scores.append(s)
         thresholds = list(item.thresholds) + (list(ind.thresholds) if ind else [])
         hits = crossed_thresholds(actual, thresholds)
@@ -538,14 +550,17 @@ def self_evaluate(run: IndicatorRun, targets: Targets, unit_code: str | None = N
                              "label": "实际完成值缺失", "severity": "warning"})
         rows.append({
             "一级指标": item.level1, "二级指标": item.level2, "三级指标": item.level3,
-            "分值": item.weight, "符号": item.symbol or SYMBOLS[direction], "年度指标值": item.target,
+            "分值": item.weight, "符号": item.symbol or SYMBOLS[direction], "年度指标值": target,
             "单位": unit_label, "实际完成值": actual,
             "完成率": None if s.ratio is None else round(s.ratio * 100, 2), "得分": s.score,
             "方向": DIRECTIONS[direction], "说明": "; ".join(x for x in (s.note, item.note) if x),
+            "计分规则": item.rule.describe() if target is not None else "",
             "数据来源": source, "预警": "、".join(t.label for t in hits),
         })
+    scored = sum(item.weight for item, s in zip(targets.items, scores) if s.status != STATUS_NO_TARGET)
     return SelfEvaluation(targets.title, unit_code, unit_name, run.run_id, pd.DataFrame(rows),
-                          total_score(scores), targets.total_weight, warnings)
+                          total_score(scores), targets.total_weight, warnings,
+                          scored_weight=None if scored == targets.total_weight else scored)
 
 
 SELFEVAL_HEADER_1 = ["一级指标", "二级指标", "三级指标", "分值", "年度指标值（A）", "", "", "实际完成值（B）",
@@ -580,10 +595,12 @@ def selfeval_xlsx(ev: SelfEvaluation, path: str | Path) -> Path:
     rows = ev.rows
     level1_weight = rows.groupby("一级指标", sort=False)["分值"].sum()
     for _, r in rows.iterrows():
+        no_target = r["年度指标值"] is None or r["年度指标值"] != r["年度指标值"]
         ws.append([f"{r['一级指标']} ({level1_weight[r['一级指标']]:g})", r["二级指标"], r["三级指标"],
-                   float(r["分值"]), r["符号"], float(r["年度指标值"]), r["单位"],
+                   float(r["分值"]), r["符号"], STATUS_NO_TARGET if no_target else float(r["年度指标值"]), r["单位"],
                    None if r["实际完成值"] is None else float(r["实际完成值"]),
-                   None if r["完成率"] is None else float(r["完成率"]), float(r["得分"]), r["预警"], r["说明"]])
+                   None if r["完成率"] is None else float(r["完成率"]),
+                   STATUS_NO_TARGET if no_target else float(r["得分"]), r["预警"], r["说明"]])
     # merge runs of equal 一级 / 二级 cells, as the seed tables do
     for col, keys in ((1, ["一级指标"]), (2, ["一级指标", "二级指标"])):
         start = first
@@ -594,7 +611,8 @@ def selfeval_xlsx(ev: SelfEvaluation, path: str | Path) -> Path:
                 if row_end > start:
                     ws.merge_cells(start_row=start, start_column=col, end_row=row_end, end_column=col)
                 start = row_end + 1
-    ws.append(["自评总得分", "", "", float(ev.total_weight), "", "", "", None, None, float(ev.total), "", ""])
+    ws.append(["自评总得分", "", "", float(ev.total_weight), "", "", "", None, None, float(ev.total), "",
+               "" if ev.scored_weight is None else f"有目标的指标分值合计 {ev.scored_weight:g}, 总分按此计"])
     total_row = ws.max_row
     ws.merge_cells(start_row=total_row, start_column=1, end_row=total_row, end_column=3)
     for row in ws.iter_rows(min_row=2, max_row=total_row, max_col=ncol):
@@ -611,6 +629,9 @@ def selfeval_xlsx(ev: SelfEvaluation, path: str | Path) -> Path:
     info.append(["指标运行 run_id", ev.run_id])
     info.append(["评分规则", "正向: 得分 = 分值 × min(B/A, 1); 逆向: 得分 = 分值 × min(A/B, 1); 得分不超过分值; "
                          "A = 0 的正向指标 B ≥ 0 即满分; A = 0 的逆向指标 B = 0 满分, B > 0 记 0 分; B 缺失记 0 分"])
+    for _, r in ev.rows.iterrows():
+        if r.get("计分规则") and r["计分规则"] != "w × min(B/A, 1)":
+            info.append(["评分规则", f"{r['三级指标']}: {r['计分规则']}"])
     for w in ev.warnings:
         info.append(["预警", f"{w['item']}: {w['label']}"])
     path = Path(path)
@@ -628,10 +649,17 @@ def selfeval_markdown(ev: SelfEvaluation) -> str:
         l1 = r["一级指标"] if r["一级指标"] != previous[0] else ""
         l2 = r["二级指标"] if (r["一级指标"], r["二级指标"]) != previous else ""
         previous = (r["一级指标"], r["二级指标"])
-        target = f"{r['符号']} {_fmt(r['年度指标值'])} {r['单位']}".strip()
+        no_target = r["年度指标值"] is None or r["年度指标值"] != r["年度指标值"]
+        target = STATUS_NO_TARGET if no_target else f"{r['符号']} {_fmt(r['年度指标值'])} {r['单位']}".strip()
+        score = STATUS_NO_TARGET if no_target else _fmt(r["得分"], 2)
         lines.append(f"| {l1} | {l2} | {r['三级指标']} | {_fmt(r['分值'])} | {target} | {_fmt(r['实际完成值'])} "
-                     f"| {_fmt(r['完成率'])} | {_fmt(r['得分'], 2)} | {r['预警']} |")
-    lines.append(f"| **自评总得分** | | | {_fmt(ev.total_weight)} | | | | **{_fmt(ev.total, 2)}** | |")
+                     f"| {_fmt(r['完成率'])} | {score} | {r['预警']} |")
+    out_of = "" if ev.scored_weight is None else f" (有目标的指标分值合计 {_fmt(ev.scored_weight)})"
+    lines.append(f"| **自评总得分** | | | {_fmt(ev.total_weight)}{out_of} | | | | **{_fmt(ev.total, 2)}** | |")
+    rules = [f"- {r['三级指标']}: {r['计分规则']}" for _, r in ev.rows.iterrows()
+             if r.get("计分规则") and r["计分规则"] != "w × min(B/A, 1)"]
+    if rules:
+        lines += ["", "**计分规则**", "", *rules]
     if ev.warnings:
         lines += ["", "**预警**", ""]
         lines += [f"- {w['item']}: {w['label']}" for w in ev.warnings]

@@ -121,6 +121,7 @@ def _selfeval_body(ev) -> dict:
     rows = [{k: _clean(v) for k, v in r.items()} for r in ev.rows.to_dict("records")]
     return {"title": ev.title, "unit_code": ev.unit_code, "unit_name": ev.unit_name, "run_id": ev.run_id,
             "rows": rows, "total": _clean(ev.total), "total_weight": _clean(ev.total_weight),
+            "scored_weight": _clean(ev.scored_weight),
             "warnings": [{k: _clean(v) for k, v in w.items()} for w in ev.warnings]}
 
 

@@ -98,6 +98,12 @@ def yjjbnt() -> gpd.GeoDataFrame:
     return _frame([{"BSM": "YJ1"}, {"BSM": "YJ2"}], geoms)
 
 
+# approved share of each record's area and of its 耕地 (as yzt analyse measures them: area_approved and the 耕地
+# under the union of the approvals); the rest is the unapproved part
+APPROVED = {"WP1": (0.0, 0.0), "WP2": (1.0, 1.0), "WP3": (0.0, 0.0), "WP4": (0.6, 0.5), "WP5": (0.0, 0.0),
+            "WP6": (0.02, 0.0), "WP7": (0.7, 0.8)}
+
+
 def flagged_patches() -> gpd.GeoDataFrame:
     rows = [
         # JCBH, village, verdict, status, judgement, area_cultivated share
@@ -107,6 +113,7 @@ def flagged_patches() -> gpd.GeoDataFrame:
         ("WP4", "C", "partly_approved", "已核查", "违法", (310, 60, 330, 80)),
         ("WP5", "D", "other", "已核查", "其他", (210, 110, 240, 140)),
         ("WP6", "B", "suspected_illegal", "已核查", "合法", (10, 110, 40, 140)),
+        ("WP7", "C", "partly_approved", "待核查", None, (200, 60, 240, 90)),
     ]
     out = []
     geoms = []
@@ -117,6 +124,11 @@ def flagged_patches() -> gpd.GeoDataFrame:
     gdf = _frame(out, geoms)
     # 耕地 share of each patch (as yzt analyse writes it): half of the area on 耕地, net of 10 % 田坎
     gdf["area_cultivated"] = (gdf["area_m2"] * 0.5 * 0.9).round(2)
+    share = gdf["JCBH"].map(lambda j: APPROVED[j][0])
+    cult_share = gdf["JCBH"].map(lambda j: APPROVED[j][1])
+    gdf["area_approved"] = (gdf["area_m2"] * share).round(2)
+    gdf["area_unapproved"] = (gdf["area_m2"] - gdf["area_approved"]).round(2)
+    gdf["area_cultivated_unapproved"] = (gdf["area_cultivated"] * (1 - cult_share)).round(2)
     return gdf.drop(columns="yzt_fid")
 
 

@@ -231,3 +231,42 @@ def test_an_id_repeated_in_a_source_layer_is_told_apart_by_area():
     # the same names when the twin comes first
     flipped, _ = run(approvals=gpd.GeoDataFrame(pd.concat([extra, approvals()], ignore_index=True), crs=fx.CRS))
     assert by_id(flipped) == by_id(out)
+
+
+def test_overlapping_polygons_of_one_control_line_count_once():
+    """CZKFBJ drawn twice over 20 m × 40 m (Z3 [160,210]×[0,40] over Y2's east end, Z4 [190,230]×[0,40]): the
+    YJJBNT × CZKFBJ overlap is [160,200]×[0,40] = 1600 m² once, not 1600 + 800; the part under both CZKFBJ is
+    one piece naming both."""
+    cz = layer([dict(BSM="Z3", g=b(160, 0, 210, 40)), dict(BSM="Z4", g=b(190, 0, 230, 40))])
+    out, _ = find_conflicts(rules=RULES, yjjbnt=yjjbnt(), czkfbj=cz)
+    yc = out[out["kind"] == "yjjbnt_czkfbj"].sort_values("area_m2")
+    assert yc["area_m2"].sum() == pytest.approx(1600, abs=0.01)
+    got = sorted((json.loads(l_), json.loads(r_), round(a, 2)) for l_, r_, a in
+                 zip(yc["left_ids"], yc["right_ids"], yc["area_m2"]))
+    assert got == [(["Y2"], ["Z3"], 1200.0), (["Y2"], ["Z3", "Z4"], 400.0)]
+    assert len(set(yc["conflict_id"])) == 2
+
+
+def test_overlapping_yjjbnt_counts_once_in_the_farmland_indicators():
+    from analysis.indicators import compute_indicators, parse_registry
+    from tests import indicators_fixtures as ifx
+
+    layers = ifx.layers()
+    yj = layers["yjjbnt"]
+    doubled = pd.concat([yj, yj.iloc[[0]].assign(BSM="YJ1-copy")], ignore_index=True)  # YJ1 drawn twice
+    doubled = gpd.GeoDataFrame(doubled, geometry="geometry", crs=yj.crs)
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(__file__).resolve().parent.parent / "analysis" / "indicators.yaml"
+    registry = parse_registry(yaml.safe_load(path.read_text(encoding="utf-8")))
+    base = compute_indicators(layers, registry).values
+    twice = compute_indicators(dict(layers, yjjbnt=doubled), registry).values
+
+    def total(values, code):
+        v = values[(values["indicator"] == code) & (values["level"] == "county")]
+        return float(v["value"].iloc[0])
+
+    for code in ("basic_farmland_area", "basic_farmland_cultivated_area", "basic_farmland_protection_rate"):
+        assert total(twice, code) == pytest.approx(total(base, code), abs=1e-6), code

@@ -128,3 +128,119 @@ def test_empty_and_single():
 
 def test_natural_key():
     assert sorted(["2024-10", "2024-2", "", "2023-12"], key=natural_key) == ["2023-12", "2024-2", "2024-10", ""]
+
+
+# --- one record per ground change: survey piece units and sites (docs/analysis.md, "One ground change") ------
+
+def piece(bsm, geom, year="2024"):
+    """A survey piece unit: the changed pieces under one current DLTB patch (analysis.changes)."""
+    return dict(JCBH=f"BG-{bsm}", SOURCE="survey", ROUND=year, HSX=f"{year}-12-31", derived=True, g=geom)
+
+
+def run_sites(rows, **kw):
+    out, report = dedupe_patches(layer(rows), min_overlap_ratio=0.5, source_order=ORDER, **kw)
+    return out.set_index("JCBH", drop=False), report
+
+
+def members(out):
+    return {jc: json.loads(s) for jc, s in zip(out["JCBH"], out["source_ids"])}
+
+
+# A change site 60 m × 40 m cut by survey patch boundaries at x = 20 (a 村 boundary) and x = 45 (a road).
+SITE = [b(0, 0, 20, 40), b(20, 0, 45, 40), b(45, 0, 60, 40)]
+
+
+def test_a_split_site_under_one_satellite_patch_is_one_record():
+    rows = [piece("P1", SITE[0]), piece("P2", SITE[1]), piece("P3", SITE[2]),
+            p("WP-1", b(1, 1, 59, 39), "satellite", "2024-1", "2024-04-20")]
+    out, report = run_sites(rows)
+    assert members(out) == {"WP-1": ["WP-1", "BG-P1", "BG-P2", "BG-P3"]}
+    rec = out.loc["WP-1"]
+    assert rec["n_pieces"] == 3 and json.loads(rec["sources"]) == ["satellite", "survey"]
+    assert json.loads(rec["rounds"]) == ["2024", "2024-1"]
+    assert rec.geometry.area == pytest.approx(60 * 40)  # the union: the whole site
+    assert report.n_input == 4 and report.n_output == 1 and report.n_pieces == 3
+
+
+def test_a_survey_only_site_is_one_record_named_by_its_largest_piece():
+    rows = [piece("P1", SITE[0]), piece("P2", SITE[1]), piece("P3", SITE[2]),
+            piece("Q1", b(200, 0, 230, 30))]  # another site, 140 m away
+    out, _ = run_sites(rows)
+    assert members(out) == {"BG-P2": ["BG-P1", "BG-P2", "BG-P3"], "BG-Q1": ["BG-Q1"]}  # P2: 25 × 40 = 1000 m²
+
+
+def test_pieces_touching_at_a_corner_or_a_short_edge_are_two_sites():
+    rows = [piece("P1", b(0, 0, 20, 20)), piece("P2", b(20, 20, 40, 40)),  # a corner
+            piece("P3", b(100, 0, 120, 20)), piece("P4", b(120, 19.5, 140, 40))]  # 0.5 m of shared edge
+    out, _ = run_sites(rows)
+    assert len(out) == 4
+    out, _ = run_sites(rows, site_min_shared_edge_m=0.5)  # the rule is data: a looser edge joins P3 and P4
+    assert members(out)["BG-P4"] == ["BG-P3", "BG-P4"] and len(out) == 3
+
+
+def test_an_uncovered_piece_of_a_site_joins_the_record_of_its_neighbour():
+    rows = [piece("P1", SITE[0]), piece("P2", SITE[1]), piece("P3", SITE[2]),
+            p("WP-1", b(1, 1, 44, 39), "satellite", "2024-1", "2024-04-20")]  # the satellite missed P3
+    out, _ = run_sites(rows)
+    assert members(out) == {"WP-1": ["WP-1", "BG-P1", "BG-P2", "BG-P3"]}
+
+
+def test_a_re_issue_on_another_piece_of_the_site_is_the_same_record():
+    """Round 1 saw the west part, round 2 the east part; the two patches overlap by 5 m × 38 m = 190 m² (ratio
+    190 / 988 = 0.19, below 0.5): the survey's site joins them."""
+    rows = [piece("P1", SITE[0]), piece("P2", SITE[1]), piece("P3", SITE[2]),
+            p("WP1-7", b(1, 1, 27, 39), "satellite", "2024-1", "2024-04-20"),
+            p("WP2-3", b(22, 1, 59, 39), "satellite", "2024-2", "2024-10-18")]
+    out, _ = run_sites(rows)
+    assert members(out) == {"WP1-7": ["WP1-7", "WP2-3", "BG-P1", "BG-P2", "BG-P3"]}
+    assert json.loads(out.loc["WP1-7", "rounds"]) == ["2024", "2024-1", "2024-2"]
+
+
+def test_issued_patches_that_merely_touch_stay_two_records_over_one_site():
+    """Two neighbours built side by side: each patch covers its own pieces; the pieces are adjacent (one site in
+    the survey), but the two patches only touch — two records, whether one source issued both or two."""
+    for second in (("satellite", "2024-1"), ("camera", "2024-2")):
+        rows = [piece("P1", b(0, 0, 30, 40)), piece("P2", b(30, 0, 60, 40)),
+                p("A", b(0, 0, 30, 40), "satellite", "2024-1", "2024-04-20"),
+                p("B", b(30, 0, 60, 40), *second, "2024-07-12")]
+        out, _ = run_sites(rows)
+        assert members(out) == {"A": ["A", "BG-P1"], "B": ["B", "BG-P2"]}, second
+
+
+def test_an_uncovered_piece_between_two_touching_records_goes_to_its_longer_neighbour():
+    rows = [piece("P1", b(0, 0, 30, 40)), piece("P2", b(30, 0, 60, 40)), piece("P3", b(0, 40, 45, 50)),
+            p("A", b(0, 0, 30, 40), "satellite", "2024-1", "2024-04-20"),
+            p("B", b(30, 0, 60, 40), "satellite", "2024-1", "2024-04-20")]
+    out, _ = run_sites(rows)  # P3 shares 30 m with P1 and 15 m with P2
+    assert members(out) == {"A": ["A", "BG-P1", "BG-P3"], "B": ["B", "BG-P2"]}
+
+
+def test_camera_and_satellite_over_different_pieces_of_one_site_are_one_record():
+    rows = [piece("P1", SITE[0]), piece("P2", SITE[1]), piece("P3", SITE[2]),
+            p("SXT-1", b(0, 0, 24, 40), "camera", "2024-2", "2024-07-12"),
+            p("WP-5", b(18, 2, 60, 38), "satellite", "2024-2", "2024-10-18")]  # overlap 6 × 36 = 216 m²
+    out, _ = run_sites(rows)
+    assert members(out) == {"SXT-1": ["SXT-1", "WP-5", "BG-P1", "BG-P2", "BG-P3"]}
+
+
+def test_the_issued_id_wins_whatever_the_dates_say():
+    """A satellite patch with no date (or a month-only one) still names the record: the derived BG id is used
+    only where no issued patch exists; month-only dates order as the first of the month."""
+    rows = [piece("P1", SITE[0]), piece("P2", SITE[1]),
+            p("WP-9", b(0, 0, 45, 40), "satellite", "2024-2", None)]
+    out, _ = run_sites(rows)
+    assert list(out["JCBH"]) == ["WP-9"]
+    rows = [p("C-1", b(0, 0, 40, 40), "camera", "2024-2", "2024-07-12"),
+            p("W-1", b(1, 1, 40, 40), "satellite", "2024-2", "2024-07")]
+    out, _ = run_sites(rows)
+    assert list(out["JCBH"]) == ["W-1"] and out.iloc[0]["HSX"] == "2024-07"  # 07-01 < 07-12; precision kept
+
+
+def test_two_patches_of_one_round_do_not_merge_through_a_piece():
+    """A large change piece with two patches of one satellite round inside: two changes; the piece goes to the
+    patch covering more of it (ratio by the smaller area: both 1.0 → the first in index order)."""
+    rows = [piece("P1", b(0, 0, 100, 40)),
+            p("A", b(0, 0, 40, 40), "satellite", "2024-1", "2024-04-20"),
+            p("B", b(60, 0, 100, 40), "satellite", "2024-1", "2024-04-20")]
+    out, _ = run_sites(rows)
+    assert members(out) == {"A": ["A", "BG-P1"], "B": ["B"]}

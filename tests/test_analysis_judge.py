@@ -53,6 +53,11 @@ CASES = {
 AREAS = ["area_m2", "area_cultivated", "area_tiankan", "area_agri_other", "area_construction", "area_unused",
          "area_unclassified",
          "area_yjjbnt", "area_stbhhx", "area_outside_czkfbj", "area_approved", "area_compliant"]
+# The unapproved part of each record (area − approved union) and the 耕地 in it, by hand: M2 8000 − 4000;
+# M3 / M5 / M6 / M7 uncovered; M9: 2200 − 200, and of its 2180 m² 耕地 the approved 10 × 20 m in c1 holds
+# 200 × (1 − 0.1) = 180 → 2000 unapproved. M1 and M4 are covered whole.
+UNAPPROVED = {"M1": (0, 0), "M2": (4000, 0), "M3": (6000, 6000), "M4": (0, 0), "M5": (64, 57.6), "M6": (900, 0),
+              "M7": (6000, 0), "M9": (2000, 2000)}
 REASON_WORDS = {"M1": "判为合法", "M2": "少批多占", "M3": "疑似未批先建", "M4": "合规", "M5": "小于最小面积",
                 "M6": "地类未变化", "M7": "P4 未计入", "M9": "超出批准范围 2000.00 m²"}
 
@@ -71,6 +76,8 @@ def test_verdict_areas_and_ids(judged, jcbh):
                                  "other": "其他"}[want["verdict"]]
     for col in AREAS:
         assert row[col] == pytest.approx(want.get(col, 0.0), abs=0.01), col
+    assert row["area_unapproved"] == pytest.approx(UNAPPROVED[jcbh][0], abs=0.01)
+    assert row["area_cultivated_unapproved"] == pytest.approx(UNAPPROVED[jcbh][1], abs=0.01)
     assert row["approved_share"] == pytest.approx(want.get("approved_share", 0.0), abs=1e-6)
     assert json.loads(row["approval_ids"]) == want.get("approval_ids", [])
     for col in ("yjjbnt_ids", "stbhhx_ids", "czkfbj_ids"):
@@ -278,3 +285,35 @@ def test_edited_rules_file_changes_the_verdict(tmp_path):
     rules = load_rules(path)
     assert rules.sha256() != RULES.sha256()
     assert judge(rules=rules).loc["M2", "verdict"] == "legal"  # P5 covers 50 % ≥ 40 %
+
+
+def test_a_ydyh_coded_survey_gives_the_same_judgement():
+    """The same region with both DLTB years written in 用地用海 (the crosswalk's reverse) and read back through it:
+    identical verdicts and areas; the records show the layers' own codes."""
+    from analysis.codeset import to_rule_codes
+    from layers.codes import from_sandiao
+
+    def recoded(gdf, name):
+        gdf = gdf.copy()
+        gdf["DLBM"] = from_sandiao(gdf["DLBM"].to_numpy(dtype=object))
+        return to_rule_codes(gdf, "ydyh", name)
+
+    base = judge()
+    twin = judge(dltb=recoded(fx.dltb(), "dltb"), dltb_prev=recoded(fx.dltb_prev(), "dltb_prev"))
+    same = [c for c in base.columns if c not in ("orig_dlbm", "now_dlbm", "geometry")]
+    assert twin[same].equals(base[same])
+    assert twin.loc["M3", "orig_dlbm"] == "0103" and twin.loc["M3", "now_dlbm"] == "0703"  # 三调 0702 宅基地
+    assert twin.loc["M7", "now_dlbm"] == "1001"  # 三调 0601 工业用地 is 用地用海 1001
+
+
+def test_a_month_only_hsx_counts_approvals_of_that_month():
+    """approvals.date_rule: hsx — an approval dated inside the month of a month-only 后时相 may precede the image:
+    it counts; one dated the month after does not."""
+    rules = dataclasses.replace(RULES, approval_date_rule="hsx")
+    patches = fx.monitoring()
+    patches = patches[patches["JCBH"] == "M1"].copy()  # P1 2024-03-01, P2 2024-04-01 cover it whole
+    patches["HSX"] = "2024-03"
+    row = judge(patches, rules=rules).loc["M1"]
+    assert row["verdict"] == "legal" and json.loads(row["approval_ids"]) == ["P1"]
+    patches["HSX"] = "2024-02"
+    assert judge(patches, rules=rules).loc["M1", "verdict"] == "suspected_illegal"

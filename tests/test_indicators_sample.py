@@ -96,9 +96,14 @@ def test_patch_counts_equal_the_flagged_table(sample):
     for township, n in by_township.items():
         assert got[township] == n
     assert got.drop(by_township.index).eq(0).all()
-    illegal = flagged[(flagged["status"] == "待核查") & (flagged["verdict"] == "suspected_illegal")]
+    illegal = flagged[(flagged["status"] == "待核查")
+                      & flagged["verdict"].isin(["suspected_illegal", "partly_approved"])]
     assert values(run, "illegal_count", "county")["value"].iloc[0] == len(illegal)
-    assert values(run, "illegal_area", "county")["value"].iloc[0] == pytest.approx(illegal["area_m2"].sum())
+    # the illegal part of each record: what no approval covers (少批多占 counts only beyond its approval)
+    assert values(run, "illegal_area", "county")["value"].iloc[0] == pytest.approx(illegal["area_unapproved"].sum())
+    assert (illegal["area_unapproved"] <= illegal["area_m2"]).all()
+    partly = illegal[illegal["verdict"] == "partly_approved"]
+    assert len(partly) and (partly["area_unapproved"] < partly["area_m2"] - 1).all()
 
 
 @pytest.mark.parametrize("column,decimals", [("value_m2", 2), ("value_ha", 4), ("value_mu", 2)])
@@ -128,3 +133,26 @@ def test_selfeval_of_the_sample_county(sample, tmp_path):
     assert rows.loc["耕地保有面积", "实际完成值"] == cult
     ws = openpyxl.load_workbook(svc.selfeval_xlsx(ev, tmp_path / "s.xlsx"))["绩效自评表"]
     assert ws.cell(ws.max_row, 10).value == ev.total
+
+
+def test_selfeval_of_a_township_uses_its_own_targets(sample):
+    """130599101 has targets of its own for three rows of the sample file; every other row is 无目标 (never the
+    county's target) and the total counts only the rows it was scored on."""
+    from pathlib import Path
+
+    _, run, _ = sample
+    targets = svc.load_targets(Path(__file__).resolve().parent.parent / "data" / "targets.sample.yaml")
+    ev = svc.self_evaluate(run, targets, "130599101")
+    rows = ev.rows.set_index("三级指标")
+    checked = values(run, "patches_checked", "township")["value"]["130599101"]
+    assert rows.loc["卫片图斑调查核实数量", "年度指标值"] == 5
+    assert rows.loc["卫片图斑调查核实数量", "得分"] == round(10 * min(checked / 5, 1), 2)
+    no_target = rows[rows["年度指标值"].isna()]
+    assert sorted(no_target.index) == sorted(["耕地保有面积", "永久基本农田保护率", "三线冲突面积", "违法占用耕地比例",
+                                              "批而未供土地面积", "群众满意度", "预算完成情况"])
+    assert no_target["得分"].isna().all()
+    assert ev.scored_weight == 30 and ev.total == pytest.approx(rows["得分"].sum(skipna=True))
+    county = svc.self_evaluate(run, targets)
+    assert county.rows.set_index("三级指标").loc["预算完成情况", "得分"] == 9.5  # seed 000's step rule
+    md = svc.selfeval_markdown(ev)
+    assert "| 无目标 |" in md and "(有目标的指标分值合计 30)" in md

@@ -67,7 +67,7 @@ def test_run_is_stored_with_its_provenance(store_path, run):
     values = store.read_table(svc.VALUES)
     assert set(values["run_id"]) == {run.run_id}
     row = values[(values["indicator"] == "illegal_count") & (values["unit_code"] == fx.COUNTY)].iloc[0]
-    assert row["value"] == 3 and json.loads(row["record_ids"]) == {"flagged_patches": ["WP1", "WP3", "WP4"]}
+    assert row["value"] == 4 and json.loads(row["record_ids"]) == {"flagged_patches": ["WP1", "WP3", "WP4", "WP7"]}
     assert "现场认定" in row["rule"]
     warnings = store.read_table(svc.WARNINGS)
     assert set(warnings["indicator"]) == {"illegal_cultivated_ratio", "three_line_conflict_area"}
@@ -87,8 +87,9 @@ def test_runs_accumulate_and_load_back(store_path, run):
 
 def test_drill_down_answers_which_patches_make_a_number(store_path, run):
     answer = svc.drill_down(store_path, "illegal_area", fx.V["C"])
-    assert answer["record_ids"] == {"flagged_patches": ["WP3", "WP4"]}
-    assert answer["value"] == pytest.approx(5400, rel=1e-4)
+    assert answer["record_ids"] == {"flagged_patches": ["WP3", "WP4", "WP7"]}
+    # unapproved parts: WP3 100 × 50 whole, WP4 20 × 20 × (1 − 0.6), WP7 40 × 30 × (1 − 0.7)
+    assert answer["value"] == pytest.approx(5000 + 160 + 360, rel=1e-4)
 
 
 def test_drill_down_names_planning_conflicts_by_conflict_id(store_path):
@@ -149,8 +150,8 @@ def test_selfeval_scores_and_xlsx_layout(run, tmp_path):
     targets = svc.load_targets(TARGETS)
     ev = svc.self_evaluate(run, targets, fx.COUNTY)
     rows = ev.rows.set_index("三级指标")
-    # B comes from the run: survey rate 83.33 % of a 100 % target, weight 10 → 8.33
-    assert rows.loc["卫片图斑调查率", "实际完成值"] == 83.33 and rows.loc["卫片图斑调查率", "得分"] == 8.33
+    # B comes from the run: survey rate 5 of 7 = 71.43 % of a 100 % target, weight 10 → 7.14
+    assert rows.loc["卫片图斑调查率", "实际完成值"] == 71.43 and rows.loc["卫片图斑调查率", "得分"] == 7.14
     # reverse, A = 0 and B > 0 → 0
     assert rows.loc["三线冲突面积", "得分"] == 0.0
     assert ev.total == pytest.approx(rows["得分"].sum())
@@ -166,7 +167,7 @@ def test_selfeval_scores_and_xlsx_layout(run, tmp_path):
     assert ws.cell(last, 4).value == 100
     by_name = {ws.cell(r, 3).value: r for r in range(4, last)}
     r = by_name["卫片图斑调查率"]
-    assert ws.cell(r, 8).value == 83.33 and ws.cell(r, 10).value == 8.33 and ws.cell(r, 8).data_type == "n"
+    assert ws.cell(r, 8).value == 71.43 and ws.cell(r, 10).value == 7.14 and ws.cell(r, 8).data_type == "n"
     assert str(ws.cell(4, 1).value).startswith("产出指标 (40)")
     assert any(str(m) .startswith("A4:A") for m in ws.merged_cells.ranges)  # 一级 merged like the seeds
     md = svc.selfeval_markdown(ev)

@@ -4,6 +4,7 @@ import json
 import os
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import pytest
 import shapely
@@ -12,7 +13,7 @@ import yaml
 from layers.check import check_manifest
 from layers.load import load_role
 from layers.manifest import load_manifest
-from tests.layers_fixtures import X0, Y0, dltb_frame, manifest, write, write_xzq
+from tests.layers_fixtures import X0, Y0, dltb_frame, geodesic_area, manifest, patch_boxes, write, write_xzq
 
 
 def messy_region(tmp_path):
@@ -78,8 +79,11 @@ def test_report_text_and_json(tmp_path):
 
 
 def test_clean_region_is_ok(tmp_path):
-    write_xzq(tmp_path)
-    write(dltb_frame(), tmp_path / "dltb.gpkg", layer="dltb")
+    boxes = patch_boxes(size=100.0)  # a 4 × 3 tiling: no gap, no overlap, and the county is exactly its extent
+    county = gpd.GeoDataFrame({"XZQDM": ["130599"], "XZQMC": ["样例县"]},
+                              geometry=[shapely.box(X0, Y0, X0 + 400, Y0 + 300)], crs=4547)
+    write(county, tmp_path / "xzq.gpkg", layer="xzq")
+    write(dltb_frame(boxes=boxes), tmp_path / "dltb.gpkg", layer="dltb")
     report = check_manifest(manifest(tmp_path, {"xzq": "xzq.gpkg", "dltb": "dltb.gpkg"}))
     assert report.ok and [f.severity for f in report.findings if f.severity != "info"] == []
     assert "可以入库 ready to ingest — 0 error(s), 0 warning(s)" in report.to_text()
@@ -183,3 +187,87 @@ def test_negative_variants(county_variants, name):
                 "swapped_axes": "layer 'yjjbnt' lies outside the region: axes look swapped (x holds the northing); "
                                 "swap X/Y in the source or re-export it"}[name]
     assert error.message == expected
+
+
+# --- topology: overlaps, gaps, the county boundary, TBMJ rounding ----------------------------------------------
+
+def _tiling_region(tmp_path, boxes, county=(0, 0, 400, 300), extra_layers=None):
+    region = gpd.GeoDataFrame({"XZQDM": ["130599"], "XZQMC": ["样例县"]},
+                              geometry=[shapely.box(X0 + county[0], Y0 + county[1], X0 + county[2],
+                                                    Y0 + county[3])], crs=4547)
+    write(region, tmp_path / "xzq.gpkg", layer="xzq")
+    write(dltb_frame(boxes=boxes), tmp_path / "dltb.gpkg", layer="dltb")
+    return check_manifest(manifest(tmp_path, {"xzq": "xzq.gpkg", "dltb": "dltb.gpkg", **(extra_layers or {})}))
+
+
+def _one(report, check):
+    (found,) = [f for f in report.findings if f.check == check]
+    return found
+
+
+def test_an_overlap_between_survey_patches_is_reported_with_ids_and_area(tmp_path):
+    """Patch 2 reaches 8 m into patch 3 (an 8 m × 100 m strip): one pair, 800 m² by the geodesic reference."""
+    boxes = patch_boxes(size=100.0)
+    boxes[1] = shapely.box(X0 + 100, Y0, X0 + 208, Y0 + 100)
+    report = _tiling_region(tmp_path, boxes)
+    found = _one(report, "overlap")
+    strip = geodesic_area(shapely.box(X0 + 200, Y0, X0 + 208, Y0 + 100))
+    assert found.ids == ["BSM0002", "BSM0003"] and found.count == 1
+    assert f"BSM0002 × BSM0003 {strip:.2f} m²" in found.message
+    assert not [f for f in report.findings if f.check in ("gap", "gap_xzq")]
+
+
+def test_a_gap_between_patches_and_against_the_county_is_reported(tmp_path):
+    """Patch 6 (the middle of the second row) shrunk by 3 m on each side: a 3 m frame around it is a gap inside
+    the coverage; the county drawn 10 m wider to the east than the patches: a 10 m × 300 m strip uncovered."""
+    boxes = patch_boxes(size=100.0)
+    boxes[5] = shapely.box(X0 + 103, Y0 + 103, X0 + 197, Y0 + 197)
+    report = _tiling_region(tmp_path, boxes, county=(0, 0, 410, 300))
+    gap = _one(report, "gap")
+    frame = geodesic_area(shapely.box(X0 + 100, Y0 + 100, X0 + 200, Y0 + 200)) - geodesic_area(boxes[5])
+    assert gap.count == 1 and f"{frame:.2f} m² at (" in gap.message
+    assert gap.ids == ["BSM0002", "BSM0005", "BSM0006", "BSM0007", "BSM0010"]
+    outside = _one(report, "gap_xzq")
+    strip = geodesic_area(shapely.box(X0 + 400, Y0, X0 + 410, Y0 + 300))
+    assert outside.message.startswith(f"1 piece(s) of county area not covered by any patch larger than 1 m² (in all "
+                                      f"{strip:.2f} m²)")
+
+
+def test_gaps_and_overlaps_below_the_tolerance_are_not_findings(tmp_path):
+    """A 0.5 m² notch (the mm-snapping noise of real exports is far smaller) stays below the 1 m² default."""
+    boxes = patch_boxes(size=100.0)
+    boxes[0] = shapely.box(X0, Y0, X0 + 100, Y0 + 100).difference(shapely.box(X0 + 99.5, Y0 + 40, X0 + 100,
+                                                                             Y0 + 41))
+    report = _tiling_region(tmp_path, boxes)
+    assert not [f for f in report.findings if f.check in ("gap", "overlap", "gap_xzq")]
+
+
+def test_overlapping_polygons_inside_a_control_line_layer(tmp_path):
+    """Two CZKFBJ polygons drawn over one another by 40 m × 60 m: a self_overlap finding naming both."""
+    boxes = patch_boxes(size=100.0)
+    cz = gpd.GeoDataFrame({"BSM": ["CZ1", "CZ2", "CZ3"], "GHFQDM": ["01", "02", "01"]},
+                          geometry=[shapely.box(X0, Y0, X0 + 140, Y0 + 60), shapely.box(X0 + 100, Y0, X0 + 300, Y0 + 80),
+                                    shapely.box(X0 + 300, Y0, X0 + 400, Y0 + 80)], crs=4547)
+    write(cz, tmp_path / "cz.gpkg", layer="cz")
+    report = _tiling_region(tmp_path, boxes, extra_layers={"czkfbj": "cz.gpkg"})
+    found = _one(report, "self_overlap")
+    shared = geodesic_area(shapely.box(X0 + 100, Y0, X0 + 140, Y0 + 60))
+    assert found.layer == "czkfbj" and found.ids == ["CZ1", "CZ2"]
+    assert f"CZ1 × CZ2 {shared:.2f} m²" in found.message  # CZ2 and CZ3 only touch
+
+
+def test_tbmj_off_by_its_rounding_is_not_a_finding(tmp_path):
+    """A 3.07 m × 3.07 m patch (9.42… m²): a TBMJ one cent off its own rounding is within what 0.01 m² rounding
+    allows, though 0.01 / 9.42 is 0.1 % — above the relative tolerance; two cents off is a finding."""
+    boxes = patch_boxes(size=100.0)
+    small = shapely.box(X0, Y0, X0 + 3.07, Y0 + 3.07)
+    boxes[0] = small
+    gdf = dltb_frame(boxes=boxes)
+    exact = geodesic_area(small)
+    for delta, flagged in ((0.005, False), (-0.005, False), (0.02, True)):
+        tbmj = round(exact + delta, 2)
+        gdf.loc[0, ["TBMJ", "KCXS", "KCMJ", "TBDLMJ"]] = [tbmj, 0.0, 0.0, tbmj]
+        write(gdf, tmp_path / "dltb.gpkg", layer="dltb")
+        loaded = load_role(manifest(tmp_path, {"dltb": "dltb.gpkg"}), "dltb", 4547)
+        hits = [f for f in loaded.findings if f.check.startswith("area_")]
+        assert bool(hits) == flagged, (delta, tbmj, exact)
