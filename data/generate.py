@@ -469,6 +469,7 @@ def _build_tessellation(rng: np.random.Generator, n_patches: int, timings: dict)
         cell_idx, kind = cell_idx[sub_idx], kind[sub_idx]
         keep = shapely.area(geoms) > 1e-6
         geoms, cell_idx, kind = geoms[keep], cell_idx[keep], kind[keep]
+        geoms, _ = sh.fill_coverage_holes(geoms)  # sliver holes left by snap rounding at road crossings
         if shapely.is_valid(geoms).all() and shapely.coverage_is_valid(geoms):
             break
     else:  # pragma: no cover - would be a GEOS noding failure

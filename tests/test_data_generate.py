@@ -166,7 +166,10 @@ def test_dltb_tiles_the_county_without_gaps_or_overlaps(sample):
     assert (cur["BSM"].to_numpy() == prev["BSM"].to_numpy()).all()
     assert shapely.equals(cur.geometry.values, prev.geometry.values).all()
     assert 20_000 <= len(prev) <= 50_000
-    assert shapely.union_all(prev.geometry.values).difference(county).area < 1e-3
+    union = shapely.union_all(prev.geometry.values)
+    assert union.difference(county).area < 1e-3
+    # and no gap at all between the patches: the union is one polygon without holes (not even a sliver)
+    assert union.geom_type == "Polygon" and len(union.interiors) == 0
 
 
 def test_villages_tile_townships_and_townships_tile_the_county(sample):
