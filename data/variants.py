@@ -474,14 +474,15 @@ def write_qa_variant(out_dir, source=None) -> Path:
     hole = shapely.difference(shapely.union(dltb.geometry.values[k], geoms[l_]), shapely.union(geoms[k], geoms[l_]))
     truth["gap"] = {"between": sorted([str(bsm[k]), str(bsm[l_])]), "area_m2": round(ell(hole), 2), "width_m": 0.6}
     # gap against the county boundary: a free patch on it pulled back 3 m
-    ring = shapely.boundary(county)
+    ring = shapely.get_exterior_ring(shapely.get_parts(county)[0])  # the county's outer boundary
     edge_patches = [e for e in free.tolist() if e not in used and shapely.length(
         shapely.intersection(shapely.boundary(geoms[e]), ring)) >= 40]
     e = edge_patches[0]
     used.update(tree.query(shapely.buffer(geoms[e], 20), predicate="intersects").tolist())
     before = geoms[e]
     geoms[e] = shapely.set_precision(shapely.difference(before, shapely.buffer(ring, 3.0, join_style="mitre")), 0.001)
-    truth["gap_xzq"] = {"patch": str(bsm[e]), "area_m2": round(ell(before) - ell(geoms[e]), 2), "width_m": 3.0}
+    truth["gap_xzq"] = {"patch": str(bsm[e]), "area_m2": round(ell(shapely.difference(before, geoms[e])), 2),
+                        "width_m": 3.0}
     # two small patches carved out of free 耕地 patches (a shed on the field: 1202 设施农用地)
     rows, hosts = [], []
     for name, tbmj_of in (("small_rounding", lambda a: round(a, 2) + 0.01), ("small_off", lambda a: round(a, 2) + 0.03)):

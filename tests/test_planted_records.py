@@ -71,7 +71,16 @@ def test_record_equals_the_planted_truth(flagged, truth):
     assert int(row["n_pieces"]) == truth["n_pieces"]
     assert set(json.loads(row["sources"])) == set(truth["sources"])
     assert set(json.loads(row["rounds"])) == set(truth["rounds"])
-    assert str(row["HSX"]) == truth["HSX"]
+
+
+def test_records_keep_their_earliest_dates_at_the_precision_given(flagged):
+    """spec §1: the record's HSX / QSX are the earliest of its members, as text, month precision kept."""
+    assert {"HSX", "QSX"} <= set(flagged.columns), "flagged_patches carries no HSX / QSX"
+    for truth in RECORDS:
+        row = flagged.loc[truth["id"]]
+        assert str(row["HSX"]) == truth["HSX"], truth["change"]
+        if truth["QSX"] is not None:
+            assert str(row["QSX"]) == truth["QSX"], truth["change"]
 
 
 # --- the families, by rule -------------------------------------------------------------------------------
@@ -133,15 +142,16 @@ def test_issued_jcbh_is_the_record_id_wherever_one_exists(flagged):
 
 def test_month_only_date_sorts_as_the_first_of_its_month(flagged):
     """K4: the satellite patch says 后时相 2024-07 (month only), the camera 2024-07-12: the satellite patch is
-    the earliest issue, and the record keeps the month precision."""
+    the earliest issue (the record's id, first in its members)."""
     r = BY_CHANGE["K4"]
     row = flagged.loc[r["id"]]
     sat, cam = r["issued"]
     assert sat.startswith("13059920242") and "SXT" in cam
-    assert row["JCBH"] == sat and str(row["HSX"]) == "2024-07"
+    assert row["JCBH"] == sat and members(row)[:2] == [sat, cam]
     # G1: the 2024-1 patch (后时相 2024-04, month only) stays the representative of its three issues
     g1 = BY_CHANGE["G1"]
-    assert flagged.loc[g1["id"], "JCBH"] == "130599202410010" and str(flagged.loc[g1["id"], "HSX"]) == "2024-04"
+    assert flagged.loc[g1["id"], "JCBH"] == "130599202410010"
+    assert members(flagged.loc[g1["id"]])[:3] == ["130599202410010", "130599SXT20240003", "130599202420012"]
 
 
 def test_mixed_round_file_keeps_both_rounds(flagged):
