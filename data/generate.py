@@ -13,7 +13,10 @@ The county is built in EPSG:4547 metres, bottom-up so that everything tiles exac
 3. Neighbouring cells of the same village and land use are merged into irregular patches; then a river,
    highways, canals and rural roads are cut in as strips (noded once and polygonised: shared edges exact).
 4. Coordinates are snapped to the millimetre; planted sites (new construction, facility land …) are
-   carved as holes into single parent patches, so each lies in one village and has one 原地类.
+   carved as holes into single parent patches, so each lies in one village and has one 原地类. The sites of
+   data/split.py (issue 10) cross several parents instead — a 村 boundary, a road beside a building, a field
+   road — and are carved piece by piece, each piece a patch of its own; they draw from their own generator,
+   after every older case, so the older cases stay as they were.
 5. Every other layer is derived from the patches: xzq, yjjbnt, stbhhx, czkfbj and ghfq are coverage unions
    of patches; approvals, parcels and monitoring patches are drawn on planted sites.
 
