@@ -1316,6 +1316,7 @@ def _split_changes(ctx) -> list[dict]:
                         "ground": pieces[0] if len(pieces) == 1 else shapely.union_all(pieces),
                         "codes": [s["codes"][k] for k in ks], "approval": spec["approval"], "mon": spec["mon"],
                         "verdict": spec["verdict"], "village": int(p["village"][big]), "parents": s["parents"],
+                        "w": float(s["w"]),
                         "cross": s.get("cross")})
     for s in ctx["splits"]:
         s["changes"] = [c for c in out if c["site"] == s["key"]]

@@ -365,7 +365,9 @@ def mon_geometry(change: dict, variant: str, rng: np.random.Generator):
         return sh.moved(inset, dx=3.0, dy=-2.0)
     if variant.startswith("piece:"):
         ground = shapely.union_all([change["pieces"][i] for i in piece_indices(variant)])
-        grown = shapely.buffer(ground, DELTA, join_style="mitre")
+        # DELTA on sample-size sites; in proportion on the small sites of fine benchmark counties
+        delta = DELTA if change["w"] >= 40.0 else DELTA * change["w"] / 40.0
+        grown = shapely.buffer(ground, delta, join_style="mitre")
         g = shapely.intersection(grown, shapely.buffer(rect, -1.0, join_style="mitre"))
         return sh.snap_mm(shapely.make_valid(g))
     raise ValueError(variant)
