@@ -18,9 +18,11 @@ their boundaries share at least ``site_min_shared_edge_m`` of line.
 
 Clustering, greedy and deterministic:
 
-1. matches between issued patches, and between an issued patch and a piece unit, in order of decreasing ratio,
-   join their clusters — unless the two clusters already hold issued patches of the same (SOURCE, ROUND): one
-   source issues a change once per round, so two such patches are two changes;
+1. links named by the lists themselves first — an issued patch whose 上期监测编号 (SQJCBH) is the JCBH of
+   another row re-issues it — then matches between issued patches, and between an issued patch and a piece
+   unit, in order of decreasing ratio, join their clusters — unless the two clusters already hold issued
+   patches of the same (SOURCE, ROUND): one source issues a change once per round, so two such patches are two
+   changes;
 2. then adjacent piece units, in order of decreasing shared length, join their clusters — unless (a) that
    would put two issued patches of one (SOURCE, ROUND) together, or (b) both clusters hold issued patches and
    none of the one overlaps one of the other by ``site_link_min_overlap_m2`` or more. A site is one change,
@@ -197,7 +199,8 @@ def dedupe_patches(patches: gpd.GeoDataFrame, *, min_overlap_ratio: float = 0.5,
     """Merge the rows describing the same ground change (see the module docstring for the rule).
 
     ``patches``: JCBH, geometry; optional derived (bool: a survey piece unit), SOURCE, ROUND, HSX, QSX, XZQDM,
-    TBLX. Returns (one row per ground change, report); columns RECORD_COLUMNS + geometry.
+    TBLX, SQJCBH (the 监测编号 a patch re-issues). Returns (one row per ground change, report); columns
+    RECORD_COLUMNS + geometry.
     """
     n = len(patches)
     crs = patches.crs
@@ -235,6 +238,18 @@ def dedupe_patches(patches: gpd.GeoDataFrame, *, min_overlap_ratio: float = 0.5,
     pieces = np.flatnonzero(derived)
     si, sj, length = shared_edges(geoms[pieces], site_min_shared_edge_m)
     si, sj = pieces[si], pieces[sj]
+    # explicit re-issue links (上期监测编号): strength 2, above every overlap ratio
+    earlier = col("SQJCBH")
+    row_of = {}
+    for k in np.flatnonzero(~derived):
+        row_of.setdefault(jcbh[k], int(k))
+    link_pairs = sorted({(min(k, row_of[e]), max(k, row_of[e])) for k in range(n)
+                         if not derived[k] and (e := earlier[k]) and e in row_of and row_of[e] != k})
+    li = np.array([a for a, _ in link_pairs], dtype=int)
+    lj = np.array([b for _, b in link_pairs], dtype=int)
+    mi = np.concatenate([li, i[match]])
+    mj = np.concatenate([lj, j[match]])
+    mr = np.concatenate([np.full(len(li), 2.0), ratio[match]])
     keys = [(source[k], rnd[k]) if not derived[k] and source[k] and rnd[k] else None for k in range(n)]
 
     def linkable(step: int, a: list[int], b: list[int]) -> bool:
@@ -246,8 +261,7 @@ def dedupe_patches(patches: gpd.GeoDataFrame, *, min_overlap_ratio: float = 0.5,
             return True
         return any((min(p, q), max(p, q)) in overlapping for p in ia for q in ib)
 
-    labels = cluster(n, [(i[match], j[match], ratio[match]), (si, sj, length)], keys, linkable=linkable,
-                     constrained=~derived)
+    labels = cluster(n, [(mi, mj, mr), (si, sj, length)], keys, linkable=linkable, constrained=~derived)
 
     issue_key = [(hsx_key[k], natural_key(rnd[k]), rank.get(source[k], len(rank)), natural_key(jcbh[k]))
                  for k in range(n)]

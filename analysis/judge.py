@@ -41,7 +41,7 @@ CATEGORIES = ("cultivated", "agri_other", "construction", "unused", UNCLASSIFIED
 
 # Output columns of flagged_patches, in order (run_id is added by the service that writes them).
 FLAGGED_COLUMNS = [
-    "JCBH", "source_ids", "sources", "rounds", "n_sources", "n_pieces", "XZQDM", "area_m2",
+    "JCBH", "source_ids", "sources", "rounds", "n_sources", "n_pieces", "QSX", "HSX", "XZQDM", "area_m2",
     "area_cultivated", "area_tiankan", "area_agri_other", "area_construction", "area_unused",
     "area_unclassified", "orig_dlbm",
     "orig_layer", "orig_ids", "now_dlbm", "area_yjjbnt", "yjjbnt_ids", "area_stbhhx", "stbhhx_ids",
@@ -583,6 +583,8 @@ def judge_patches(patches: gpd.GeoDataFrame, *, dltb: gpd.GeoDataFrame, rules: R
                       else np.array([len(json.loads(s)) for s in sources], dtype=int)),
         "n_pieces": (patches["n_pieces"].astype(int).to_numpy() if "n_pieces" in patches.columns
                      else np.zeros(n, dtype=int)),
+        "QSX": _dates_as_given(patches, "QSX", n),
+        "HSX": _dates_as_given(patches, "HSX", n),
         "XZQDM": xzqdm,
         "area_m2": area,
         "area_cultivated": sums["cultivated"],
@@ -615,6 +617,14 @@ def judge_patches(patches: gpd.GeoDataFrame, *, dltb: gpd.GeoDataFrame, rules: R
         "version": np.ones(n, dtype=int),
     }, geometry=gpd.GeoSeries(list(geoms), crs=crs), crs=crs)
     return out
+
+
+def _dates_as_given(patches: gpd.GeoDataFrame, column: str, n: int) -> np.ndarray:
+    """A date column as text, as the source wrote it (a month-only 2024-05 stays so); None where empty."""
+    if column not in patches.columns:
+        return np.array([None] * n, dtype=object)
+    text = as_text(patches[column])
+    return np.where(text == "", None, text).astype(object)
 
 
 def _limit_name(rules: Rules) -> str:

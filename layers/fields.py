@@ -82,6 +82,7 @@ FIELDS: dict[str, Field] = {
         Field("FWJ", "方位角", "azimuth of view centre, degrees", "float"),
         Field("SPJ", "水平视场角", "horizontal field of view, degrees", "float"),
         Field(SOURCE, "来源", "issuing source (satellite / camera / drone / survey)"),
+        Field("SQJCBH", "上期监测编号", "the 监测编号 this patch re-issues (a later round's link to an earlier patch)"),
         Field(ROUND, "批次", "issuing round"),
     ]
 }
@@ -140,7 +141,7 @@ ROLES: dict[str, dict] = {
     "monitoring": {
         "zh": "监测图斑",
         "required": ["JCBH"],
-        "optional": ["XZQDM", "QSX", "HSX", "TBLX", "MJ", SOURCE, ROUND],
+        "optional": ["XZQDM", "QSX", "HSX", "TBLX", "MJ", SOURCE, ROUND, "SQJCBH"],
     },
     "cameras": {
         "zh": "监控摄像头",
@@ -196,6 +197,12 @@ ALIASES: dict[str, str] = {
     "QSJ": "QSX",
     "HSJ": "HSX",
     # monitoring lists: round (批次) and source (来源) columns as bureaus name them
+    "原监测编号": "SQJCBH",
+    "原图斑编号": "SQJCBH",
+    "上轮监测编号": "SQJCBH",
+    "上期图斑编号": "SQJCBH",
+    "关联监测编号": "SQJCBH",
+    "YJCBH": "SQJCBH",
     "PC": ROUND,
     "JCPC": ROUND,
     "监测批次": ROUND,

@@ -198,7 +198,7 @@ def _code_findings(gdf: pd.DataFrame, role: str, ids: np.ndarray,
     return code_set, findings
 
 
-ROUNDING_SLACK_M2 = 0.005  # TBMJ is given to 0.01 m²: the true area lies within half a unit of it
+ROUNDING_SLACK_M2 = 0.01  # TBMJ is given to 0.01 m², and the exporter rounded its own computation: one unit
 AREA_METHOD_SLACK = 1e-6  # relative: two correct ellipsoidal area computations agree far better than this
 
 
@@ -207,7 +207,8 @@ def _survey_findings(gdf: pd.DataFrame, role: str, ids: np.ndarray, options,
     """TBMJ against the ellipsoidal area; KCMJ = round(TBMJ × KCXS, 2); TBDLMJ = TBMJ − KCMJ.
 
     A patch is listed when |TBMJ − area| exceeds both the relative tolerance and what the 0.01 m² rounding of
-    TBMJ allows (0.005 m² plus 1e-6 of the area): a 9.43 m² patch off by the last digit is not a finding."""
+    TBMJ allows (one unit, 0.01 m², plus 1e-6 of the area): a 9.43 m² patch off by its last digit is not a
+    finding, whatever the relative tolerance is set to."""
     findings = []
     tbmj = gdf["TBMJ"].astype(float).to_numpy()
     area = gdf[AREA].astype(float).to_numpy() if exact_area is None else np.asarray(exact_area, dtype=float)

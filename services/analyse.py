@@ -44,7 +44,7 @@ FLAGGED, CONFLICTS = "flagged_patches", "planning_conflicts"
 READ_COLUMNS = {
     "dltb": ["BSM", "DLBM", "ZLDWDM", "KCXS", "SJNF"],
     "dltb_prev": ["BSM", "DLBM", "ZLDWDM", "KCXS", "SJNF"],
-    "monitoring": ["JCBH", "SOURCE", "ROUND", "QSX", "HSX", "XZQDM", "TBLX"],
+    "monitoring": ["JCBH", "SOURCE", "ROUND", "QSX", "HSX", "XZQDM", "TBLX", "SQJCBH"],
     "approvals": ["PZWH", "DZJGH", "PZLX", "PZRQ"],
     "parcels": ["ZDDM", "TDYT", "GDRQ", "JGRQ"],
     "yjjbnt": ["BSM"],

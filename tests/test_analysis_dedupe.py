@@ -244,3 +244,15 @@ def test_two_patches_of_one_round_do_not_merge_through_a_piece():
             p("B", b(60, 0, 100, 40), "satellite", "2024-1", "2024-04-20")]
     out, _ = run_sites(rows)
     assert members(out) == {"A": ["A", "BG-P1"], "B": ["B"]}
+
+
+def test_a_re_issue_that_names_its_earlier_patch_joins_it_whatever_the_geometry():
+    """Lists often carry the earlier 监测编号 of a 复查 patch (上期监测编号): a round-2 outline drawn so that it only
+    touches the round-1 one (no overlap, no shared piece) still joins it; a link cannot join two patches of one
+    source and round; a link to an id not in the store changes nothing."""
+    rows = [p("WP1-7", b(0, 0, 30, 40), "satellite", "2024-1", "2024-04-20"),
+            dict(p("WP2-3", b(30, 0, 60, 40), "satellite", "2024-2", "2024-10-18"), SQJCBH="WP1-7"),
+            dict(p("WP2-4", b(100, 0, 130, 40), "satellite", "2024-2", "2024-10-18"), SQJCBH="WP2-3"),
+            dict(p("WP2-9", b(200, 0, 230, 40), "satellite", "2024-2", "2024-10-18"), SQJCBH="WP0-1")]
+    out, _ = run_sites(rows)
+    assert members(out) == {"WP1-7": ["WP1-7", "WP2-3"], "WP2-4": ["WP2-4"], "WP2-9": ["WP2-9"]}

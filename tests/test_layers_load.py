@@ -205,13 +205,15 @@ def test_round_and_source_columns_named_pc_and_ly(tmp_path):
     both are recognised without a fields: mapping, and 卫片 / 摄像头 / 无人机 become the rules' source names."""
     boxes = patch_boxes()
     mon = gpd.GeoDataFrame({"JCBH": ["A1", "A2", "B1", "C1"], "PC": ["2024-1", "2024-1", "2024-2", "2024-2"],
-                            "LY": ["卫片", "卫片", "摄像头", "无人机"]}, geometry=boxes[:4], crs=4547)
+                            "LY": ["卫片", "卫片", "摄像头", "无人机"], "上期监测编号": [None, None, "A1", None]},
+                           geometry=boxes[:4], crs=4547)
     write(mon, tmp_path / "mixed.gpkg", layer="m")
     m = setup(tmp_path, {"monitoring": "mixed.gpkg"})
     loaded = load_role(m, "monitoring", 4547)
     assert loaded.gdf["ROUND"].tolist() == ["2024-1", "2024-1", "2024-2", "2024-2"]
     assert loaded.gdf["SOURCE"].tolist() == ["satellite", "satellite", "camera", "drone"]
     assert loaded.record.field_mapping["ROUND"] == "PC" and loaded.record.field_mapping["SOURCE"] == "LY"
+    assert loaded.gdf["SQJCBH"].tolist() == [None, None, "A1", None]  # the re-issue link, read for dedupe
     assert not [f for f in loaded.findings if f.check == "missing_value"]
 
 

@@ -105,9 +105,9 @@ def test_map_page_judgement_is_stored_and_audited(server, browser):
     assert "请先输入访问令牌" in page.inner_text("#list")
     page.fill("#token", INSPECTOR)
     page.click("#login button")
-    page.wait_for_function("Number(document.body.dataset.patchesDrawn) === 35", timeout=30_000)
+    page.wait_for_function("Number(document.body.dataset.patchesDrawn) === 50", timeout=30_000)
     assert page.inner_text("#who") == "张三（inspector）"
-    assert page.locator("path.yzt-patch").count() == 35
+    assert page.locator("path.yzt-patch").count() == 50
     assert page.locator("path.yzt-patch[data-verdict='suspected_illegal']").count() == \
         httpx.get(f"{server.root}/api/patches?verdict=suspected_illegal", headers=bearer(PLANNER)).json()["total"]
     page.wait_for_selector(".yzt-layer-xzq", state="attached", timeout=30_000)  # a store layer from the OGC API

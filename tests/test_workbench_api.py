@@ -57,10 +57,10 @@ def test_list_all_with_total_and_paging(api, layer):
     r = api.get("/api/patches?limit=10&offset=0", headers=bearer(PLANNER))
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
     body = r.json()
-    assert body["total"] == len(layer) == 35
+    assert body["total"] == len(layer) == 50  # planted.yaml: 50 ground changes
     assert (body["limit"], body["offset"], body["returned"], body["next_offset"]) == (10, 0, 10, 10)
     assert [i["JCBH"] for i in body["items"]] == _ids(layer)[:10]
-    last = api.get("/api/patches?limit=10&offset=30", headers=bearer(PLANNER)).json()
+    last = api.get("/api/patches?limit=10&offset=45", headers=bearer(PLANNER)).json()
     assert last["returned"] == 5 and last["next_offset"] is None
     item = body["items"][0]
     row = layer[layer["JCBH"] == item["JCBH"]].iloc[0]
@@ -100,7 +100,7 @@ def test_geojson_is_crs84(api):
     r = api.get("/api/patches?f=geojson&limit=3", headers=bearer(PLANNER))
     assert r.status_code == 200 and r.headers["content-type"] == "application/geo+json"
     fc = r.json()
-    assert fc["type"] == "FeatureCollection" and fc["numberMatched"] == 35 and fc["numberReturned"] == 3
+    assert fc["type"] == "FeatureCollection" and fc["numberMatched"] == 50 and fc["numberReturned"] == 3
     lon, lat = fc["features"][0]["geometry"]["coordinates"][0][0][0]
     assert 115.0 < lon < 115.3 and 37.05 < lat < 37.3
 
@@ -353,7 +353,7 @@ def test_export_shapefile(api, layer, tmp_path, encoding, cpg, codec):
     assert zf.read("flagged_patches.cpg").decode().strip() == cpg
     zf.extractall(tmp_path)
     got = pyogrio.read_dataframe(tmp_path / "flagged_patches.shp", encoding=cpg)
-    assert len(got) == 35 and got.crs.to_epsg() == 4547
+    assert len(got) == 50 and got.crs.to_epsg() == 4547
     row = got[got["JCBH"] == jcbh].iloc[0]
     assert (row["STATUS"], row["JUDGEMENT"], row["UPD_BY"]) == ("已核查", "违法", "张三")
     assert row["VERDICT_ZH"] in ("合法", "少批多占", "未批先建", "其他")
@@ -413,7 +413,7 @@ def test_core_flow_on_postgis(analysed_pg, tmp_path):
     ids = sorted(patch_ids(analysed_pg))
     jcbh = ids[-1]
     body = api.get("/api/patches?limit=5", headers=bearer(PLANNER)).json()
-    assert body["total"] == 35 and len(body["items"]) == 5
+    assert body["total"] == 50 and len(body["items"]) == 5
     assert api.get("/api/patches?bbox=1,2", headers=bearer(PLANNER)).status_code == 400
     v = api.get(f"/api/patches/{jcbh}", headers=bearer(PLANNER)).json()["workflow"]["version"]
     r = _judge(api, jcbh, v, "违法", "PostGIS")

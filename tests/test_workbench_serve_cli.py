@@ -73,7 +73,7 @@ def test_serve_runs_the_app(analysed_gpkg, tmp_path):
             time.sleep(0.3)
         assert httpx.get(f"{base}/api/patches?limit=1").status_code == 401
         r = httpx.get(f"{base}/api/patches?limit=1", headers={"X-API-Key": "plan-cli-0123456"})
-        assert r.status_code == 200 and r.json()["total"] == 35
+        assert r.status_code == 200 and r.json()["total"] == 50
         assert httpx.get(f"{base}/ogc/collections/xzq/items?f=json&limit=1").status_code == 200
         assert "图斑核查工作台" in httpx.get(f"{base}/").text
         assert httpx.get(f"{base}/vendor/leaflet/leaflet.js").status_code == 200
