@@ -26,7 +26,7 @@ WEB = Path(__file__).resolve().parent / "web"
 STATIC = WEB / "static"
 NODE_MODULES = WEB / "node_modules"
 # URL under /vendor → folder inside node_modules (each the package's distribution folder only)
-VENDOR = {"leaflet": "leaflet/dist", "chart.js": "chart.js/dist"}
+VENDOR = {"maplibre-gl": "maplibre-gl/dist", "chart.js": "chart.js/dist"}
 PAGES = ("index.html", "indicators.html", "api.html")
 # Layers the map offers (in drawing order), with their titles and styles; those absent from the store are skipped.
 MAP_LAYERS = [
