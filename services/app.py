@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from .settings import Settings
 
 # the map page's routes (services/api/): imagery tiles, glyphs, 核查表 PDFs, review uploads, template exports
-MAP_MODULES = ("api.rasters", "api.glyphs", "api.search", "api.reports", "api.review_files", "api.exchange")
+MAP_MODULES = ("api.rasters", "api.map", "api.glyphs", "api.search", "api.reports", "api.review_files", "api.exchange")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
