@@ -110,7 +110,8 @@ def parse_jzd(data: bytes) -> tuple[dict, str, dict]:
         raise CRSError(f"坐标系={datum!r} is not recognised; the file must be in 2000国家大地坐标系 (CGCS2000)")
     eastings = np.array([e for p in parcels for r in p["rings"].values() for e, _ in r])
     northings = np.array([nn for p in parcels for r in p["rings"].values() for _, nn in r])
-    if (northings < 1e6).any() and (eastings > 1e6).all():
+    # northings in China lie between 2 and 6 million metres and never carry a zone prefix
+    if (northings >= 1e7).any() or (northings < 1e6).any():
         raise SourceError("the X column holds eastings: in a 界址点 file X is the northing and Y the easting "
                           "(swap the columns)")
     width = int(float(attrs.get("几度分带") or 3))
