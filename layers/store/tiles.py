@@ -406,10 +406,8 @@ class Overview:
         keys = np.array(["" if v is None else str(v) for v in values], dtype=object)
         for key in sorted(set(keys)):
             members = merc[keys == key]
-            try:
+            try:  # exact and fast for a coverage (no overlaps), which a survey layer is
                 merged = shapely.coverage_union_all(members)
-                if not merged.is_valid:
-                    raise shapely.errors.GEOSException("coverage union is invalid")
             except shapely.errors.GEOSException:  # not a clean coverage: an ordinary union
                 merged = shapely.union_all(members)
             pieces = [p for p in shapely.get_parts(merged) if p.geom_type == "Polygon" and not p.is_empty]

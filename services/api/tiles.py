@@ -66,6 +66,7 @@ CONFORMANCE = [
 OVERVIEW_COLUMNS = {"dltb": "DLBM", "dltb_prev": "DLBM"}
 NEVER_CACHED = {"flagged_patches"}  # the workflow writes status / judgement / version in place
 CACHE_BYTES = 256 * 1024 * 1024
+PREWARM_MIN = 50_000  # layers with an overview and at least this many features get it built at start
 SCHEMA_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "date": "string",
                 "datetime": "string"}
 
@@ -114,6 +115,21 @@ class TileService:
         self.cache = TileCache(cache_bytes)
         self._overviews: dict = {}
         self._overview_lock = threading.Lock()
+        # the generalised DLTB takes seconds to build on a county (30 s for 300 000 patches on 2 busy cores):
+        # a large layer's is built when the app starts rather than on the first map view
+        if any(name in engine.layers and engine.layers[name].total >= PREWARM_MIN for name in OVERVIEW_COLUMNS):
+            threading.Thread(target=self.prewarm, name="yzt-tiles-prewarm", daemon=True).start()
+
+    def prewarm(self) -> None:
+        try:
+            version = self.version()
+            for name in OVERVIEW_COLUMNS:
+                if name in self.engine.layers and self.engine.layers[name].total >= PREWARM_MIN:
+                    ov = self.overview(name, version)
+                    for z in range(max(0, self.detail_from(name) - 4), self.detail_from(name)):
+                        ov.at_zoom(z)
+        except Exception as exc:  # noqa: BLE001 - a store not ready yet: built on the first request instead
+            LOGGER.info("tiles: overview not prebuilt (%s)", exc)
 
     # --- store version -----------------------------------------------------------------------------------
     def version(self) -> tuple:
