@@ -13,7 +13,7 @@ Runs: *cold* — each tile requested for the first time (1 client on one sample,
 the same tiles again, for ``--seconds`` each, with 1 and 8 clients (our servers answer from their cache; tipg
 has none, PostgreSQL's buffers are warm). Prints p50 / p95 (ms), tiles/s, and ratios against tipg and the floor.
 
-Imagery: a Cloud-Optimised GeoTIFF made here (``--cog-size`` pixels square, 4 bands, 2.5 m, EPSG:4547) served as
+Imagery: a Cloud-Optimised GeoTIFF made here (``--cog-size`` pixels square, RGB, 2.5 m, EPSG:4547) served as
 ``basemap`` raster tiles (z13–z18), warm, 1 and 8 clients.
 
 Data: the DLTB of ``python -m data.generate --county-size --patches N --out DIR`` (``--county DIR``; generated
@@ -109,12 +109,12 @@ def make_cog(path: Path, size: int, extent_gk) -> Path:
     if path.is_file():
         return path
     rng = np.random.default_rng(3)
-    low = rng.integers(20, 200, (4, size // 64 + 1, size // 64 + 1)).astype(np.float32)
+    low = rng.integers(20, 200, (3, size // 64 + 1, size // 64 + 1)).astype(np.float32)
     res = 2.5
     x0 = extent_gk[0] + 2000
     y1 = extent_gk[3] - 2000
     tmp = path.with_suffix(".tmp.tif")
-    with rasterio.open(tmp, "w", driver="GTiff", width=size, height=size, count=4, dtype="uint8", crs="EPSG:4547",
+    with rasterio.open(tmp, "w", driver="GTiff", width=size, height=size, count=3, dtype="uint8", crs="EPSG:4547", photometric="RGB",
                        transform=from_origin(x0, y1, res, res), tiled=True, blockxsize=512, blockysize=512,
                        compress="deflate") as dst:
         for r0 in range(0, size, 512):
@@ -122,7 +122,7 @@ def make_cog(path: Path, size: int, extent_gk) -> Path:
             yy = (np.arange(r0, r0 + rows) / 64.0)
             xx = np.arange(size) / 64.0
             iy, ix = yy.astype(int), xx.astype(int)
-            block = low[:, iy][:, :, ix] + rng.normal(0, 12, (4, rows, size))
+            block = low[:, iy][:, :, ix] + rng.normal(0, 12, (3, rows, size))
             dst.write(np.clip(block, 1, 255).astype("uint8"), window=((r0, r0 + rows), (0, size)))
     subprocess.run([sys.executable, "-c", (
         "import rasterio, sys; from rasterio.shutil import copy;"
@@ -322,7 +322,7 @@ def main() -> None:
         port = ports["yzt-gpkg"]
         cold = fetch_all(port, rp, 1)
         fetch_all(port, rp, 8)
-        print(f"\nimagery (COG {args.cog_size}² px, 4 bands, z13–18, {len(rp)} tiles): cold 1 client p50 "
+        print(f"\nimagery (COG {args.cog_size}² px, RGB, z13–18, {len(rp)} tiles): cold 1 client p50 "
               f"{cold['p50']:.1f} / p95 {cold['p95']:.1f} ms")
         for clients in (1, 8):
             r = run_for(port, rp, clients, args.seconds)

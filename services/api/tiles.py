@@ -13,8 +13,10 @@ Routes (inside the OGC API app, so under ``settings.ogc_prefix``):
   keep only some attributes.
 
 Every tile carries a strong ETag (a hash of its bytes); ``If-None-Match`` gives 304. Tiles are cached per store
-version (the GeoPackage file's identity and modification time; the PostGIS catalogue's table oids), so a
-re-ingest or a re-analysis is seen at once. ``flagged_patches`` is never cached: the workflow changes its
+version (the GeoPackage file's identity — layer writes replace the file; the PostGIS catalogue's table oids), so a
+re-ingest or a re-analysis is seen at once: in memory (256 MB per process) and on disk under
+``settings.workdir/tile-cache`` (shared by all uvicorn workers, kept across restarts; the previous version's
+tiles are dropped when a new version's first tile is written). ``flagged_patches`` is never cached: the workflow changes its
 status column in place.
 """
 
@@ -24,8 +26,10 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import threading
 from collections import OrderedDict
+from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -108,11 +112,13 @@ def etag_of(data: bytes) -> str:
 class TileService:
     """Tiles of the layers the OGC engine knows (``engine.layers``: columns, counts, extents)."""
 
-    def __init__(self, engine, cache_bytes: int = CACHE_BYTES):
+    def __init__(self, engine, cache_bytes: int = CACHE_BYTES, cache_dir=None):
         self.engine = engine
         self.url = engine.url
         self.reader = open_tile_reader(engine.url)
         self.cache = TileCache(cache_bytes)
+        # tiles also go to disk, shared by every uvicorn worker and kept across restarts (per store version)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._overviews: dict = {}
         self._overview_lock = threading.Lock()
         # the generalised DLTB takes seconds to build on a county (30 s for 300 000 patches on 2 busy cores):
@@ -137,8 +143,41 @@ class TileService:
         self.engine.refresh()
         if getattr(self.engine, "dialect", "") == "sqlite":
             st = os.stat(self.url)
-            return ("gpkg", st.st_ino, st.st_mtime_ns, self.engine.generation)
+            # layer writes replace the file (copy-on-write: a new inode); the only in-place writes are the
+            # workflow tables and the status mirror of flagged_patches, which is never cached
+            return ("gpkg", st.st_ino, st.st_dev, self.engine.generation)
         return ("pg", self.engine.generation)
+
+    def disk_version(self) -> str:
+        """The store version as a folder name that every process computes alike."""
+        if getattr(self.engine, "dialect", "") == "sqlite":
+            st = os.stat(self.url)
+            raw = f"gpkg-{st.st_ino}-{st.st_dev}"
+        else:
+            raw = f"pg-{getattr(self.engine, '_signature', None)!r}"
+        meta = getattr(self.engine, "meta", {}) or {}  # an inode can be reused: the load and analysis ids too
+        raw += f"-{meta.get('last_load_id')}-{meta.get('analysis_run_id')}"
+        store = hashlib.blake2b(str(self.url).encode(), digest_size=6).hexdigest()
+        return f"{store}/{hashlib.blake2b(raw.encode(), digest_size=10).hexdigest()}"
+
+    def _disk_path(self, name, z, x, y, columns) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        props = hashlib.blake2b(",".join(columns).encode(), digest_size=6).hexdigest()
+        return self.cache_dir / self.disk_version() / name / str(z) / str(x) / f"{y}-{props}.mvt"
+
+    def _disk_put(self, path: Path, data: bytes) -> None:
+        try:
+            version_dir = path.parents[4]
+            if not version_dir.is_dir():  # a new store version: drop the tiles of the previous ones
+                for old in version_dir.parent.glob("*"):
+                    shutil.rmtree(old, ignore_errors=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError as exc:  # a full or read-only disk only costs speed
+            LOGGER.warning("tiles: cannot write the disk cache (%s)", exc)
 
     def layer(self, name: str) -> TileLayer:
         info = self.engine.layers.get(name)
@@ -190,10 +229,16 @@ class TileService:
         version = self.version()
         key = (version, name, z, x, y, tuple(columns))
         cacheable = name not in NEVER_CACHED
+        disk = self._disk_path(name, z, x, y, columns) if cacheable else None
         if cacheable:
             hit = self.cache.get(key)
             if hit is not None:
                 return hit
+            if disk is not None and disk.is_file():
+                data = disk.read_bytes()
+                value = (data, etag_of(data))
+                self.cache.put(key, value)
+                return value
         if z < self.detail_from(name):
             data = self.overview(name, version).mvt(name, z, x, y)
         else:
@@ -201,6 +246,8 @@ class TileService:
         value = (data, etag_of(data))
         if cacheable:
             self.cache.put(key, value)
+            if disk is not None:
+                self._disk_put(disk, data)
         return value
 
     # --- documents ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import math
 import re
 import threading
 from http import HTTPStatus
+from pathlib import Path
 from types import SimpleNamespace
 
 from starlette.applications import Starlette
@@ -403,7 +404,7 @@ def create_ogc_app(settings) -> Starlette:
 
     from services.api.tiles import TileService, add_tile_links, tile_routes
 
-    tiles = TileService(engine)
+    tiles = TileService(engine, cache_dir=Path(settings.workdir) / "tile-cache")
 
     def with_tile_links(request, headers, content):
         return headers, add_tile_links(content, served.api.base_url)
