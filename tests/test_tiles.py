@@ -190,3 +190,29 @@ def test_gdal_reads_the_tiles(served_gpkg, ogc_layers):
     assert set(frame["BSM"]) == set(ogc_layers["dltb"]["BSM"])  # every patch, from the tiles covering the extent
     row = frame[frame["BSM"] == "000001"].iloc[0]
     assert row["DLBM"] == ogc_layers["dltb"]["DLBM"].iloc[0]
+
+
+def test_disk_cache_is_shared_and_follows_the_store(ogc_gpkg, tmp_path):
+    """Tiles go to settings.workdir/tile-cache: another process (another app on the same workdir) reads them;
+    a layer write (a new store file) starts a new version and drops the old tiles."""
+    import shutil
+
+    from layers.store import open_store
+
+    store = tmp_path / "store.gpkg"
+    shutil.copyfile(ogc_gpkg, store)
+    z = 16
+    x, y = grid_tile(z)
+    url = f"/ogc/collections/dltb/tiles/WebMercatorQuad/{z}/{y}/{x}"
+    first = client_for(store, tmp_path).get(url)
+    files = list((tmp_path / "work" / "tile-cache").rglob("*.mvt"))
+    assert len(files) == 1 and files[0].read_bytes() == first.content
+    files[0].write_bytes(b"")  # what a second app serves comes from the disk cache
+    assert client_for(store, tmp_path).get(url).content == b""
+    with open_store(store) as s:  # a layer write replaces the file: a new version, recomputed tiles
+        frame = s.read_layer("dltb")
+        s.write_layers({"dltb": frame.iloc[:5]}, records=[])
+    again = client_for(store, tmp_path).get(url)
+    got = {f["id"] for f in decode(again.content).get("dltb", {"features": []})["features"]}
+    assert got <= {1, 2, 3, 4, 5}
+    assert len(list((tmp_path / "work" / "tile-cache").rglob("*.mvt"))) == 1
