@@ -168,7 +168,7 @@ class TileService:
 
     def _disk_put(self, path: Path, data: bytes) -> None:
         try:
-            version_dir = path.parents[4]
+            version_dir = path.parents[3]  # …/store/version/layer/z/x/y.mvt
             if not version_dir.is_dir():  # a new store version: drop the tiles of the previous ones
                 for old in version_dir.parent.glob("*"):
                     shutil.rmtree(old, ignore_errors=True)
