@@ -213,6 +213,60 @@ def uvicorn(app, workers, factory=False):
             "--port", "{port}", "--workers", str(workers), "--log-level", "warning", "--no-access-log"]
 
 
+def vector_runs(args, ports, paths, sample_a, sample_b, work) -> None:
+    """Cold and warm vector tile runs on every server, then the floor; prints the table."""
+    rows = {}
+    bodies = {}
+    for name, port in ports.items():
+        pa = [paths[name](*t) for t in sample_a]
+        pb = [paths[name](*t) for t in sample_b]
+        keep = {} if name == "yzt-gpkg" else None
+        rows[(name, "cold", 1)] = fetch_all(port, pa, 1, keep)
+        rows[(name, "cold", 8)] = fetch_all(port, pb, 8, keep)
+        if keep is not None:
+            bodies = keep
+        fetch_all(port, pa + pb, 8)  # warm every worker's cache
+        fetch_all(port, pa + pb, 8)
+        for clients in (1, 8):
+            rows[(name, "warm", clients)] = run_for(port, pa + pb, clients, args.seconds)
+        for key in [k for k in rows if k[0] == name]:
+            r = rows[key]
+            print(f"{name:12} {key[1]} clients={key[2]}: n={r['n']:4d} p50={r['p50']:8.1f} ms "
+                  f"p95={r['p95']:8.1f} ms {r['rps']:7.1f} tiles/s   (load {os.getloadavg()[0]:.1f})", flush=True)
+    # the floor: our tiles as static files
+    floor_dir = work / "floor"
+    shutil.rmtree(floor_dir, ignore_errors=True)
+    for (z, x, y) in sample_a + sample_b:
+        data = bodies.get(paths["yzt-gpkg"](z, x, y), b"")
+        p = floor_dir / str(z) / str(x) / f"{y}.pbf"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    fp = free_port()
+    floor = Server("floor", [x.replace("{port}", str(fp)) for x in uvicorn("bench_tiles:floor_app", args.workers, True)],
+                   {"FLOOR_DIR": str(floor_dir), "PYTHONPATH": f"{ROOT / 'bench'}:{ROOT}"}, fp,
+                   paths["floor"](*sample_a[0]), work / "floor.log")
+    try:
+        fa = [paths["floor"](*t) for t in sample_a + sample_b]
+        fetch_all(fp, fa, 8)
+        for clients in (1, 8):
+            rows[("floor", "warm", clients)] = r = run_for(fp, fa, clients, args.seconds)
+            print(f"{'floor':12} warm clients={clients}: n={r['n']:4d} p50={r['p50']:8.1f} ms p95={r['p95']:8.1f} ms "
+                  f"{r['rps']:7.1f} tiles/s   (load {os.getloadavg()[0]:.1f})", flush=True)
+    finally:
+        floor.stop()
+    sizes = [len(b) for b in bodies.values()]
+    print(f"\ntile sizes (ours): median {statistics.median(sizes) / 1024:.1f} KiB, max {max(sizes) / 1024:.1f} KiB")
+
+    print("\n| server | run | clients | p50 ms | p95 ms | tiles/s | p95 × tipg | p95 × floor |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for (name, run, clients), r in rows.items():
+        tipg = rows.get(("tipg", run, clients))
+        fl = rows.get(("floor", "warm", clients))
+        rt = f"{r['p95'] / tipg['p95']:.2f}" if tipg else "—"
+        rf = f"{r['p95'] / fl['p95']:.1f}" if fl and run == "warm" else "—"
+        print(f"| {name} | {run} | {clients} | {r['p50']:.1f} | {r['p95']:.1f} | {r['rps']:.1f} | {rt} | {rf} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--patches", type=int, default=300_000)
@@ -221,6 +275,9 @@ def main() -> None:
     ap.add_argument("--per-zoom", type=int, default=20, help="sampled tiles per zoom at z13–z16")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--cog-size", type=int, default=8192)
+    ap.add_argument("--imagery-only", action="store_true", help="skip the vector tiles")
+    ap.add_argument("--settle", type=float, default=0.0,
+                    help="seconds to wait after start (the servers build the generalised DLTB: ~30 s per worker)")
     args = ap.parse_args()
 
     from services.ogc.crs import extent_crs84
@@ -237,6 +294,7 @@ def main() -> None:
         extent84 = extent_crs84(extent_gk, frame.crs.to_epsg())
         work = OUT / "tiles"
         work.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(work / "tile-cache", ignore_errors=True)  # cold means cold: no tile on disk either
         cog = make_cog(OUT / f"basemap_{args.cog_size}.cog.tif", args.cog_size, extent_gk)
         low = tiles_over(extent84, range(10, 13), 10_000, 1)
         sample_a = low + tiles_over(extent84, range(13, 17), args.per_zoom, 2)
@@ -252,63 +310,19 @@ def main() -> None:
         servers.append(start("yzt-gpkg", uvicorn("services.app:create_app", args.workers, True),
                              {**ours_env, "YZT_STORE": str(gpkg), "YZT_RASTERS": f'{{"basemap": "{cog}"}}'},
                              "/ogc/collections/dltb", work))
-        servers.append(start("yzt-postgis", uvicorn("services.app:create_app", args.workers, True),
+        if not args.imagery_only:
+            servers.append(start("yzt-postgis", uvicorn("services.app:create_app", args.workers, True),
                              {**ours_env, "YZT_STORE": pg_store}, "/ogc/collections/dltb", work))
-        servers.append(start("tipg", uvicorn("tipg.main:app", args.workers),
+            servers.append(start("tipg", uvicorn("tipg.main:app", args.workers),
                              {"DATABASE_URL": u, "TIPG_DB_SCHEMAS": '["bench"]', "TIPG_DB_SPATIAL_EXTENT": "false",
                               "TIPG_DB_DATETIME_EXTENT": "false"}, "/collections", work))
         ports = {s.name: s.port for s in servers}
+        time.sleep(args.settle)
         print(f"servers up ({args.workers} uvicorn workers each; {os.cpu_count()} CPUs); tiles: {len(sample_a)} "
               f"(z10–12 all, z13–16 {args.per_zoom} per zoom) + {len(sample_b)}; load average {os.getloadavg()}\n",
               flush=True)
-        rows = {}
-        bodies = {}
-        for name, port in ports.items():
-            pa = [paths[name](*t) for t in sample_a]
-            pb = [paths[name](*t) for t in sample_b]
-            keep = {} if name == "yzt-gpkg" else None
-            rows[(name, "cold", 1)] = fetch_all(port, pa, 1, keep)
-            rows[(name, "cold", 8)] = fetch_all(port, pb, 8, keep)
-            if keep is not None:
-                bodies = keep
-            fetch_all(port, pa + pb, 8)  # warm every worker's cache
-            fetch_all(port, pa + pb, 8)
-            for clients in (1, 8):
-                rows[(name, "warm", clients)] = run_for(port, pa + pb, clients, args.seconds)
-            for key in [k for k in rows if k[0] == name]:
-                r = rows[key]
-                print(f"{name:12} {key[1]} clients={key[2]}: n={r['n']:4d} p50={r['p50']:8.1f} ms "
-                      f"p95={r['p95']:8.1f} ms {r['rps']:7.1f} tiles/s   (load {os.getloadavg()[0]:.1f})", flush=True)
-        # the floor: our tiles as static files
-        floor_dir = work / "floor"
-        shutil.rmtree(floor_dir, ignore_errors=True)
-        for (z, x, y) in sample_a + sample_b:
-            data = bodies.get(paths["yzt-gpkg"](z, x, y), b"")
-            p = floor_dir / str(z) / str(x) / f"{y}.pbf"
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(data)
-        fp = free_port()
-        floor = Server("floor", [x.replace("{port}", str(fp)) for x in uvicorn("bench_tiles:floor_app", args.workers, True)],
-                       {"FLOOR_DIR": str(floor_dir), "PYTHONPATH": f"{ROOT / 'bench'}:{ROOT}"}, fp,
-                       paths["floor"](*sample_a[0]), work / "floor.log")
-        servers.append(floor)
-        fa = [paths["floor"](*t) for t in sample_a + sample_b]
-        fetch_all(fp, fa, 8)
-        for clients in (1, 8):
-            rows[("floor", "warm", clients)] = r = run_for(fp, fa, clients, args.seconds)
-            print(f"{'floor':12} warm clients={clients}: n={r['n']:4d} p50={r['p50']:8.1f} ms p95={r['p95']:8.1f} ms "
-                  f"{r['rps']:7.1f} tiles/s   (load {os.getloadavg()[0]:.1f})", flush=True)
-        sizes = [len(b) for b in bodies.values()]
-        print(f"\ntile sizes (ours): median {statistics.median(sizes) / 1024:.1f} KiB, max {max(sizes) / 1024:.1f} KiB")
-
-        print("\n| server | run | clients | p50 ms | p95 ms | tiles/s | p95 × tipg | p95 × floor |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|")
-        for (name, run, clients), r in rows.items():
-            tipg = rows.get(("tipg", run, clients))
-            fl = rows.get(("floor", "warm", clients))
-            rt = f"{r['p95'] / tipg['p95']:.2f}" if tipg else "—"
-            rf = f"{r['p95'] / fl['p95']:.1f}" if fl and run == "warm" else "—"
-            print(f"| {name} | {run} | {clients} | {r['p50']:.1f} | {r['p95']:.1f} | {r['rps']:.1f} | {rt} | {rf} |")
+        if not args.imagery_only:
+            vector_runs(args, ports, paths, sample_a, sample_b, work)
 
         # imagery tiles
         import rasterio
@@ -321,7 +335,7 @@ def main() -> None:
         rp = [f"/api/rasters/basemap/tiles/{z}/{x}/{y}.png" for z, x, y in rtiles]
         port = ports["yzt-gpkg"]
         cold = fetch_all(port, rp, 1)
-        fetch_all(port, rp, 8)
+        run_for(port, rp, 8, 6.0)  # every worker holds every tile (the imagery cache is per process)
         print(f"\nimagery (COG {args.cog_size}² px, RGB, z13–18, {len(rp)} tiles): cold 1 client p50 "
               f"{cold['p50']:.1f} / p95 {cold['p95']:.1f} ms")
         for clients in (1, 8):
