@@ -184,9 +184,9 @@ def test_map_page(server, browser, tmp_path):
     page.click("#login button")
     page.wait_for_function("Number(document.body.dataset.patchesDrawn) === 35", timeout=30_000)
     assert page.inner_text("#who") == "张三（inspector）"
-    drawn = page.evaluate("new Set(yztMap.queryRenderedFeatures({layers: ['patches-dot', 'patches-fill']})"
-                          ".map(f => f.properties.JCBH)).size")
-    assert drawn == 35  # at county scale every patch shows as a dot
+    # at county scale every patch shows as a dot (the GeoJSON source renders asynchronously: poll)
+    page.wait_for_function("new Set(yztMap.queryRenderedFeatures({layers: ['patches-dot', 'patches-fill']})"
+                           ".map(f => f.properties.JCBH)).size === 35", timeout=30_000)
     # the status column keeps one line per row (it used to break into one character per line)
     heights = page.evaluate("[...document.querySelectorAll('#list td.status')].map(td => td.getBoundingClientRect().height)")
     line = page.evaluate("parseFloat(getComputedStyle(document.querySelector('#list td.status')).lineHeight) || 20")
@@ -225,9 +225,11 @@ def test_map_page(server, browser, tmp_path):
         assert needle in text, f"{needle!r} missing from the 核查表"
 
     # before / after swipe on the selected patch: both images draw, the slider moves the cut
+    idle = int(page.evaluate("Number(document.body.dataset.mapIdle || 0)"))
     page.click("#swipe-start")
     page.wait_for_function("document.body.dataset.swipeReady === '1'", timeout=60_000)
-    page.wait_for_function("Number(document.body.dataset.mapIdle) >= 2", timeout=60_000)
+    page.wait_for_function(f"Number(document.body.dataset.mapIdle) > {idle} && yztMap.areTilesLoaded() && "
+                           "yztSwipeMap.areTilesLoaded()", timeout=60_000)
     page.locator("#swipe-range").evaluate("el => { el.value = 30; el.dispatchEvent(new Event('input')); }")
     assert page.evaluate("getComputedStyle(document.getElementById('swipe-box')).clipPath") == "inset(0px 0px 0px 30%)"
     page.wait_for_timeout(800)
