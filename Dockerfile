@@ -8,7 +8,7 @@
 FROM python:3.12-slim-bookworm
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends fonts-noto-cjk nodejs npm \
+ && apt-get install -y --no-install-recommends fonts-noto-cjk fontconfig nodejs npm \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
@@ -19,7 +19,8 @@ COPY services services
 COPY data data
 # editable, as in scripts/setup.sh: the web page's npm assets live beside services/web.py
 RUN pip install --no-cache-dir -e . \
- && cd services/web && npm ci --no-audit --no-fund --loglevel=error
+ && (cd services/web && npm ci --no-audit --no-fund --loglevel=error) \
+ && python -m services.jobs.glyphs --out services/web/glyphs
 
 ENV YZT_STORE=/app/out/sample/store.gpkg
 EXPOSE 8000

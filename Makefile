@@ -18,4 +18,5 @@ bench: setup
 	.venv/bin/python bench/bench_analyse.py
 	.venv/bin/python bench/bench_load.py
 	.venv/bin/python bench/bench_ogc.py
+	.venv/bin/python bench/bench_tiles.py
 	.venv/bin/python bench/bench_raster.py

@@ -10,6 +10,8 @@ command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 dpkg -s postgresql-15-postgis-3 >/dev/null 2>&1 \
   || need_apt+=(postgresql-15-postgis-3)
 dpkg -s fonts-noto-cjk >/dev/null 2>&1 || need_apt+=(fonts-noto-cjk)
+command -v fc-match >/dev/null 2>&1 || need_apt+=(fontconfig)
+command -v pdftotext >/dev/null 2>&1 || need_apt+=(poppler-utils)  # the tests read the 核查表 PDFs back
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: apt-get install ${need_apt[*]}"
@@ -40,5 +42,9 @@ fi
 
 if [ -f services/web/package.json ]; then
   (cd services/web && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# MapLibre's glyph PBFs (Latin, punctuation, full-width forms) made from the installed Noto Sans CJK SC
+if [ ! -f "services/web/glyphs/Noto Sans CJK SC Regular/0-255.pbf" ]; then
+  .venv/bin/python -m services.jobs.glyphs --out services/web/glyphs || echo "setup: glyphs not made (fonts-noto-cjk missing?); the server renders them on request" >&2
 fi
 echo "setup: ready (.venv with $(.venv/bin/python --version))"

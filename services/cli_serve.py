@@ -21,9 +21,13 @@ def register(cli: click.Group) -> None:
                   help="open the read-only OGC API to callers without a token (default: YZT_ANONYMOUS_READ, on)")
     @click.option("--evidence-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                   help="folder for uploaded evidence photos (default: YZT_EVIDENCE_DIR, out/evidence)")
+    @click.option("--manifest", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+                  help="region manifest whose rasters: section names the imagery served as tiles")
+    @click.option("--raster", "rasters", multiple=True, metavar="ROLE=PATH",
+                  help="a raster served as tiles: image_before, image_after, basemap (orthophoto mosaic), dem")
     @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
                   default="info", show_default=True)
-    def serve(store, host, port, tokens_file, base_url, anonymous_read, evidence_dir, log_level):
+    def serve(store, host, port, tokens_file, base_url, anonymous_read, evidence_dir, manifest, rasters, log_level):
         """Serve STORE over HTTP: /ogc (OGC API Features), /api (workbench, review, indicators), / (the map).
 
         Settings not given here come from YZT_* environment variables (services/settings.py).
@@ -42,6 +46,17 @@ def register(cli: click.Group) -> None:
             overrides["anonymous_read"] = anonymous_read
         if evidence_dir is not None:
             overrides["evidence_dir"] = evidence_dir
+        if manifest is not None:
+            overrides["manifest"] = manifest
+        if rasters:
+            pairs = {}
+            for item in rasters:
+                role, sep, path = item.partition("=")
+                if not sep or not role or not path:
+                    raise click.BadParameter(f"{item!r}: give ROLE=PATH, e.g. basemap=ortho_2024.tif",
+                                             param_hint="--raster")
+                pairs[role.strip()] = Path(path)
+            overrides["rasters"] = pairs
         settings = Settings(**overrides)
         with open_store(settings.store) as s:  # fail now, in one line, if the store is unusable
             layers = s.layer_names()

@@ -34,3 +34,10 @@ class Settings(BaseSettings):
     rules_file: Path | None = None  # analysis rules (analysis/rules.yaml)
     registry_file: Path | None = None  # indicator registry (analysis/indicators.yaml)
     targets_dir: Path | None = None  # 绩效自评表 target files offered by the API (default: data/)
+    # Imagery served as raster tiles (services/api/rasters.py): a manifest's rasters: section and/or role → path
+    manifest: Path | None = None
+    rasters: dict[str, Path] = {}  # image_before, image_after, basemap (offline orthophoto mosaic), dem
+    # Evidence photos (services/jobs/evidence.py): flagged, not refused, when taken farther than this from the
+    # patch or outside the allowed period (not before the patch's later image date, not older than max_age)
+    evidence_max_distance_m: float = 200.0
+    evidence_max_age_days: int = 365

@@ -4,7 +4,8 @@ API reference (api.html), served by the app itself.
 Our own HTML / JS / CSS live in services/web/static. Third-party code comes from npm packages installed at setup
 (services/web/package.json + package-lock.json; ``npm ci`` in scripts/setup.sh) and is served straight from
 services/web/node_modules/<package>/dist — never committed, never from a CDN. No internet tiles: the map draws
-the store's own layers (OGC API items, CRS84, bbox-limited) and the flagged patches from /api/patches.
+the store's own layers (OGC API vector tiles, services/api/tiles.py), the imagery the server holds
+(services/api/rasters.py) and the flagged patches from /api/patches.
 
 FastAPI's default /docs and /redoc pages load Swagger UI / ReDoc from a CDN; they are replaced by /api.html,
 which renders /openapi.json with our own script.
@@ -26,7 +27,7 @@ WEB = Path(__file__).resolve().parent / "web"
 STATIC = WEB / "static"
 NODE_MODULES = WEB / "node_modules"
 # URL under /vendor → folder inside node_modules (each the package's distribution folder only)
-VENDOR = {"leaflet": "leaflet/dist", "chart.js": "chart.js/dist"}
+VENDOR = {"maplibre-gl": "maplibre-gl/dist", "chart.js": "chart.js/dist"}
 PAGES = ("index.html", "indicators.html", "api.html")
 # Layers the map offers (in drawing order), with their titles and styles; those absent from the store are skipped.
 MAP_LAYERS = [

@@ -807,6 +807,9 @@ def install(app: FastAPI, settings) -> None:
                     "lat": float(lat), "azimuth": None if azimuth is None else float(azimuth), "note": note}
             from starlette.concurrency import run_in_threadpool
 
+            from .jobs.evidence import checks_for_upload  # EXIF time / GPS, distance, period: flagged, not dropped
+
+            meta["checks"] = await run_in_threadpool(checks_for_upload, bench, settings, jcbh, target, meta)
             outcome = await run_in_threadpool(bench.flow.apply, jcbh, version, who, "evidence", evidence=meta,
                                               note=note)
         except BaseException:

@@ -76,7 +76,7 @@ def test_serve_runs_the_app(analysed_gpkg, tmp_path):
         assert r.status_code == 200 and r.json()["total"] == 50
         assert httpx.get(f"{base}/ogc/collections/xzq/items?f=json&limit=1").status_code == 200
         assert "图斑核查工作台" in httpx.get(f"{base}/").text
-        assert httpx.get(f"{base}/vendor/leaflet/leaflet.js").status_code == 200
+        assert httpx.get(f"{base}/vendor/maplibre-gl/maplibre-gl.mjs").status_code == 200
     finally:
         proc.send_signal(signal.SIGINT)
         try:

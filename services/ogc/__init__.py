@@ -20,6 +20,7 @@ import math
 import re
 import threading
 from http import HTTPStatus
+from pathlib import Path
 from types import SimpleNamespace
 
 from starlette.applications import Starlette
@@ -217,7 +218,9 @@ def honest_conformance(request, headers, content):
     doc = json.loads(content)
     keep = [c for c in doc.get("conformsTo", []) if c.startswith(CONFORMANCE_PREFIXES)
             and "ogcapi-features-4" not in c]
-    doc["conformsTo"] = sorted(set(keep) | set(CONFORMANCE_EXTRA))
+    from services.api.tiles import CONFORMANCE as TILES_CONFORMANCE
+
+    doc["conformsTo"] = sorted(set(keep) | set(CONFORMANCE_EXTRA) | set(TILES_CONFORMANCE))
     return headers, json.dumps(doc, separators=(",", ":"))
 
 
@@ -351,7 +354,7 @@ def create_ogc_app(settings) -> Starlette:
         return await run(request, core_api.conformance, post=honest_conformance)
 
     async def collections(request):
-        return await run(request, core_api.describe_collections)
+        return await run(request, core_api.describe_collections, post=with_tile_links)
 
     def per_collection(handler):
         """A route under /collections/{collection_id}: the collection must exist (else 404), then handler."""
@@ -366,7 +369,7 @@ def create_ogc_app(settings) -> Starlette:
 
     @per_collection
     async def collection(request, cid):
-        return await run(request, core_api.describe_collections, cid)
+        return await run(request, core_api.describe_collections, cid, post=with_tile_links)
 
     @per_collection
     async def queryables(request, cid):
@@ -399,7 +402,15 @@ def create_ogc_app(settings) -> Starlette:
         return fail(request, exc.status_code, HTTPStatus(exc.status_code).phrase.replace(" ", ""),
                     f"{request.method} {request.url.path}: {text}")
 
+    from services.api.tiles import TileService, add_tile_links, tile_routes
+
+    tiles = TileService(engine, cache_dir=Path(settings.workdir) / "tile-cache")
+
+    def with_tile_links(request, headers, content):
+        return headers, add_tile_links(content, served.api.base_url)
+
     routes = [
+        *tile_routes(tiles, lambda: served.api.base_url),
         Route("/", landing),
         Route("/openapi", openapi_doc),
         Route("/conformance", conformance),
@@ -415,6 +426,7 @@ def create_ogc_app(settings) -> Starlette:
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
     app.state.engine = engine
+    app.state.tiles = tiles
     app.state.served = served  # .config, .api: the documents being served (rebuilt when the layers change)
     return app
 
