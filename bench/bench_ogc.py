@@ -303,7 +303,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from services.ogc.crs import extent_crs84
-    from services.pgcluster import start_cluster
+    from tests.pgcluster import start_cluster
 
     base = Path(tempfile.mkdtemp(prefix="yzt-bench-pg-"))
     cluster = start_cluster(base)

@@ -100,9 +100,9 @@ def postgis_setup(left, right, args):
     import psycopg
 
     try:
-        from services.pgcluster import start_cluster
+        from tests.pgcluster import start_cluster
     except ImportError as exc:  # pragma: no cover
-        raise RuntimeError(f"services.pgcluster not importable: {exc}") from None
+        raise RuntimeError(f"tests.pgcluster not importable: {exc}") from None
     base = Path(tempfile.mkdtemp(prefix="yzt-bench-overlay-pg-", dir="/tmp"))
     os.chmod(base, 0o755)
     cluster = start_cluster(base)
