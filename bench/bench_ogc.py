@@ -129,7 +129,7 @@ def free_port() -> int:
 class Server:
     def __init__(self, name: str, args: list[str], env: dict, port: int, ready_path: str, log: Path):
         self.name, self.port, self.ready_path = name, port, ready_path
-        self.log = open(log, "w")
+        self.log = open(log, "w")  # noqa: SIM115 - the server's log, open while it runs
         self.proc = subprocess.Popen(args, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT,
                                      cwd=ROOT, start_new_session=True)
         deadline = time.monotonic() + 180

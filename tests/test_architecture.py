@@ -1,6 +1,7 @@
 """The house rules that keep the three rooms apart, checked by walking each package's imports with ast."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,8 @@ from layers.fields import FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
 # a room may import only the rooms listed for it
-ALLOWED = {"layers": {"layers"}, "analysis": {"analysis", "layers"}, "services": {"services", "analysis", "layers", "data"}}
+ALLOWED = {"layers": {"layers"}, "analysis": {"analysis", "layers"},
+           "services": {"services", "analysis", "layers", "data"}}
 ROOMS = {"layers", "analysis", "services", "data"}
 
 
@@ -50,3 +52,20 @@ def test_readme_glossary_lists_every_field_code():
             for line in readme.splitlines() if line.startswith("| ") and line.count("|") >= 5}
     missing = {code: f.zh for code, f in FIELDS.items() if rows.get(code) != f.zh}
     assert missing == {}
+
+
+# How a store is laid out (tables, ids, geometry columns, indexes, SQL) is known in layers/store only.
+LAYOUT = re.compile(r"\bSELECT\s|\bINSERT\s+INTO\b|\bUPDATE\s+\S+\s+SET\b|\bCREATE\s+(TABLE|INDEX|TRIGGER)\b|"
+                    r"gpkg_contents|gpkg_geometry_columns|rtree_|\bimport (sqlite3|psycopg)\b|\bST_[A-Z][A-Za-z]+\(")
+
+
+@pytest.mark.parametrize("room", ["services", "analysis", "layers"])
+def test_only_layers_store_knows_the_store_layout(room):
+    offenders = {}
+    for path in sorted((ROOT / room).rglob("*.py")):
+        if path.is_relative_to(ROOT / "layers" / "store"):
+            continue
+        found = sorted({m.group(0).strip() for m in LAYOUT.finditer(path.read_text(encoding="utf-8"))})
+        if found:
+            offenders[str(path.relative_to(ROOT))] = found
+    assert offenders == {}

@@ -9,8 +9,9 @@ import yaml
 
 from layers.codes import CONSTRUCTION_SANDIAO
 from layers.store import open_store
-from services import indicators as svc
-from services.analyse import run_analysis
+from services.jobs import indicators as svc
+from services.jobs.analyse import run_analysis
+from services.reports import selfeval
 
 pytestmark = pytest.mark.slow
 CULTIVATED = ("0101", "0102", "0103")
@@ -42,7 +43,8 @@ def test_cultivated_area_by_township_equals_plain_pandas(sample):
     dltb = dltb[~dltb["BSM"].isin(duplicates)]
     cult = dltb[dltb["DLBM"].isin(CULTIVATED)]
     d = [Decimal(repr(float(a))).quantize(Decimal("0.01"), ROUND_HALF_UP) for a in cult["area_m2"]]
-    k = [(x * Decimal(repr(float(c)))).quantize(Decimal("0.01"), ROUND_HALF_UP) for x, c in zip(d, cult["KCXS"].fillna(0.0))]
+    k = [(x * Decimal(repr(float(c)))).quantize(Decimal("0.01"), ROUND_HALF_UP)
+         for x, c in zip(d, cult["KCXS"].fillna(0.0))]
     expected = {}
     for z, x, kk in zip(cult["ZLDWDM"], d, k):
         expected[z[:9]] = expected.get(z[:9], Decimal(0)) + x - kk
@@ -126,5 +128,5 @@ def test_selfeval_of_the_sample_county(sample, tmp_path):
     rows = ev.rows.set_index("三级指标")
     cult = values(run, "cultivated_area", "county")["value_ha"].iloc[0]
     assert rows.loc["耕地保有面积", "实际完成值"] == cult
-    ws = openpyxl.load_workbook(svc.selfeval_xlsx(ev, tmp_path / "s.xlsx"))["绩效自评表"]
+    ws = openpyxl.load_workbook(selfeval.selfeval_xlsx(ev, tmp_path / "s.xlsx"))["绩效自评表"]
     assert ws.cell(ws.max_row, 10).value == ev.total

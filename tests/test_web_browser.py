@@ -167,9 +167,9 @@ def test_map_page_judgement_is_stored_and_audited(server, browser):
 
 @pytest.mark.slow
 def test_indicators_page_draws_tables_and_chart(server, browser):
-    from services import indicators as svc
+    from services.jobs import indicators as svc
 
-    svc.run_indicators(server.server.config.app.state.workbench.store)
+    svc.run_indicators(server.server.config.app.state.patch_book.store)
     outside: list[str] = []
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.on("request", lambda req: outside.append(req.url)

@@ -1,7 +1,11 @@
-"""The `yzt` command line. Each stage registers its commands from its own module (cli_*.py), imported
-only when one of its commands runs, so `yzt ingest` does not pay for the web stack.
+"""The `yzt` command line. One module per command group (ingest.py: check and ingest; analyse.py;
+indicators.py: indicators, selfeval, charts; raster.py; serve.py; demo.py), each defining its click commands at
+module level; the options they share are declared once in options.py. A command's module is imported only when
+it runs, so `yzt ingest` does not pay for the web stack. The work itself is done by services/jobs.
 
 Errors derived from YztError become one line on stderr and exit code 2 — never a traceback.
+
+A new command: a click command in the module of its group (or a new module), one line in COMMANDS.
 """
 
 from __future__ import annotations
@@ -13,17 +17,17 @@ import click
 
 from layers.errors import YztError
 
-# command name -> module in services/ that registers it
+# command name → "module:attribute" in services/cli
 COMMANDS = {
-    "demo": "cli_demo",
-    "check": "cli_ingest",
-    "ingest": "cli_ingest",
-    "analyse": "cli_analyse",
-    "indicators": "cli_indicators",
-    "selfeval": "cli_indicators",
-    "charts": "cli_indicators",
-    "raster": "cli_raster",
-    "serve": "cli_serve",
+    "demo": "demo:demo",
+    "check": "ingest:check",
+    "ingest": "ingest:ingest",
+    "analyse": "analyse:analyse",
+    "indicators": "indicators:indicators",
+    "selfeval": "indicators:selfeval",
+    "charts": "indicators:charts",
+    "raster": "raster:raster",
+    "serve": "serve:serve",
 }
 
 
@@ -32,13 +36,11 @@ class YztGroup(click.Group):
         return list(COMMANDS)
 
     def get_command(self, ctx, name):
-        module_name = COMMANDS.get(name)
-        if module_name is None:
+        where = COMMANDS.get(name)
+        if where is None:
             return None
-        module = importlib.import_module(f"services.{module_name}")
-        holder = click.Group()
-        module.register(holder)
-        return holder.commands.get(name)
+        module, attribute = where.split(":")
+        return getattr(importlib.import_module(f"services.cli.{module}"), attribute)
 
     def invoke(self, ctx):
         try:
@@ -56,7 +58,3 @@ def cli():
 
 def main():
     cli()
-
-
-if __name__ == "__main__":
-    main()

@@ -7,47 +7,47 @@ from pathlib import Path
 
 import click
 
+from .options import store_opt
 
-def register(cli: click.Group) -> None:
-    @cli.command("serve")
-    @click.option("--store", "store", required=True, metavar="STORE",
-                  help="the region's store: a .gpkg path or postgresql://…?schema=…")
-    @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
-    @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
-    @click.option("--tokens-file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
-                  help="YAML {token: {user, role}} (roles: planner, inspector, admin); merged with YZT_TOKENS")
-    @click.option("--base-url", default=None, help="public URL of the app root (default http://HOST:PORT)")
-    @click.option("--anonymous-read/--no-anonymous-read", default=None,
-                  help="open the read-only OGC API to callers without a token (default: YZT_ANONYMOUS_READ, on)")
-    @click.option("--evidence-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                  help="folder for uploaded evidence photos (default: YZT_EVIDENCE_DIR, out/evidence)")
-    @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
-                  default="info", show_default=True)
-    def serve(store, host, port, tokens_file, base_url, anonymous_read, evidence_dir, log_level):
-        """Serve STORE over HTTP: /ogc (OGC API Features), /api (workbench, review, indicators), / (the map).
 
-        Settings not given here come from YZT_* environment variables (services/settings.py).
-        """
-        import uvicorn
+@click.command("serve")
+@store_opt
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--tokens-file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="YAML {token: {user, role}} (roles: planner, inspector, admin); merged with YZT_TOKENS")
+@click.option("--base-url", default=None, help="public URL of the app root (default http://HOST:PORT)")
+@click.option("--anonymous-read/--no-anonymous-read", default=None,
+              help="open the read-only OGC API to callers without a token (default: YZT_ANONYMOUS_READ, on)")
+@click.option("--evidence-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="folder for uploaded evidence photos (default: YZT_EVIDENCE_DIR, out/evidence)")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+              default="info", show_default=True)
+def serve(store, host, port, tokens_file, base_url, anonymous_read, evidence_dir, log_level):
+    """Serve STORE over HTTP: /ogc (OGC API Features), /api (workbench, review, indicators), / (the map).
 
-        from layers.store import open_store
+    Settings not given here come from YZT_* environment variables (services/settings.py).
+    """
+    import uvicorn
 
-        from .app import create_app
-        from .settings import Settings
+    from layers.store import open_store
 
-        overrides = {"store": store, "base_url": base_url or f"http://{host}:{port}"}
-        if tokens_file is not None:
-            overrides["tokens_file"] = tokens_file
-        if anonymous_read is not None:
-            overrides["anonymous_read"] = anonymous_read
-        if evidence_dir is not None:
-            overrides["evidence_dir"] = evidence_dir
-        settings = Settings(**overrides)
-        with open_store(settings.store) as s:  # fail now, in one line, if the store is unusable
-            layers = s.layer_names()
-        if not layers:
-            click.echo(f"yzt serve: warning: store {store} holds no layers yet; run `yzt ingest` first", err=True)
-        app = create_app(settings)
-        click.echo(f"yzt serve: {len(layers)} layers from {store} at {settings.base_url} "
-                   f"(OGC API {settings.ogc_prefix}, map /, API reference /api.html)", err=True)
-        uvicorn.run(app, host=host, port=port, log_level=log_level)
+    from ..app import create_app
+    from ..settings import Settings
+
+    overrides = {"store": store, "base_url": base_url or f"http://{host}:{port}"}
+    if tokens_file is not None:
+        overrides["tokens_file"] = tokens_file
+    if anonymous_read is not None:
+        overrides["anonymous_read"] = anonymous_read
+    if evidence_dir is not None:
+        overrides["evidence_dir"] = evidence_dir
+    settings = Settings(**overrides)
+    with open_store(settings.store) as s:  # fail now, in one line, if the store is unusable
+        layers = s.layer_names()
+    if not layers:
+        click.echo(f"yzt serve: warning: store {store} holds no layers yet; run `yzt ingest` first", err=True)
+    app = create_app(settings)
+    click.echo(f"yzt serve: {len(layers)} layers from {store} at {settings.base_url} "
+               f"(OGC API {settings.ogc_prefix}, map /, API reference /api.html)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -136,7 +136,7 @@ def _latest_load_ids(store: Store, names) -> dict[str, str]:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def run_analysis(store_target, rules: Rules | None = None, *, rules_path: str | Path | None = None,
@@ -184,6 +184,7 @@ def run_analysis(store_target, rules: Rules | None = None, *, rules_path: str | 
                     if (found := unclassified_patches(layers[name], rules, name))}
     input_ids = _latest_load_ids(store, [n for n in READ_COLUMNS if layers[n] is not None])
     old_flagged = store.read_layer(FLAGGED) if FLAGGED in present else None
+    assert dltb is not None  # present, checked above
     crs = dltb.crs
     lap("read")
 
@@ -226,7 +227,7 @@ def run_analysis(store_target, rules: Rules | None = None, *, rules_path: str | 
     conflicts = conflicts.set_crs(crs, allow_override=True) if conflicts.crs is None else conflicts
     conflicts["area_m2"] = conflicts["area_m2"].astype(float).round(2)
     conflicts["run_id"] = run_id
-    conflicts = conflicts[CONFLICT_COLUMNS + ["run_id", "geometry"]]
+    conflicts = conflicts[[*CONFLICT_COLUMNS, "run_id", "geometry"]]
     lap("conflicts")
 
     finished = _now()
@@ -238,7 +239,7 @@ def run_analysis(store_target, rules: Rules | None = None, *, rules_path: str | 
         duplicates_ignored=ignored, unclassified=unclassified)
     if write:
         _write(store, result, rules, crs)
-        _sync_workflow(store.url)
+        _sync_workflow(store)
         lap("write")
     result.seconds = round(time.perf_counter() - t0, 3)
     return result
@@ -259,18 +260,16 @@ def _version() -> str:
         from importlib.metadata import version
 
         return version("yizhangtu")
-    except Exception:  # noqa: BLE001 - not installed: running from the source tree
+    except Exception:
         return "0+source"
 
 
-def _sync_workflow(store_url: str) -> None:
+def _sync_workflow(store: Store) -> None:
     """Copy the enforcement workflow's statuses onto the freshly written flagged_patches, so a judgement
     recorded while this run was computing is not hidden until the next app start."""
-    from analysis.workflow import load_workflow
+    from .workflow import open_patch_workflow
 
-    from .workflow_store import open_workflow_store
-
-    open_workflow_store(store_url, load_workflow()).sync_layer()
+    open_patch_workflow(store).sync_layer()
 
 
 def _write(store: Store, result: AnalysisResult, rules: Rules, crs) -> None:

@@ -1,4 +1,6 @@
-"""Indicator runs: read the store, compute (analysis.indicators), record the run, export tables.
+"""Indicator runs: read the store, compute (analysis.indicators), record the run; drill-down; the 绩效自评表 scores.
+
+The tables and workbooks made from a run are reports (services/reports/indicators.py, selfeval.py).
 
 A run is stored in three plain tables of the store, so that any number can later be traced to its inputs:
 
@@ -12,32 +14,34 @@ A run is stored in three plain tables of the store, so that any number can later
 * ``indicator_warnings``: run_id, indicator, name, level, unit_code, unit_name, value, value_rounded, unit, op,
   threshold, label, severity.
 """
-
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
-import io
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+import analysis
+import data
 from analysis.balance import AREA_UNITS
-from analysis.indicators import LEVEL_ZH, LEVELS, VALUE_UNITS, Registry, compute_indicators, parse_registry, wide_table
+from analysis.indicators import LEVELS, VALUE_UNITS, Registry, compute_indicators, parse_registry
 from analysis.scoring import DIRECTIONS, SYMBOLS, Targets, crossed_thresholds, parse_targets, score_item, total_score
 from layers.errors import NotFoundError, RuleError, StoreError
 from layers.store import open_store
 from layers.store.base import Store
 from layers.yamlfile import read_yaml_file
 
-BUILTIN_REGISTRY = Path(__file__).resolve().parent.parent / "analysis" / "indicators.yaml"
+from ..errors import RequestError
+
+BUILTIN_REGISTRY = Path(analysis.__file__).resolve().parent / "indicators.yaml"
+DATA_DIR = Path(data.__file__).resolve().parent  # holds targets.sample.yaml
 RUNS, VALUES, WARNINGS = "indicator_runs", "indicator_values", "indicator_warnings"
 ANALYSIS_LAYERS = ("flagged_patches", "planning_conflicts")
-FORMATS = ("json", "csv", "xlsx", "md")
 AREA_UNIT_ZH = {k: v[1] for k, v in AREA_UNITS.items()}
 
 
@@ -85,7 +89,7 @@ def _needed_layers(registry: Registry) -> set[str]:
 
 def _latest_loads(store: Store, layers: list[str]) -> dict:
     records = store.load_records()
-    out = {}
+    out: dict[str, dict] = {}
     if len(records) == 0:
         return out
     for layer in layers:
@@ -100,7 +104,7 @@ def _latest_loads(store: Store, layers: list[str]) -> dict:
 
 
 def _analysis_run(store: Store, layers: dict) -> str | None:
-    ids = set()
+    ids: set[str] = set()
     for name in ANALYSIS_LAYERS:
         gdf = layers.get(name)
         if gdf is not None and "run_id" in gdf.columns:
@@ -122,7 +126,7 @@ def run_indicators(store: Store | str | Path, registry_path: str | Path | None =
     """Compute every indicator from the store, record the run in the store (unless ``save`` is False)."""
     store = open_store(store)
     registry, sha = load_registry(registry_path)
-    started = (now or dt.datetime.now(dt.timezone.utc)).isoformat(timespec="seconds")
+    started = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
     present = set(store.layer_names())
     names = sorted(_needed_layers(registry) & present)
     layers = {name: store.read_layer(name) for name in names}
@@ -130,7 +134,7 @@ def run_indicators(store: Store | str | Path, registry_path: str | Path | None =
     analysis_run_id = _analysis_run(store, layers)
     result = compute_indicators(layers, registry)
     run_id = uuid.uuid4().hex
-    finished = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    finished = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     meta = {
         "run_id": run_id, "started_at": started, "finished_at": finished,
         "registry_path": str(registry_path or BUILTIN_REGISTRY), "registry_sha256": sha,
@@ -240,9 +244,9 @@ def drill_down(store: Store | str | Path, indicator: str, unit_code: str, run_id
             "unit": row["unit"], "rule": row["rule"], "record_ids": row["record_ids"]}
 
 
-# --- exports ------------------------------------------------------------------------------------------------
 
-def _levels(level: str | None) -> list[str]:
+def levels(level: str | None) -> list[str]:
+    """The levels a ``level`` argument selects (None → all three); RuleError for an unknown one."""
     if level is None:
         return list(LEVELS)
     if level not in LEVELS:
@@ -250,226 +254,14 @@ def _levels(level: str | None) -> list[str]:
     return [level]
 
 
-def _unit_label(unit: str, area_unit: str) -> str:
+def value_unit_label(unit: str, area_unit: str) -> str:
+    """The label of a value unit (an area in ``area_unit``: 公顷 / 亩 / 平方米)."""
     return AREA_UNIT_ZH[area_unit] if unit == "m2" else VALUE_UNITS.get(unit, unit)
 
 
-def _fmt(value, decimals: int | None = None) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return "—"
-    if decimals is None:
-        return f"{value:,.10g}" if abs(value) < 1e15 else str(value)
-    return f"{value:,.{decimals}f}"
-
-
-def _decimals(run: IndicatorRun, unit: str, area_unit: str) -> int:
-    precision = run.registry.precision if run.registry else {}
-    key = area_unit if unit == "m2" else unit
-    return int(precision.get(key, 2))
-
-
-def long_records(run: IndicatorRun, level: str | None, area_unit: str, with_ids: bool = True) -> list[dict]:
-    rows = []
-    for _, r in run.values[run.values["level"].isin(_levels(level))].iterrows():
-        row = {
-            "run_id": run.run_id, "indicator": r["indicator"], "name": r["name"], "level": r["level"],
-            "unit_code": r["unit_code"], "unit_name": r["unit_name"], "value": _none(r["value"]),
-            "unit": r["unit"], "value_rounded": _none(r["value_rounded"]),
-            "value_m2": _none(r["value_m2"]), "value_ha": _none(r["value_ha"]), "value_mu": _none(r["value_mu"]),
-            "rule": r["rule"], "formula": r["formula"], "sources": list(r["sources"]),
-            "record_count": int(r["record_count"]),
-        }
-        if with_ids:
-            row["record_ids"] = r["record_ids"]
-        rows.append(row)
-    return rows
-
-
-def _none(v):
+def clean_number(v):
+    """None for None / NaN, else the value as a float."""
     return None if v is None or (isinstance(v, float) and pd.isna(v)) else float(v)
-
-
-def export_json(run: IndicatorRun, level: str | None = None, area_unit: str = "ha") -> str:
-    doc = {"run": _run_summary(run), "values": long_records(run, level, area_unit),
-           "warnings": _warning_records(run, level)}
-    return json.dumps(doc, ensure_ascii=False, indent=1, default=str)
-
-
-def export_csv(run: IndicatorRun, level: str | None = None, area_unit: str = "ha") -> str:
-    rows = long_records(run, level, area_unit, with_ids=False)
-    buf = io.StringIO()
-    fields = ["run_id", "indicator", "name", "level", "unit_code", "unit_name", "value", "unit", "value_rounded",
-              "value_m2", "value_ha", "value_mu", "record_count", "rule", "formula", "sources"]
-    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        row = dict(row, sources=";".join(row["sources"]))
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fields})
-    return "\ufeff" + buf.getvalue()  # BOM: Excel opens the Chinese text as UTF-8
-
-
-def _run_summary(run: IndicatorRun) -> dict:
-    m = {k: (None if isinstance(v, float) and pd.isna(v) else v) for k, v in run.meta.items()}
-    return {"run_id": run.run_id, "started_at": m.get("started_at"), "finished_at": m.get("finished_at"),
-            "registry_sha256": m.get("registry_sha256"), "analysis_run_id": m.get("analysis_run_id"),
-            "input_loads": json.loads(m.get("input_loads") or "{}"), "skipped": json.loads(m.get("skipped") or "{}"),
-            "notes": json.loads(m.get("notes") or "[]"), "id_fields": json.loads(m.get("id_fields") or "{}")}
-
-
-def _warning_records(run: IndicatorRun, level: str | None, area_unit: str | None = None) -> list[dict]:
-    """Warnings of the run; with ``area_unit``, area values and thresholds are shown in that unit
-    (``shown``, ``shown_threshold``, ``shown_unit``) beside the stored m² values."""
-    if run.warnings is None or len(run.warnings) == 0:
-        return []
-    w = run.warnings[run.warnings["level"].isin(_levels(level))]
-    balanced = run.values.set_index(["indicator", "unit_code"])
-    out = []
-    for r in w.to_dict("records"):
-        rec = {k: (_none(v) if k in ("value", "value_rounded", "threshold") else v) for k, v in r.items()
-               if k != "run_id"}
-        if area_unit is not None:
-            if rec["unit"] == "m2":
-                rec["shown"] = _none(balanced.loc[(rec["indicator"], rec["unit_code"]), f"value_{area_unit}"])
-                rec["shown_threshold"] = float(AREA_UNITS[area_unit][0]) * rec["threshold"]
-            else:
-                rec["shown"], rec["shown_threshold"] = rec["value_rounded"], rec["threshold"]
-            rec["shown_unit"] = _unit_label(rec["unit"], area_unit)
-        out.append(rec)
-    return out
-
-
-def report_tables(run: IndicatorRun, level: str, area_unit: str) -> list[tuple[str, pd.DataFrame, list[int]]]:
-    """Per indicator group: a table with one row per unit and Chinese headers (名称(单位)), and the number
-    of decimals of each indicator column (the reported precision)."""
-    values = run.values[run.values["level"] == level]
-    if len(values) == 0:
-        return []
-    wide = wide_table(values, level, area_unit)
-    meta = values.drop_duplicates("indicator").set_index("indicator")
-    groups: dict[str, list[str]] = {}
-    for code in meta.index:
-        group = run.registry.indicators[code].group if run.registry and code in run.registry.indicators else ""
-        groups.setdefault(group or "指标", []).append(code)
-    out = []
-    for group, codes in groups.items():
-        table = wide[["unit_code", "unit_name"] + codes].copy()
-        table.columns = ["行政区代码", "行政区名称"] + [
-            f"{meta.loc[c, 'name']}({_unit_label(meta.loc[c, 'unit'], area_unit)})" for c in codes]
-        out.append((group, table, [_decimals(run, meta.loc[c, "unit"], area_unit) for c in codes]))
-    return out
-
-
-def export_markdown(run: IndicatorRun, level: str | None = None, area_unit: str = "ha") -> str:
-    lines = [f"# 指标统计 (run {run.run_id})", ""]
-    m = {k: (None if isinstance(v, float) and pd.isna(v) else v) for k, v in run.meta.items()}
-    lines += [f"- 计算时间: {m.get('finished_at')}; 指标库 sha256: `{str(m.get('registry_sha256'))[:16]}…`; "
-              f"分析运行: {m.get('analysis_run_id') or '—'}",
-              f"- 面积单位: {AREA_UNIT_ZH[area_unit]}; 面积已强制调平 (村之和 = 乡镇, 乡镇之和 = 县); 比率按各级汇总值计算",
-              ""]
-    skipped = json.loads(m.get("skipped") or "{}")
-    for level_name in _levels(level):
-        for group, table, decimals in report_tables(run, level_name, area_unit):
-            lines += [f"## {LEVEL_ZH[level_name]}级 · {group}", "", _md_table(table, decimals), ""]
-    warnings = _warning_records(run, level, area_unit)
-    if warnings:
-        lines += ["## 预警", "", "| 指标 | 行政区 | 值 | 阈值 | 预警 |", "|---|---|---:|---|---|"]
-        for w in warnings:
-            lines.append(f"| {w['name']} | {w['unit_name']} ({w['unit_code']}) | {_fmt(w['shown'])} {w['shown_unit']} "
-                         f"| {w['op']} {w['shown_threshold']:g} | {w['label']} |")
-        lines.append("")
-    lines += ["## 口径", ""]
-    for code in dict.fromkeys(run.values["indicator"]):
-        r = run.values[run.values["indicator"] == code].iloc[0]
-        lines.append(f"- **{r['name']}** (`{code}`, {_unit_label(r['unit'], area_unit)}): {r['rule']} "
-                     f"— 数据: {', '.join(r['sources'])}")
-    if skipped:
-        lines += ["", "## 未计算的指标", ""]
-        lines += [f"- `{code}`: {why}" for code, why in skipped.items()]
-    return "\n".join(lines) + "\n"
-
-
-def _md_table(table: pd.DataFrame, decimals: list[int]) -> str:
-    head = "| " + " | ".join(table.columns) + " |"
-    sep = "|" + "|".join(["---", "---"] + ["---:"] * (len(table.columns) - 2)) + "|"
-    rows = []
-    for _, r in table.iterrows():
-        cells = [str(r.iloc[0]), str(r.iloc[1])] + [_fmt(v, d) for v, d in zip(r.iloc[2:], decimals)]
-        rows.append("| " + " | ".join(cells) + " |")
-    return "\n".join([head, sep, *rows])
-
-
-def export_xlsx(run: IndicatorRun, path: str | Path, level: str | None = None, area_unit: str = "ha") -> Path:
-    """Workbook: one sheet per level (values, not formulas), 口径说明, 预警, 运行记录."""
-    from openpyxl import Workbook
-    from openpyxl.styles import Alignment, Font
-
-    wb = Workbook()
-    wb.remove(wb.active)
-    bold = Font(bold=True)
-    for level_name in _levels(level):
-        ws = wb.create_sheet(f"{LEVEL_ZH[level_name]}级指标")
-        ws.append([f"{LEVEL_ZH[level_name]}级指标统计表 (面积单位: {AREA_UNIT_ZH[area_unit]}; run {run.run_id})"])
-        ws.cell(1, 1).font = bold
-        for group, table, decimals in report_tables(run, level_name, area_unit):
-            ws.append([])
-            ws.append([group])
-            ws.cell(ws.max_row, 1).font = bold
-            ws.append(list(table.columns))
-            for cell in ws[ws.max_row]:
-                cell.font = bold
-                cell.alignment = Alignment(wrap_text=True)
-            for _, r in table.iterrows():
-                ws.append([str(r.iloc[0]), str(r.iloc[1])] + [_none(v) for v in r.iloc[2:]])
-                for col, d in enumerate(decimals, start=3):
-                    ws.cell(ws.max_row, col).number_format = "0" if d == 0 else "0." + "0" * d
-        ws.column_dimensions["A"].width = 16
-        ws.column_dimensions["B"].width = 14
-    ws = wb.create_sheet("口径说明")
-    ws.append(["指标代码", "指标名称", "单位", "方向", "口径", "计算式", "数据来源"])
-    for cell in ws[1]:
-        cell.font = bold
-    for code in dict.fromkeys(run.values["indicator"]):
-        r = run.values[run.values["indicator"] == code].iloc[0]
-        ind = run.registry.indicators.get(code) if run.registry else None
-        ws.append([code, r["name"], _unit_label(r["unit"], area_unit),
-                   DIRECTIONS.get(ind.direction, "") if ind else "", r["rule"], r["formula"],
-                   ", ".join(r["sources"])])
-    ws.column_dimensions["E"].width = 80
-    ws = wb.create_sheet("预警")
-    ws.append(["指标", "级别", "行政区代码", "行政区名称", "值", "单位", "阈值", "预警", "程度"])
-    for cell in ws[1]:
-        cell.font = bold
-    for w in _warning_records(run, level, area_unit):
-        ws.append([w["name"], LEVEL_ZH.get(w["level"], w["level"]), w["unit_code"], w["unit_name"],
-                   w["shown"], w["shown_unit"], f"{w['op']} {w['shown_threshold']:g}", w["label"], w["severity"]])
-    ws = wb.create_sheet("运行记录")
-    for key, value in _run_summary(run).items():
-        ws.append([key, value if isinstance(value, str) or value is None
-                   else json.dumps(value, ensure_ascii=False, default=str)])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    wb.save(path)
-    return path
-
-
-def export_values(run: IndicatorRun, fmt: str, *, level: str | None = None, area_unit: str = "ha",
-                  out: str | Path | None = None) -> str | Path:
-    """Export in ``fmt``; returns the text (json/csv/md) or the written path (xlsx, or when ``out`` is given)."""
-    if fmt not in FORMATS:
-        raise RuleError(f"format {fmt!r} is unknown; use one of {list(FORMATS)}")
-    if area_unit not in AREA_UNITS:
-        raise RuleError(f"area unit {area_unit!r} is unknown; use one of {sorted(AREA_UNITS)}")
-    if fmt == "xlsx":
-        if out is None:
-            raise RuleError("xlsx output needs --out FILE.xlsx")
-        return export_xlsx(run, out, level, area_unit)
-    text = {"json": export_json, "csv": export_csv, "md": export_markdown}[fmt](run, level, area_unit)
-    if out is not None:
-        path = Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        return path
-    return text
 
 
 # --- 绩效自评表 ---------------------------------------------------------------------------------------------
@@ -518,12 +310,13 @@ def self_evaluate(run: IndicatorRun, targets: Targets, unit_code: str | None = N
             if item.indicator in by_code.index:
                 r = by_code.loc[item.indicator]
                 actual = r[f"value_{area_unit}"] if r["unit"] == "m2" else r["value_rounded"]
-                actual = _none(actual)
+                actual = clean_number(actual)
                 unit = r["unit"]
             else:  # skipped in this run (a layer missing)
+                assert ind is not None  # an unknown indicator was refused above
                 actual, unit = None, ind.unit
-            unit_label = item.unit_label or _unit_label(unit, area_unit)
-            source = f"{ind.name} ({item.indicator})"
+            unit_label = item.unit_label or value_unit_label(unit, area_unit)
+            source = f"{ind.name if ind else item.indicator} ({item.indicator})"
         else:
             actual, unit_label, source = item.actual, item.unit_label or "", "填报"
         s = score_item(item.target, actual, item.weight, direction, item.level3)
@@ -548,93 +341,39 @@ def self_evaluate(run: IndicatorRun, targets: Targets, unit_code: str | None = N
                           total_score(scores), targets.total_weight, warnings)
 
 
-SELFEVAL_HEADER_1 = ["一级指标", "二级指标", "三级指标", "分值", "年度指标值（A）", "", "", "实际完成值（B）",
-                     "单项指标完成率(%)", "得分", "预警", "说明"]
-SELFEVAL_HEADER_2 = ["", "", "", "", "符号", "值", "单位", "", "", "", "", ""]
 
 
-def selfeval_xlsx(ev: SelfEvaluation, path: str | Path) -> Path:
-    """The 绩效自评表 in the layout of the seed tables: 一级/二级/三级指标, 分值, 年度指标值 (符号 值 单位),
-    实际完成值, 完成率, 得分; merged 一级/二级 cells; a 自评总得分 row. Values only, no formulas."""
-    from openpyxl import Workbook
-    from openpyxl.styles import Alignment, Border, Font, Side
 
-    wb = Workbook()
-    ws = wb.active
-    ws.title = "绩效自评表"
-    thin = Side(style="thin")
-    border = Border(left=thin, right=thin, top=thin, bottom=thin)
-    center = Alignment(horizontal="center", vertical="center", wrap_text=True)
-    ncol = len(SELFEVAL_HEADER_1)
-    ws.append([f"{ev.title} ({ev.unit_name} {ev.unit_code})"])
-    ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=ncol)
-    ws.cell(1, 1).font = Font(bold=True, size=14)
-    ws.cell(1, 1).alignment = center
-    ws.append(SELFEVAL_HEADER_1)
-    ws.append(SELFEVAL_HEADER_2)
-    for col in range(1, ncol + 1):
-        if col not in (5, 6, 7):
-            ws.merge_cells(start_row=2, start_column=col, end_row=3, end_column=col)
-    ws.merge_cells(start_row=2, start_column=5, end_row=2, end_column=7)
-    first = 4
-    rows = ev.rows
-    level1_weight = rows.groupby("一级指标", sort=False)["分值"].sum()
-    for _, r in rows.iterrows():
-        ws.append([f"{r['一级指标']} ({level1_weight[r['一级指标']]:g})", r["二级指标"], r["三级指标"],
-                   float(r["分值"]), r["符号"], float(r["年度指标值"]), r["单位"],
-                   None if r["实际完成值"] is None else float(r["实际完成值"]),
-                   None if r["完成率"] is None else float(r["完成率"]), float(r["得分"]), r["预警"], r["说明"]])
-    # merge runs of equal 一级 / 二级 cells, as the seed tables do
-    for col, keys in ((1, ["一级指标"]), (2, ["一级指标", "二级指标"])):
-        start = first
-        for k in range(1, len(rows) + 1):
-            end_of_run = k == len(rows) or any(rows.iloc[k][c] != rows.iloc[k - 1][c] for c in keys)
-            if end_of_run:
-                row_end = first + k - 1
-                if row_end > start:
-                    ws.merge_cells(start_row=start, start_column=col, end_row=row_end, end_column=col)
-                start = row_end + 1
-    ws.append(["自评总得分", "", "", float(ev.total_weight), "", "", "", None, None, float(ev.total), "", ""])
-    total_row = ws.max_row
-    ws.merge_cells(start_row=total_row, start_column=1, end_row=total_row, end_column=3)
-    for row in ws.iter_rows(min_row=2, max_row=total_row, max_col=ncol):
-        for cell in row:
-            cell.border = border
-            cell.alignment = center
-    for row in (2, 3, total_row):
-        for col in range(1, ncol + 1):
-            ws.cell(row, col).font = Font(bold=True)
-    for col, width in zip("ABCDEFGHIJKL", (14, 14, 26, 8, 6, 12, 8, 14, 12, 8, 20, 36)):
-        ws.column_dimensions[col].width = width
-    info = wb.create_sheet("说明")
-    info.append(["行政区", f"{ev.unit_name} ({ev.unit_code})"])
-    info.append(["指标运行 run_id", ev.run_id])
-    info.append(["评分规则", "正向: 得分 = 分值 × min(B/A, 1); 逆向: 得分 = 分值 × min(A/B, 1); 得分不超过分值; "
-                         "A = 0 的正向指标 B ≥ 0 即满分; A = 0 的逆向指标 B = 0 满分, B > 0 记 0 分; B 缺失记 0 分"])
-    for w in ev.warnings:
-        info.append(["预警", f"{w['item']}: {w['label']}"])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    wb.save(path)
-    return path
+# --- one store's runs and targets, as the HTTP API serves them ------------------------------------------------
+
+NO_RUN = ("no indicator run is stored yet: run `yzt indicators --store STORE` or POST /api/indicators/runs "
+          "(admin)")
 
 
-def selfeval_markdown(ev: SelfEvaluation) -> str:
-    lines = [f"# {ev.title}", "", f"行政区: {ev.unit_name} ({ev.unit_code}); 指标运行: `{ev.run_id}`", "",
-             "| 一级指标 | 二级指标 | 三级指标 | 分值 | 年度指标值（A） | 实际完成值（B） | 完成率(%) | 得分 | 预警 |",
-             "|---|---|---|---:|---|---:|---:|---:|---|"]
-    previous = (None, None)
-    for _, r in ev.rows.iterrows():
-        l1 = r["一级指标"] if r["一级指标"] != previous[0] else ""
-        l2 = r["二级指标"] if (r["一级指标"], r["二级指标"]) != previous else ""
-        previous = (r["一级指标"], r["二级指标"])
-        target = f"{r['符号']} {_fmt(r['年度指标值'])} {r['单位']}".strip()
-        lines.append(f"| {l1} | {l2} | {r['三级指标']} | {_fmt(r['分值'])} | {target} | {_fmt(r['实际完成值'])} "
-                     f"| {_fmt(r['完成率'])} | {_fmt(r['得分'], 2)} | {r['预警']} |")
-    lines.append(f"| **自评总得分** | | | {_fmt(ev.total_weight)} | | | | **{_fmt(ev.total, 2)}** | |")
-    if ev.warnings:
-        lines += ["", "**预警**", ""]
-        lines += [f"- {w['item']}: {w['label']}" for w in ev.warnings]
-    lines += ["", "评分: 正向 得分 = 分值 × min(B/A, 1); 逆向 得分 = 分值 × min(A/B, 1); 得分不超过分值; "
-              "边界情形见 docs/indicators.md。"]
-    return "\n".join(lines) + "\n"
+class IndicatorDesk:
+    """The indicator runs of one store and the 绩效自评表 targets files a bureau offers (``targets.NAME.yaml``
+    in ``targets_dir``, default the project's data/ folder with targets.sample.yaml)."""
+
+    def __init__(self, store: Store, targets_dir: str | Path | None = None):
+        self.store = store
+        self.targets_dir = Path(targets_dir) if targets_dir else DATA_DIR
+
+    def run(self, run_id: str | None) -> IndicatorRun:
+        """A stored run (the latest for None); RequestError for a malformed id, NotFoundError for none."""
+        if run_id is not None and not re.fullmatch(r"[0-9a-f]{32}", run_id):
+            raise RequestError(f"run_id={run_id!r} is malformed (32 hexadecimal digits)")
+        try:
+            return load_run(self.store, run_id)
+        except NotFoundError as exc:
+            raise NotFoundError(NO_RUN if run_id is None else str(exc)) from None
+
+    def targets(self, name: str) -> Targets:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+            raise RequestError(f"targets={name!r}: give the name of a targets file (letters, digits, _ and -), "
+                               f"e.g. sample for targets.sample.yaml")
+        path = self.targets_dir / f"targets.{name}.yaml"
+        if not path.is_file():
+            known = sorted(p.name[len("targets."):-len(".yaml")] for p in self.targets_dir.glob("targets.*.yaml"))
+            raise NotFoundError(f"targets {name!r}: there is no {path.name} in {self.targets_dir}; known: "
+                                f"{', '.join(known) or 'none'}")
+        return load_targets(path)

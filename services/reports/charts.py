@@ -15,14 +15,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib import font_manager  # noqa: E402
-from matplotlib.ft2font import FT2Font  # noqa: E402
-from matplotlib.text import Text  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib import font_manager
+from matplotlib.ft2font import FT2Font
+from matplotlib.text import Text
 
-from analysis.balance import AREA_UNITS  # noqa: E402
-from layers.errors import NotFoundError, YztError  # noqa: E402
+from analysis.balance import AREA_UNITS
+from layers.errors import NotFoundError, YztError
 
 FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", os.path.expanduser("~/.fonts"),
              os.path.expanduser("~/.local/share/fonts"))
@@ -48,14 +48,13 @@ class CJKFont:
     family: str
 
 
-_FONT: CJKFont | None = None
+_FOUND: dict[str, CJKFont] = {}  # the font of FONT_DIRS, once found
 
 
 def cjk_font(dirs=FONT_DIRS) -> CJKFont:
     """Find and register a CJK font with matplotlib (once); FontError if there is none."""
-    global _FONT
-    if _FONT is not None and dirs == FONT_DIRS:
-        return _FONT
+    if "default" in _FOUND and dirs == FONT_DIRS:
+        return _FOUND["default"]
     found: dict[str, str] = {}
     for base in dirs:
         if not os.path.isdir(base):
@@ -71,7 +70,7 @@ def cjk_font(dirs=FONT_DIRS) -> CJKFont:
                 family = FT2Font(found[filename]).family_name
             font = CJKFont(found[filename], family)
             if dirs == FONT_DIRS:
-                _FONT = font
+                _FOUND["default"] = font
             return font
     raise FontError("no CJK font found (looked for " + ", ".join(f for f, _ in PREFERRED_FONTS) +
                     f" under {', '.join(dirs)}); install fonts-noto-cjk (apt-get install fonts-noto-cjk) — "
