@@ -57,3 +57,25 @@ def test_a_layer_that_is_gone_is_404(ogc_gpkg):
     with pytest.raises(ProviderGenericError) as info:
         StoreProvider({"type": "feature", "name": "x", "data": str(ogc_gpkg), "table": "nope"})
     assert info.value.http_status_code == 404 and "no longer in the store" in info.value.message
+
+
+def test_a_new_layer_is_served_without_listing_the_collections_first(tmp_path):
+    """The first request after a write may be an items request of the new layer (not /collections)."""
+    from fastapi.testclient import TestClient
+
+    from layers.store import open_store
+    from services.ogc.app import create_ogc_app
+    from services.settings import Settings
+    from tests.ogc_fixtures import META, make_layers
+
+    layers = make_layers()
+    store = tmp_path / "store.gpkg"
+    with open_store(store) as s:
+        s.write_layers({"dltb": layers["dltb"]}, records=[], meta=META)
+    client = TestClient(create_ogc_app(Settings(store=str(store), workdir=tmp_path / "work")))
+    assert client.get("/collections/cameras/items").status_code == 404
+    with open_store(store) as s:
+        s.write_layers({"cameras": layers["cameras"]}, records=[])
+    r = client.get("/collections/cameras/items")
+    assert r.status_code == 200, r.text
+    assert [f["properties"]["SXTBH"] for f in r.json()["features"]] == ["C1", "C2"]

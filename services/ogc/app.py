@@ -116,6 +116,7 @@ class OgcService:
     def collection(self, request: Request) -> str:
         """The collection a request names; NotFoundError (404) if the store has no such layer."""
         cid = request.path_params["collection_id"]
+        self.current()  # a layer written since the last request is a collection now
         resources = self.config["resources"]
         if cid not in self.reader.layers or cid not in resources:
             raise NotFoundError(f"collection {cid!r} not found; collections: {', '.join(sorted(resources))}")
