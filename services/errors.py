@@ -42,6 +42,8 @@ from layers.errors import (
     YztError,
 )
 
+from .jobs.workflow import StaleVersionError
+
 LOGGER = logging.getLogger("yizhangtu.http")
 
 
@@ -70,16 +72,6 @@ class PermissionDenied(YztError, PermissionError):
 
 class PreconditionRequired(YztError, ValueError):
     """A write without If-Match: the caller must say which version it changes."""
-
-
-class StaleVersionError(ConflictError):
-    """If-Match names a version that is no longer current: somebody else changed the record first."""
-
-    def __init__(self, message: str, current_version: int | None = None):
-        super().__init__(message)
-        self.current_version = current_version
-        self.headers = {"ETag": f'"{current_version}"'} if current_version is not None else {}
-        self.extra = {"current_version": current_version} if current_version is not None else {}
 
 
 class MethodNotAllowed(YztError, PermissionError):

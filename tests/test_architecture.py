@@ -69,3 +69,32 @@ def test_only_layers_store_knows_the_store_layout(room):
         if found:
             offenders[str(path.relative_to(ROOT))] = found
     assert offenders == {}
+
+
+HTTP_OR_CLI = {"fastapi", "starlette", "click", "uvicorn", "pygeoapi"}
+
+
+@pytest.mark.parametrize("room", ["jobs", "reports"])
+def test_jobs_and_reports_speak_neither_http_nor_cli(room):
+    """services/jobs and services/reports are the use cases and their documents: no web framework, no click,
+    and nothing from the doors (api, cli, ogc, web) or from the HTTP error table."""
+    offenders = {}
+    doors = {"services.api", "services.cli", "services.ogc", "services.web", "services.errors", "services.auth"}
+    for path in sorted((ROOT / "services" / room).rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:  # relative: services.<room>.<module> → resolve against services/
+                    base = ["services", room][: max(0, 2 - node.level + 1)]
+                    names = [".".join([*base, node.module] if node.module else base)]
+                else:
+                    names = [node.module or ""]
+            else:
+                continue
+            found |= {n for n in names if n.split(".")[0] in HTTP_OR_CLI or n.startswith(tuple(doors))}
+        if found:
+            offenders[str(path.relative_to(ROOT))] = sorted(found)
+    assert offenders == {}

@@ -31,12 +31,10 @@ import data
 from analysis.balance import AREA_UNITS
 from analysis.indicators import LEVELS, VALUE_UNITS, Registry, compute_indicators, parse_registry
 from analysis.scoring import DIRECTIONS, SYMBOLS, Targets, crossed_thresholds, parse_targets, score_item, total_score
-from layers.errors import NotFoundError, RuleError, StoreError
+from layers.errors import FieldError, NotFoundError, RuleError, StoreError
 from layers.store import open_store
 from layers.store.base import Store
 from layers.yamlfile import read_yaml_file
-
-from ..errors import RequestError
 
 BUILTIN_REGISTRY = Path(analysis.__file__).resolve().parent / "indicators.yaml"
 DATA_DIR = Path(data.__file__).resolve().parent  # holds targets.sample.yaml
@@ -359,9 +357,9 @@ class IndicatorDesk:
         self.targets_dir = Path(targets_dir) if targets_dir else DATA_DIR
 
     def run(self, run_id: str | None) -> IndicatorRun:
-        """A stored run (the latest for None); RequestError for a malformed id, NotFoundError for none."""
+        """A stored run (the latest for None); FieldError for a malformed id, NotFoundError for none."""
         if run_id is not None and not re.fullmatch(r"[0-9a-f]{32}", run_id):
-            raise RequestError(f"run_id={run_id!r} is malformed (32 hexadecimal digits)")
+            raise FieldError(f"run_id={run_id!r} is malformed (32 hexadecimal digits)")
         try:
             return load_run(self.store, run_id)
         except NotFoundError as exc:
@@ -369,7 +367,7 @@ class IndicatorDesk:
 
     def targets(self, name: str) -> Targets:
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
-            raise RequestError(f"targets={name!r}: give the name of a targets file (letters, digits, _ and -), "
+            raise FieldError(f"targets={name!r}: give the name of a targets file (letters, digits, _ and -), "
                                f"e.g. sample for targets.sample.yaml")
         path = self.targets_dir / f"targets.{name}.yaml"
         if not path.is_file():

@@ -27,12 +27,11 @@ from analysis.judge import VERDICT_ZH
 from analysis.workflow import Workflow
 from layers.area import ellipsoidal_area
 from layers.codes import SANDIAO_CODES
-from layers.errors import NotFoundError
+from layers.errors import FieldError, NotFoundError
 from layers.store import Store
 from layers.store.query import In, Or
 from layers.store.workflow import LAYER
 
-from ..errors import RequestError
 from ..plain import plain
 from ..settings import RANK, Principal
 from .workflow import PatchWorkflow
@@ -72,22 +71,22 @@ class PatchFilter(BaseModel):
 # --- parsing helpers ------------------------------------------------------------------------------------------
 
 def parse_bbox(raw: str, name: str = "bbox") -> tuple[float, float, float, float]:
-    """A CRS84 bbox 'minlon,minlat,maxlon,maxlat'; RequestError naming the value otherwise."""
+    """A CRS84 bbox 'minlon,minlat,maxlon,maxlat'; FieldError naming the value otherwise."""
     parts = [p.strip() for p in str(raw).split(",")]
     if len(parts) != 4:
-        raise RequestError(f"{name}={raw!r} must be four numbers minlon,minlat,maxlon,maxlat (CRS84, degrees)")
+        raise FieldError(f"{name}={raw!r} must be four numbers minlon,minlat,maxlon,maxlat (CRS84, degrees)")
     try:
         minx, miny, maxx, maxy = (float(p) for p in parts)
     except ValueError:
-        raise RequestError(f"{name}={raw!r} must be four numbers minlon,minlat,maxlon,maxlat (CRS84, degrees)") \
+        raise FieldError(f"{name}={raw!r} must be four numbers minlon,minlat,maxlon,maxlat (CRS84, degrees)") \
             from None
     if not all(math.isfinite(v) for v in (minx, miny, maxx, maxy)):
-        raise RequestError(f"{name}={raw!r} must be finite numbers")
+        raise FieldError(f"{name}={raw!r} must be finite numbers")
     if not (-180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= 90 and -90 <= maxy <= 90):
-        raise RequestError(f"{name}={raw!r} is outside longitude −180…180 / latitude −90…90; give "
+        raise FieldError(f"{name}={raw!r} is outside longitude −180…180 / latitude −90…90; give "
                            "minlon,minlat,maxlon,maxlat in degrees (CRS84 order: longitude first)")
     if minx > maxx or miny > maxy:
-        raise RequestError(f"{name}={raw!r}: minlon must be ≤ maxlon and minlat ≤ maxlat")
+        raise FieldError(f"{name}={raw!r}: minlon must be ≤ maxlon and minlat ≤ maxlat")
     return minx, miny, maxx, maxy
 
 
@@ -97,15 +96,15 @@ def _float(raw, name: str, lo: float | None = None, hi: float | None = None) -> 
     try:
         value = float(raw)
     except ValueError:
-        raise RequestError(f"{name}={raw!r} is not a number") from None
+        raise FieldError(f"{name}={raw!r} is not a number") from None
     if not math.isfinite(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
         rng = f"{lo if lo is not None else '−∞'} … {hi if hi is not None else '∞'}"
-        raise RequestError(f"{name}={raw!r} is out of range: give a number in {rng}")
+        raise FieldError(f"{name}={raw!r} is out of range: give a number in {rng}")
     return value
 
 
 def _choices(raw: str | None, name: str, allowed: dict[str, str]) -> list[str] | None:
-    """Comma-separated values, each a key or an alias in ``allowed`` (alias → key); RequestError otherwise."""
+    """Comma-separated values, each a key or an alias in ``allowed`` (alias → key); FieldError otherwise."""
     if raw is None or raw.strip() == "":
         return None
     out = []
@@ -113,7 +112,7 @@ def _choices(raw: str | None, name: str, allowed: dict[str, str]) -> list[str] |
         part = part.strip()
         if part not in allowed:
             shown = sorted(set(allowed))
-            raise RequestError(f"{name}={part!r} is unknown; use one or more (comma-separated) of {', '.join(shown)}")
+            raise FieldError(f"{name}={part!r} is unknown; use one or more (comma-separated) of {', '.join(shown)}")
         out.append(allowed[part])
     return out
 
@@ -254,15 +253,15 @@ class PatchBook:
             codes = [c.strip() for c in xzq.split(",") if c.strip()]
             for c in codes:
                 if not re.fullmatch(r"\d{6}|\d{9}|\d{12}", c):
-                    raise RequestError(f"xzq={c!r} must be a 6-digit county, 9-digit 乡镇 or 12-digit 村 code")
+                    raise FieldError(f"xzq={c!r} must be a 6-digit county, 9-digit 乡镇 or 12-digit 村 code")
                 if p.units and c not in p.units:
-                    raise RequestError(f"xzq={c!r} is not a unit of this region; e.g. "
+                    raise FieldError(f"xzq={c!r} is not a unit of this region; e.g. "
                                        f"{', '.join(sorted(k for k in p.units if len(k) == 9)[:5])}")
             keep &= frame["XZQDM"].astype(str).str.startswith(tuple(codes)).to_numpy()
         lo = _float(q.get("area_min"), "area_min", 0)
         hi = _float(q.get("area_max"), "area_max", 0)
         if lo is not None and hi is not None and lo > hi:
-            raise RequestError(f"area_min={lo:g} is larger than area_max={hi:g}")
+            raise FieldError(f"area_min={lo:g} is larger than area_max={hi:g}")
         area = frame["area_m2"].astype(float).to_numpy()
         if lo is not None:
             keep &= area >= lo
@@ -274,7 +273,7 @@ class PatchBook:
             wanted = [r.strip() for r in rnd.split(",") if r.strip()]
             bad = [r for r in wanted if r not in known]
             if bad:
-                raise RequestError(f"round={bad[0]!r} is not a round of these patches; rounds: {', '.join(known)}")
+                raise FieldError(f"round={bad[0]!r} is not a round of these patches; rounds: {', '.join(known)}")
             keep &= np.array([bool(set(map(str, rs)) & set(wanted)) for rs in frame["rounds"]], dtype=bool)
         src = _choices(q.get("source"), "source", {s: s for s in SOURCES})
         if src:
@@ -292,7 +291,7 @@ class PatchBook:
         sort = (q.get("sort") or "JCBH").strip()
         key = sort.lstrip("-+")
         if key not in SORT_KEYS:
-            raise RequestError(f"sort={sort!r} is unknown; use one of {', '.join(SORT_KEYS)} (prefix - for "
+            raise FieldError(f"sort={sort!r} is unknown; use one of {', '.join(SORT_KEYS)} (prefix - for "
                                "descending)")
         column = frame[key].iloc[idx]
         if key in ("area_m2", "approved_share", "area_cultivated"):

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.workflow import TransitionError, Workflow, load_workflow, match_states
-from layers.errors import FieldError, NotFoundError
+from layers.errors import ConflictError, FieldError, NotFoundError
 from layers.store import Store, open_store, open_workflow_tables
 from layers.store.query import And, Compare, Expr, In, Or, all_of
 from layers.store.workflow import (
@@ -45,8 +45,18 @@ from layers.store.workflow import (
     WorkflowTx,
 )
 
-from ..errors import StaleVersionError
 from ..settings import Principal
+
+
+class StaleVersionError(ConflictError):
+    """If-Match names a version that is no longer current: somebody else changed the record first."""
+
+    def __init__(self, message: str, current_version: int | None = None):
+        super().__init__(message)
+        self.current_version = current_version
+        self.headers = {"ETag": f'"{current_version}"'} if current_version is not None else {}
+        self.extra = {"current_version": current_version} if current_version is not None else {}
+
 
 ACTIONS = ("judgement", "transition", "evidence")
 GENESIS = "0" * 64
