@@ -17,7 +17,7 @@ COPY layers layers
 COPY analysis analysis
 COPY services services
 COPY data data
-# editable, as in scripts/setup.sh: the web page's npm assets live beside services/web.py
+# editable, as in scripts/setup.sh: the web page's npm assets live in services/web (beside its code)
 RUN pip install --no-cache-dir -e . \
  && (cd services/web && npm ci --no-audit --no-fund --loglevel=error) \
  && python -m services.jobs.glyphs --out services/web/glyphs

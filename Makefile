@@ -1,6 +1,6 @@
 # The two commands: `make demo` (set up, then run the main job on the bundled sample county)
 # and `make test` (the whole test suite, including PostGIS and the headless browser).
-.PHONY: setup demo test bench
+.PHONY: setup demo test lint bench
 
 setup:
 	./scripts/setup.sh
@@ -10,6 +10,11 @@ demo: setup
 
 test: setup
 	.venv/bin/pytest
+
+# The linter and the type checker (configured in pyproject.toml); CI runs them before the tests.
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/mypy
 
 # Benchmarks print figures and ratios; they are not tests (run them on a quiet machine).
 bench: setup

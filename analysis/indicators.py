@@ -57,8 +57,17 @@ import shapely
 
 from layers import fields as F
 from layers.area import ellipsoidal_area
-from layers.codes import (CATEGORY_SANDIAO, CODE_SET_NAMES, CONSTRUCTION, SANDIAO, YDYH, crosswalk, detect_code_set,
-                          normalise_code, to_sandiao)
+from layers.codes import (
+    CATEGORY_SANDIAO,
+    CODE_SET_NAMES,
+    CONSTRUCTION,
+    SANDIAO,
+    YDYH,
+    crosswalk,
+    detect_code_set,
+    normalise_code,
+    to_sandiao,
+)
 from layers.errors import CodeSetError, CRSError, FieldError, RuleError
 
 from .balance import AREA_UNITS, balance_tree, round_half_up

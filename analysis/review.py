@@ -12,18 +12,21 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import geopandas as gpd
 import numpy as np
 import shapely
+from pydantic import Field, field_validator, model_validator
 
 from layers.area import ellipsoidal_area
 from layers.codes import SANDIAO_CODES
-from layers.errors import GeometryError, RuleError
+from layers.errors import GeometryError
 from layers.yamlfile import read_yaml_file
 
 from .judge import UNCLASSIFIED, as_text, id_column, kcxs_values, land_categories
 from .rules import Rules
+from .validation import RuleModel, parse
 
 DEFAULT_REVIEW_PATH = Path(__file__).with_name("review.yaml")
 LAYERS = ("yjjbnt", "stbhhx", "czkfbj", "ghfq", "dltb")
@@ -61,57 +64,93 @@ class ReviewRules:
                               .encode("utf-8")).hexdigest()
 
 
+class ReviewRuleDoc(RuleModel):
+    """One rule of the review rules file (analysis/review.yaml)."""
+
+    id: str
+    title: str | None = None
+    layer: str | None = None
+    measure: Literal["inside", "outside", "zones", "categories"]
+    max_m2: float = Field(0.0, ge=0)
+    severity: Literal["fail", "warn"] = "fail"
+    zones: list[str] = Field(default_factory=list)
+    categories: list[str] = Field(default_factory=list)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not v:
+            raise ValueError("must be a unique non-empty text")
+        return v
+
+    @field_validator("zones", "categories", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v: object) -> object:
+        return [] if v is None else v
+
+    @model_validator(mode="after")
+    def _fits_its_measure(self) -> ReviewRuleDoc:
+        where = f"({self.id})"
+        if self.layer not in MEASURES[self.measure]:
+            raise ValueError(f"{where}: measure {self.measure} works on layer(s) {list(MEASURES[self.measure])}, "
+                             f"not {self.layer!r}")
+        if self.measure == "zones" and not self.zones:
+            raise ValueError(f"{where}: measure zones needs zones: [GHFQDM prefixes]")
+        if self.measure == "categories" and (not self.categories or set(self.categories) - set(CATEGORIES)):
+            raise ValueError(f"{where}: categories {self.categories!r} must list some of {list(CATEGORIES)}")
+        return self
+
+
+class ReviewRulesDoc(RuleModel):
+    """The review rules file: a tolerance, the layers' titles, the rules."""
+
+    version: int | None = None
+    tolerance_m2: float = Field(0.0, ge=0)
+    layers: dict[str, str] = Field(default_factory=dict)
+    rules: list[ReviewRuleDoc]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_mapping(cls, v: object) -> object:
+        if not isinstance(v, dict):
+            raise ValueError("the review rules must be a mapping with tolerance_m2, layers, rules")
+        return v
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _layers(cls, v: object) -> object:
+        v = {} if v is None else v
+        if isinstance(v, dict):
+            bad = sorted(set(map(str, v)) - set(LAYERS))
+            if bad:
+                raise ValueError(f"{bad} are not reviewed; layers are {list(LAYERS)}")
+            return {str(k): str(x) for k, x in v.items()}
+        return v
+
+    @field_validator("rules", mode="before")
+    @classmethod
+    def _rules(cls, v: object) -> object:
+        if not isinstance(v, list) or not v:
+            raise ValueError("must be a non-empty list")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> ReviewRulesDoc:
+        seen: set[str] = set()
+        for i, r in enumerate(self.rules):
+            if r.id in seen:
+                raise ValueError(f"rules[{i}]: id {r.id!r} must be a unique non-empty text")
+            seen.add(r.id)
+        return self
+
+
 def parse_review_rules(doc, where: str = "<review rules>") -> ReviewRules:
-    if not isinstance(doc, dict):
-        raise RuleError(f"{where}: the review rules must be a mapping with tolerance_m2, layers, rules")
-    unknown = set(doc) - {"version", "tolerance_m2", "layers", "rules"}
-    if unknown:
-        raise RuleError(f"{where}: unknown key(s) {sorted(unknown)}")
-    tol = doc.get("tolerance_m2", 0.0)
-    if not isinstance(tol, (int, float)) or tol < 0:
-        raise RuleError(f"{where}: tolerance_m2 {tol!r} must be a number ≥ 0")
-    titles = {name: name for name in LAYERS} | {str(k): str(v) for k, v in (doc.get("layers") or {}).items()}
-    bad = set(titles) - set(LAYERS)
-    if bad:
-        raise RuleError(f"{where}: layers {sorted(bad)} are not reviewed; layers are {list(LAYERS)}")
-    raw = doc.get("rules")
-    if not isinstance(raw, list) or not raw:
-        raise RuleError(f"{where}: rules must be a non-empty list")
-    rules, seen = [], set()
-    keys = {"id", "title", "layer", "measure", "max_m2", "severity", "zones", "categories"}
-    for i, r in enumerate(raw):
-        label = f"{where}: rules[{i}]"
-        if not isinstance(r, dict):
-            raise RuleError(f"{label} must be a mapping")
-        if set(r) - keys:
-            raise RuleError(f"{label}: unknown key(s) {sorted(set(r) - keys)}; keys are {sorted(keys)}")
-        rid = r.get("id")
-        if not isinstance(rid, str) or not rid or rid in seen:
-            raise RuleError(f"{label}: id {rid!r} must be a unique non-empty text")
-        seen.add(rid)
-        measure = r.get("measure")
-        if measure not in MEASURES:
-            raise RuleError(f"{label} ({rid}): measure {measure!r} must be one of {list(MEASURES)}")
-        layer = r.get("layer")
-        if layer not in MEASURES[measure]:
-            raise RuleError(f"{label} ({rid}): measure {measure} works on layer(s) {list(MEASURES[measure])}, "
-                            f"not {layer!r}")
-        limit = r.get("max_m2", 0)
-        if not isinstance(limit, (int, float)) or limit < 0:
-            raise RuleError(f"{label} ({rid}): max_m2 {limit!r} must be a number ≥ 0")
-        severity = r.get("severity", "fail")
-        if severity not in ("fail", "warn"):
-            raise RuleError(f"{label} ({rid}): severity {severity!r} must be fail or warn")
-        zones = r.get("zones") or []
-        if measure == "zones" and (not isinstance(zones, list) or not zones):
-            raise RuleError(f"{label} ({rid}): measure zones needs zones: [GHFQDM prefixes]")
-        cats = r.get("categories") or []
-        if measure == "categories" and (not isinstance(cats, list) or not cats or set(cats) - set(CATEGORIES)):
-            raise RuleError(f"{label} ({rid}): categories {cats!r} must list some of {list(CATEGORIES)}")
-        rules.append(ReviewRule(id=rid, title=str(r.get("title") or rid), layer=layer, measure=measure,
-                                max_m2=float(limit), severity=severity, zones=tuple(str(z) for z in zones),
-                                categories=tuple(cats)))
-    return ReviewRules(float(tol), titles, tuple(rules), doc)
+    d = parse(ReviewRulesDoc, doc, where)
+    titles = {name: name for name in LAYERS} | d.layers
+    rules = tuple(ReviewRule(id=r.id, title=r.title or r.id, layer=str(r.layer), measure=r.measure,
+                             max_m2=float(r.max_m2), severity=r.severity, zones=tuple(str(z) for z in r.zones),
+                             categories=tuple(r.categories)) for r in d.rules)
+    return ReviewRules(float(d.tolerance_m2), titles, rules, doc)
 
 
 def load_review_rules(path: str | Path | None = None) -> ReviewRules:
@@ -235,14 +274,16 @@ def review_site(site, crs, layers: dict[str, gpd.GeoDataFrame | None], rules: Re
             value = sum(category_area.get(c, 0.0) for c in rule.categories)
         value = float(value)
         ok = bool(value <= rule.max_m2 + rules.tolerance_m2)
-        what = {"inside": f"位于{rules.layer_titles[rule.layer]}内", "outside": f"位于{rules.layer_titles[rule.layer]}外",
+        title = rules.layer_titles[rule.layer]
+        what = {"inside": f"位于{title}内", "outside": f"位于{title}外",
                 "zones": f"位于规划分区 {'/'.join(rule.zones)} 内",
                 "categories": f"占用{'、'.join(CATEGORY_ZH[c] for c in rule.categories)}"}[rule.measure]
         verdict = "通过" if ok else ("不通过" if rule.severity == "fail" else "提示")
         results.append({"id": rule.id, "title": rule.title, "layer": rule.layer, "measure": rule.measure,
                         "value_m2": _r(value), "limit_m2": rule.max_m2, "severity": rule.severity, "passed": ok,
                         "result": verdict,
-                        "message": f"{what} {value:.2f} m²（允许 ≤ {rule.max_m2:g} m²，容差 {rules.tolerance_m2:g} m²）："
+                        "message": f"{what} {value:.2f} m²"
+                                   f"（允许 ≤ {rule.max_m2:g} m²，容差 {rules.tolerance_m2:g} m²）："
                                    f"{verdict}"})
     failed = [r for r in results if r["passed"] is False and r["severity"] == "fail"]
     unchecked = [r for r in results if r["passed"] is None]

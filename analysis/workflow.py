@@ -22,14 +22,17 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field, field_validator, model_validator
 
-from layers.errors import ConflictError, FieldError, RuleError, YztError
+from layers.errors import ConflictError, FieldError, YztError
 from layers.yamlfile import read_yaml_file
 
+from .validation import RuleModel, parse
+
 DEFAULT_WORKFLOW_PATH = Path(__file__).with_name("workflow.yaml")
-REQUIREMENT = ("required", "optional", "forbidden")
 
 
 class TransitionError(ConflictError):
@@ -153,74 +156,113 @@ class Workflow:
 
 # --- parsing ------------------------------------------------------------------------------------------------
 
-_TRANSITION_KEYS = {"from", "to", "name", "role", "judgement", "when_judgement", "note", "evidence",
-                    "clear_judgement"}
+class StatusDoc(RuleModel):
+    en: str | None = None
+    final: bool = False
+
+
+class TransitionDoc(RuleModel):
+    """One move of the workflow file (see analysis/workflow.yaml for the keys)."""
+
+    from_: str = Field(alias="from")
+    to: str
+    name: str | None = None
+    role: str | None = None
+    judgement: Literal["required", "optional", "forbidden"] = "forbidden"
+    when_judgement: list[str] = Field(default_factory=list)
+    note: Literal["required", "optional"] = "optional"
+    evidence: Literal["required", "optional"] = "optional"
+    clear_judgement: bool = False
+
+    @field_validator("when_judgement", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v: object) -> object:
+        return [] if v is None else v
+
+
+class WorkflowDoc(RuleModel):
+    """The workflow file: statuses, judgements, roles and the moves between statuses."""
+
+    initial: str | None = None
+    default_role: str | None = None
+    roles: list[str]
+    judgements: dict[str, str]
+    statuses: dict[str, StatusDoc | None]
+    transitions: list[TransitionDoc]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_mapping(cls, v: object) -> object:
+        if not isinstance(v, dict):
+            raise ValueError("the workflow must be a mapping with initial, roles, judgements, statuses, transitions")
+        return v
+
+    @field_validator("roles", mode="before")
+    @classmethod
+    def _roles(cls, v: object) -> object:
+        if not isinstance(v, list) or not v or not all(isinstance(r, str) for r in v):
+            raise ValueError(f"must be a list of role names, least first (got {v!r})")
+        return v
+
+    @field_validator("judgements", mode="before")
+    @classmethod
+    def _judgements(cls, v: object) -> object:
+        if not isinstance(v, dict) or not v:
+            raise ValueError(f"must map each 认定 value to its English meaning (got {v!r})")
+        return {str(k): str(x) for k, x in v.items()}
+
+    @field_validator("statuses", mode="before")
+    @classmethod
+    def _statuses(cls, v: object) -> object:
+        if not isinstance(v, dict) or not v:
+            raise ValueError(f"must map each status to {{en: …}} (got {v!r})")
+        return {str(k): x for k, x in v.items()}
+
+    @field_validator("transitions", mode="before")
+    @classmethod
+    def _transitions(cls, v: object) -> object:
+        if not isinstance(v, list) or not v:
+            raise ValueError("must be a non-empty list of {from, to, …}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WorkflowDoc:
+        statuses, roles = list(self.statuses), self.roles
+        if self.initial not in self.statuses:
+            raise ValueError(f"initial {self.initial!r} is not one of the statuses {statuses}")
+        if self.default_role is not None and self.default_role not in roles:
+            raise ValueError(f"default_role {self.default_role!r} is not one of the roles {roles}")
+        for i, t in enumerate(self.transitions):
+            label = f"transitions[{i}]"
+            for key, value in (("from", t.from_), ("to", t.to)):
+                if value not in self.statuses:
+                    raise ValueError(f"{label}: {key} {value!r} is not one of the statuses {statuses}")
+            if t.role is not None and t.role not in roles:
+                raise ValueError(f"{label}: role {t.role!r} is not one of the roles {roles}")
+            if any(j not in self.judgements for j in t.when_judgement):
+                raise ValueError(f"{label}: when_judgement {t.when_judgement!r} must list judgements from "
+                                 f"{list(self.judgements)}")
+        keys = [(t.from_, t.to, tuple(t.when_judgement)) for t in self.transitions]
+        dup = sorted({f"{a} → {b}" for a, b, w in keys if keys.count((a, b, w)) > 1})
+        if dup:
+            raise ValueError(f"transition(s) listed twice: {dup}")
+        return self
 
 
 def parse_workflow(doc, where: str = "<workflow>") -> Workflow:
     """A Workflow from its mapping (the YAML document); RuleError naming the key and value on any mistake."""
-    if not isinstance(doc, dict):
-        raise RuleError(f"{where}: the workflow must be a mapping with initial, roles, judgements, statuses, "
-                        "transitions")
-    unknown = set(doc) - {"initial", "default_role", "roles", "judgements", "statuses", "transitions"}
-    if unknown:
-        raise RuleError(f"{where}: unknown key(s) {sorted(unknown)}")
-    roles = doc.get("roles")
-    if not isinstance(roles, list) or not roles or not all(isinstance(r, str) for r in roles):
-        raise RuleError(f"{where}: roles must be a list of role names, least first (got {roles!r})")
-    judgements = doc.get("judgements")
-    if not isinstance(judgements, dict) or not judgements:
-        raise RuleError(f"{where}: judgements must map each 认定 value to its English meaning (got {judgements!r})")
-    statuses = doc.get("statuses")
-    if not isinstance(statuses, dict) or not statuses:
-        raise RuleError(f"{where}: statuses must map each status to {{en: …}} (got {statuses!r})")
-    clean_statuses = {}
-    for name, info in statuses.items():
-        info = info or {}
-        if not isinstance(info, dict) or set(info) - {"en", "final"}:
-            raise RuleError(f"{where}: status {name!r} must be {{en: NAME, final: true|false}} (got {info!r})")
-        clean_statuses[str(name)] = {"en": str(info.get("en", name)), "final": bool(info.get("final", False))}
-    initial = doc.get("initial")
-    if initial not in clean_statuses:
-        raise RuleError(f"{where}: initial {initial!r} is not one of the statuses {list(clean_statuses)}")
-    default_role = doc.get("default_role", roles[0])
-    if default_role not in roles:
-        raise RuleError(f"{where}: default_role {default_role!r} is not one of the roles {roles}")
-    raw = doc.get("transitions")
-    if not isinstance(raw, list) or not raw:
-        raise RuleError(f"{where}: transitions must be a non-empty list of {{from, to, …}}")
-    transitions = []
-    for i, t in enumerate(raw):
-        label = f"{where}: transitions[{i}]"
-        if not isinstance(t, dict):
-            raise RuleError(f"{label} must be a mapping (got {t!r})")
-        extra = set(t) - _TRANSITION_KEYS
-        if extra:
-            raise RuleError(f"{label}: unknown key(s) {sorted(extra)}; keys are {sorted(_TRANSITION_KEYS)}")
-        for key in ("from", "to"):
-            if t.get(key) not in clean_statuses:
-                raise RuleError(f"{label}: {key} {t.get(key)!r} is not one of the statuses {list(clean_statuses)}")
-        role = t.get("role", default_role)
-        if role not in roles:
-            raise RuleError(f"{label}: role {role!r} is not one of the roles {roles}")
-        for key, allowed in (("judgement", REQUIREMENT), ("note", REQUIREMENT[:2]), ("evidence", REQUIREMENT[:2])):
-            value = t.get(key, "forbidden" if key == "judgement" else "optional")
-            if value not in allowed:
-                raise RuleError(f"{label}: {key} {value!r} must be one of {list(allowed)}")
-        when = t.get("when_judgement") or []
-        if not isinstance(when, list) or any(j not in judgements for j in when):
-            raise RuleError(f"{label}: when_judgement {when!r} must list judgements from {list(judgements)}")
-        transitions.append(Transition(
-            source=t["from"], target=t["to"], name=str(t.get("name") or f"{t['from']} → {t['to']}"), role=role,
-            judgement=t.get("judgement", "forbidden"), when_judgement=tuple(when),
-            note=t.get("note", "optional"), evidence=t.get("evidence", "optional"),
-            clear_judgement=bool(t.get("clear_judgement", False))))
-    keys = [(t.source, t.target, t.when_judgement) for t in transitions]
-    dup = sorted({f"{a} → {b}" for a, b, w in keys if keys.count((a, b, w)) > 1})
-    if dup:
-        raise RuleError(f"{where}: transition(s) listed twice: {dup}")
-    return Workflow(initial=initial, roles=tuple(roles), judgements={str(k): str(v) for k, v in judgements.items()},
-                    statuses=clean_statuses, transitions=tuple(transitions), document=doc)
+    d = parse(WorkflowDoc, doc, where)
+    assert d.initial is not None  # checked by WorkflowDoc
+    default_role = d.default_role or d.roles[0]
+    statuses = {name: {"en": info.en if info is not None and info.en is not None else name,
+                       "final": bool(info.final) if info is not None else False}
+                for name, info in d.statuses.items()}
+    transitions = tuple(Transition(
+        source=t.from_, target=t.to, name=t.name or f"{t.from_} → {t.to}", role=t.role or default_role,
+        judgement=t.judgement, when_judgement=tuple(t.when_judgement), note=t.note, evidence=t.evidence,
+        clear_judgement=t.clear_judgement) for t in d.transitions)
+    return Workflow(initial=d.initial, roles=tuple(d.roles), judgements=dict(d.judgements), statuses=statuses,
+                    transitions=transitions, document=doc)
 
 
 def load_workflow(path: str | Path | None = None) -> Workflow:

@@ -24,8 +24,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from layers.load import load_role, resolve_target_epsg  # noqa: E402
-from layers.manifest import load_manifest  # noqa: E402
+from layers.load import load_role, resolve_target_epsg
+from layers.manifest import load_manifest
 
 
 def build(n: int, seed: int = 1) -> gpd.GeoDataFrame:

@@ -129,7 +129,7 @@ def free_port() -> int:
 class Server:
     def __init__(self, name: str, args: list[str], env: dict, port: int, ready_path: str, log: Path):
         self.name, self.port, self.ready_path = name, port, ready_path
-        self.log = open(log, "w")
+        self.log = open(log, "w")  # noqa: SIM115 - the server's log, open while it runs
         self.proc = subprocess.Popen(args, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT,
                                      cwd=ROOT, start_new_session=True)
         deadline = time.monotonic() + 180
@@ -303,7 +303,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from services.ogc.crs import extent_crs84
-    from services.pgcluster import start_cluster
+    from tests.pgcluster import start_cluster
 
     base = Path(tempfile.mkdtemp(prefix="yzt-bench-pg-"))
     cluster = start_cluster(base)

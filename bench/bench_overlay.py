@@ -29,7 +29,7 @@ import pandas as pd
 import shapely
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from analysis.overlay import overlay_pieces  # noqa: E402
+from analysis.overlay import overlay_pieces
 
 EPSG = 4547
 
@@ -100,9 +100,9 @@ def postgis_setup(left, right, args):
     import psycopg
 
     try:
-        from services.pgcluster import start_cluster
+        from tests.pgcluster import start_cluster
     except ImportError as exc:  # pragma: no cover
-        raise RuntimeError(f"services.pgcluster not importable: {exc}") from None
+        raise RuntimeError(f"tests.pgcluster not importable: {exc}") from None
     base = Path(tempfile.mkdtemp(prefix="yzt-bench-overlay-pg-", dir="/tmp"))
     os.chmod(base, 0o755)
     cluster = start_cluster(base)
@@ -111,10 +111,9 @@ def postgis_setup(left, right, args):
     for name, frame in (("l", left), ("r", right)):
         conn.execute(f"CREATE TABLE {name} (id integer PRIMARY KEY, geom geometry(Geometry, {EPSG}))")
         ewkb = shapely.to_wkb(shapely.set_srid(frame.geometry.values, EPSG), hex=True, include_srid=True)
-        with conn.cursor() as cur:
-            with cur.copy(f"COPY {name} (id, geom) FROM STDIN") as cp:
-                for i, w in enumerate(ewkb):
-                    cp.write_row((i, w))
+        with conn.cursor() as cur, cur.copy(f"COPY {name} (id, geom) FROM STDIN") as cp:
+            for i, w in enumerate(ewkb):
+                cp.write_row((i, w))
         conn.execute(f"CREATE INDEX ON {name} USING gist (geom)")
     conn.execute("VACUUM ANALYZE l")
     conn.execute("VACUUM ANALYZE r")
@@ -247,7 +246,7 @@ def main(argv=None):
             try:
                 for label, sql, table in (("PostGIS ST_Intersection", POSTGIS_PLAIN, "out_plain"),
                                           ("PostGIS + ST_CoveredBy fast path", POSTGIS_FAST, "out_fast")):
-                    t, res = timed(lambda: run_postgis(conn, sql, table), args.repeat)
+                    t, res = timed(lambda sql=sql, table=table: run_postgis(conn, sql, table), args.repeat)
                     rows.append((label, t, res))
                     print(f"  {label}: {t:.2f} s")
             finally:
@@ -261,7 +260,7 @@ def main(argv=None):
             con = duckdb_setup(left, right)
             for label, sql, table in (("DuckDB spatial ST_Intersection", DUCK_PLAIN, "out_plain"),
                                       ("DuckDB spatial + ST_CoveredBy fast path", DUCK_FAST, "out_fast")):
-                t, res = timed(lambda: run_duckdb(con, sql, table), args.repeat)
+                t, res = timed(lambda sql=sql, table=table: run_duckdb(con, sql, table), args.repeat)
                 rows.append((label, t, res))
                 print(f"  {label}: {t:.2f} s")
             con.close()
@@ -275,7 +274,7 @@ def main(argv=None):
         print(f"{name:44s} {t:9.2f} {len(res):9d} {res['area'].sum():24.3f} {t / ours_t:8.2f} {load:5.1f}")
     print()
     ok = True
-    for name, t, res in rows[1:]:
+    for name, _, res in rows[1:]:
         msgs = compare(name, res, ours)
         total_rel = abs(res["area"].sum() - ours["area"].sum()) / ours["area"].sum()
         if total_rel > 1e-9:

@@ -26,8 +26,8 @@ from affine import Affine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.raster.slope import iter_slope_blocks, slope_grades  # noqa: E402
-from layers.raster import RasterSource  # noqa: E402
+from analysis.raster.slope import iter_slope_blocks, slope_grades
+from layers.raster import RasterSource
 
 
 def peak_rss_mb() -> float:
@@ -36,7 +36,8 @@ def peak_rss_mb() -> float:
 
 def write_dem(path: Path, size: int, cell: float = 5.0, block: int = 256) -> None:
     tr = Affine(cell, 0, 590_000.0, 0, -cell, 4_130_000.0)
-    with rasterio.Env(GDAL_CACHEMAX=256 * 2**20), rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1, dtype="float32",
+    with rasterio.Env(GDAL_CACHEMAX=256 * 2**20), rasterio.open(path, "w", driver="GTiff", width=size, height=size,
+                                                               count=1, dtype="float32",
                        crs="EPSG:4547", transform=tr, tiled=True, blockxsize=512, blockysize=512,
                        compress="deflate", predictor=3, nodata=-9999.0, BIGTIFF="YES") as ds:
         for r in range(0, size, block):

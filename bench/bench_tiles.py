@@ -79,7 +79,7 @@ def load_dltb(county: Path, n: int):
     path = Path(spec.path)
     frame = gpd.read_parquet(path) if path.suffix == ".parquet" else gpd.read_file(path)
     keep = [c for c in ("BSM", "TBBH", "DLBM", "DLMC", "ZLDWDM", "TBMJ", "QSXZ", "KCXS") if c in frame.columns]
-    return frame[keep + ["geometry"]]
+    return frame[[*keep, "geometry"]]
 
 
 def build_stores(frame, pg_url: str, n: int):
@@ -114,8 +114,9 @@ def make_cog(path: Path, size: int, extent_gk) -> Path:
     x0 = extent_gk[0] + 2000
     y1 = extent_gk[3] - 2000
     tmp = path.with_suffix(".tmp.tif")
-    with rasterio.open(tmp, "w", driver="GTiff", width=size, height=size, count=3, dtype="uint8", crs="EPSG:4547", photometric="RGB",
-                       transform=from_origin(x0, y1, res, res), tiled=True, blockxsize=512, blockysize=512,
+    with rasterio.open(tmp, "w", driver="GTiff", width=size, height=size, count=3, dtype="uint8", crs="EPSG:4547",
+                       photometric="RGB", transform=from_origin(x0, y1, res, res), tiled=True, blockxsize=512,
+                       blockysize=512,
                        compress="deflate") as dst:
         for r0 in range(0, size, 512):
             rows = min(512, size - r0)
@@ -194,9 +195,8 @@ def summary(lat, wall) -> dict:
 def floor_app():
     """A static tile server (uvicorn --factory bench_tiles:floor_app): reads FLOOR_DIR/{z}/{x}/{y}.pbf."""
     from starlette.applications import Starlette
-    from starlette.staticfiles import StaticFiles
-
     from starlette.routing import Mount
+    from starlette.staticfiles import StaticFiles
 
     return Starlette(routes=[Mount("/t", StaticFiles(directory=os.environ["FLOOR_DIR"]))])
 
@@ -242,7 +242,8 @@ def vector_runs(args, ports, paths, sample_a, sample_b, work) -> None:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(data)
     fp = free_port()
-    floor = Server("floor", [x.replace("{port}", str(fp)) for x in uvicorn("bench_tiles:floor_app", args.workers, True)],
+    command = [x.replace("{port}", str(fp)) for x in uvicorn("bench_tiles:floor_app", args.workers, True)]
+    floor = Server("floor", command,
                    {"FLOOR_DIR": str(floor_dir), "PYTHONPATH": f"{ROOT / 'bench'}:{ROOT}"}, fp,
                    paths["floor"](*sample_a[0]), work / "floor.log")
     try:
@@ -340,7 +341,8 @@ def main() -> None:
               f"{cold['p50']:.1f} / p95 {cold['p95']:.1f} ms")
         for clients in (1, 8):
             r = run_for(port, rp, clients, args.seconds)
-            print(f"imagery warm clients={clients}: p50 {r['p50']:.1f} ms, p95 {r['p95']:.1f} ms, {r['rps']:.1f} tiles/s "
+            print(f"imagery warm clients={clients}: p50 {r['p50']:.1f} ms, p95 {r['p95']:.1f} ms, "
+                  f"{r['rps']:.1f} tiles/s "
                   f"(load {os.getloadavg()[0]:.1f})", flush=True)
     finally:
         for s in servers:

@@ -613,7 +613,7 @@ def _orientation(geom) -> float:
     return math.atan2(e[1], e[0])
 
 
-def _plant(t: dict, z: dict, rng: np.random.Generator) -> tuple[list[dict], list[dict], list[dict], "_Placer"]:
+def _plant(t: dict, z: dict, rng: np.random.Generator) -> tuple[list[dict], list[dict], list[dict], _Placer]:
     """Choose parents and draw the rectangles of every planted site and supply case (not yet carved)."""
     placer = _Placer(t, z, rng)
     typical = min(45.0, 0.9 * t["cell_size"] * 0.45 + 5)  # half-diagonal of a typical site
@@ -903,7 +903,7 @@ def build_county(seed: int = DEFAULT_SEED, scale: float = 1.0, n_patches: int | 
 # Sites crossing several current patches (data/split.py)
 # ---------------------------------------------------------------------------------------------------------
 
-def _plant_split_sites(t: dict, z: dict, p: dict, placer: "_Placer", rng: np.random.Generator,
+def _plant_split_sites(t: dict, z: dict, p: dict, placer: _Placer, rng: np.random.Generator,
                        busy: set[int]) -> list[dict]:
     """Place every SPLIT_SITES family (parents chosen among patches no other planted case uses)."""
     sp = split.SplitPlacer(t, z, p["geoms"][:len(t["geoms"])], placer, rng, busy,

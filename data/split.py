@@ -289,7 +289,7 @@ def carve(site: dict, geoms: np.ndarray, neighbours_tree: shapely.STRtree) -> tu
     neighbours."""
     rect = site["rect"]
     parents = site["parents"]
-    lines = list(shapely.get_rings(geoms[parents])) + [shapely.get_exterior_ring(rect)] + cut_lines(site, geoms)
+    lines = [*shapely.get_rings(geoms[parents]), shapely.get_exterior_ring(rect), *cut_lines(site, geoms)]
     noded = shapely.union_all(np.array(lines, dtype=object), grid_size=sh.MM)
     faces = np.asarray(shapely.get_parts(shapely.polygonize(shapely.get_parts(noded))))
     faces = faces[shapely.area(faces) > 1e-9]

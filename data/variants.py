@@ -560,7 +560,6 @@ def control_points_4547(county_bounds) -> np.ndarray:
 def write_transform_variant(out_dir, name: str, source=None) -> Path:
     """The sample's xzq and its stbhhx in Xian 1980 (EPSG:2383, made with the 7 parameters of XIAN80_HELMERT run
     backwards, as in the messy variant), under the transform entry TRANSFORM_VARIANTS[name] describes."""
-    from .generate import _dump
     source = _sample_dir(source)
     out = _fresh(out_dir)
     doc = _copy_sample(out, source)

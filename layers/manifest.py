@@ -83,7 +83,7 @@ class DatumTransform:
         fitted = f" (fitted to {len(self.control_points)} control points)" if self.estimate else ""
         return f"{self.kind}: {items}{fitted}"
 
-    def with_params(self, params: dict) -> "DatumTransform":
+    def with_params(self, params: dict) -> DatumTransform:
         return DatumTransform(self.kind, params, self.pipeline, self.estimate, self.control_points,
                               self.control_source, self.max_residual_m)
 

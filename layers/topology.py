@@ -67,7 +67,7 @@ def overlap_findings(gdf: gpd.GeoDataFrame, role: str, ids: np.ndarray, toleranc
         return []
     coverage = invalid is not None
     candidates = None
-    if coverage:
+    if invalid is not None:
         candidates = np.flatnonzero(invalid)
         if len(candidates) == 0:
             return []

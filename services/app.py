@@ -1,29 +1,32 @@
-"""The application factory: one FastAPI app serving the OGC API (pygeoapi, mounted), the patch workbench,
-the 合规性审查 service, the indicators API and the web page."""
+"""The application factory: one FastAPI app serving the OGC API (pygeoapi, mounted), the HTTP API (workbench,
+合规性审查, indicators) and the web page. Every part is installed explicitly, in this order:
+
+1. errors   — the one table from exceptions to HTTP status and code (services/errors.py)
+2. auth     — tokens and roles; the gate in front of the OGC API (services/auth.py)
+3. ogc      — pygeoapi over our store, mounted at settings.ogc_prefix (services/ogc)
+4. api      — the /api routers and the jobs they share (services/api)
+5. web      — the pages and their static files (services/web)
+"""
 
 from __future__ import annotations
 
-import importlib
-
 from fastapi import FastAPI
 
+from . import api, auth, errors, web
+from .ogc.app import create_ogc_app
 from .settings import Settings
-
-# the map page's routes (services/api/): imagery tiles, glyphs, 核查表 PDFs, review uploads, template exports
-MAP_MODULES = ("api.rasters", "api.map", "api.glyphs", "api.search", "api.reports", "api.review_files", "api.exchange")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    app = FastAPI(title="yizhangtu 一张图", version="0.1.0")
+    # FastAPI's own /docs and /redoc load their scripts from a CDN: the web page's /api.html replaces them
+    app = FastAPI(title="yizhangtu 一张图", version="0.1.0", docs_url=None, redoc_url=None)
     app.state.settings = settings
-    # Each concern lives in its own module exposing `install(app, settings)`.
-    for name in ("errors", "auth", "ogc", "workbench", "review", "indicators_api", *MAP_MODULES, "web"):
-        try:
-            module = importlib.import_module(f"services.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"services.{name}":
-                continue
-            raise
-        module.install(app, settings)
+    errors.install(app)
+    auth.install(app, settings)
+    ogc = create_ogc_app(settings)
+    app.state.ogc = ogc
+    app.mount(settings.ogc_prefix, ogc)
+    api.install(app, settings)
+    web.install(app)
     return app

@@ -29,9 +29,8 @@ from layers.errors import RuleError
 from layers.yamlfile import read_yaml_file
 
 from .errors import AuthenticationError, PermissionDenied, error_response
-from .settings import ROLES, Principal
+from .settings import RANK, ROLES, Principal, Settings
 
-RANK = {role: i + 1 for i, role in enumerate(ROLES)}  # planner 1 < inspector 2 < admin 3
 ANONYMOUS = Principal(user="anonymous", role="anonymous")
 HOW = "send Authorization: Bearer <token> or X-API-Key: <token> (tokens are configured in settings.tokens / " \
       "settings.tokens_file)"
@@ -146,6 +145,6 @@ class _OgcGate:
         await self.app(scope, receive, send)
 
 
-def install(app: FastAPI, settings) -> None:
+def install(app: FastAPI, settings: Settings) -> None:
     app.state.tokens = load_tokens(settings)
     app.add_middleware(_OgcGate, prefix=settings.ogc_prefix, anonymous_read=settings.anonymous_read)

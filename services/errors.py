@@ -1,5 +1,6 @@
-"""HTTP errors: ONE table maps each YztError subclass to a status code; every error body is JSON
-``{"code": …, "description": …}`` (tipg / titiler style).
+"""HTTP errors: ONE table maps each YztError subclass to a status code and an error code, for /api and /ogc
+alike (tipg / titiler style). /api answers JSON ``{"code": …, "description": …}``; /ogc renders the same status
+and code as an OGC API exception (JSON or HTML, services/ogc/app.py).
 
 Nothing below ``services/`` knows about HTTP: ``layers`` and ``analysis`` raise YztError subclasses whose messages
 name the bad value and the remedy, and this module turns them into responses. The errors that only exist at the
@@ -15,12 +16,15 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 from analysis.workflow import RoleError
 from layers.errors import (
@@ -38,6 +42,8 @@ from layers.errors import (
     YztError,
 )
 
+from .jobs.workflow import StaleVersionError
+
 LOGGER = logging.getLogger("yizhangtu.http")
 
 
@@ -47,7 +53,7 @@ class RequestError(YztError, ValueError):
     """A request parameter, header or body is malformed (bad bbox, unknown filter value …)."""
 
 
-def refuse_unknown_params(query_params, allowed: set[str]) -> None:
+def refuse_unknown_params(query_params: Iterable[str], allowed: set[str]) -> None:
     """RequestError (400) naming every query parameter an endpoint does not take: a misspelt filter must not
     be silently ignored."""
     unknown = sorted(set(query_params) - allowed)
@@ -68,14 +74,12 @@ class PreconditionRequired(YztError, ValueError):
     """A write without If-Match: the caller must say which version it changes."""
 
 
-class StaleVersionError(ConflictError):
-    """If-Match names a version that is no longer current: somebody else changed the record first."""
+class MethodNotAllowed(YztError, PermissionError):
+    """The resource exists but does not take this method (the OGC API and the audit log are read-only)."""
 
-    def __init__(self, message: str, current_version: int | None = None):
+    def __init__(self, message: str, allow: str = "GET"):
         super().__init__(message)
-        self.current_version = current_version
-        self.headers = {"ETag": f'"{current_version}"'} if current_version is not None else {}
-        self.extra = {"current_version": current_version} if current_version is not None else {}
+        self.headers = {"Allow": allow}
 
 
 class PayloadTooLarge(YztError, ValueError):
@@ -95,6 +99,7 @@ STATUS_CODES: dict[type[Exception], tuple[int, str]] = {
     PermissionDenied: (403, "Forbidden"),
     RoleError: (403, "Forbidden"),  # a workflow move above the caller's role
     NotFoundError: (404, "NotFound"),
+    MethodNotAllowed: (405, "MethodNotAllowed"),
     StaleVersionError: (412, "PreconditionFailed"),
     ConflictError: (409, "Conflict"),  # illegal state transition (analysis.workflow.TransitionError) and races
     PayloadTooLarge: (413, "PayloadTooLarge"),
@@ -120,7 +125,7 @@ def status_of(exc: BaseException) -> tuple[int, str]:
     return 500, "InternalError"
 
 
-def error_body(code: str, description: str, **extra) -> dict:
+def error_body(code: str, description: str, **extra: Any) -> dict:
     return {"code": code, "description": description, **extra}
 
 
@@ -171,37 +176,48 @@ def validation_response(exc: RequestValidationError) -> JSONResponse:
                         status_code=status)
 
 
-def install(app: FastAPI, settings) -> None:
-    """Register the handlers on the app (called first by services.app.create_app)."""
+# --- the handlers (/api; the OGC API renders the same table its own way, services/ogc/app.py) ---------------
 
-    @app.exception_handler(YztError)
-    async def _yzt_error(request: Request, exc: YztError):
-        status, _ = status_of(exc)
-        if status >= 500:
-            LOGGER.error("%s %s: %s", request.method, request.url.path, exc)
-        return error_response(exc)
+async def yzt_error(request: Request, exc: Exception) -> Response:
+    status, _ = status_of(exc)
+    if status >= 500:
+        LOGGER.error("%s %s: %s", request.method, request.url.path, exc)
+    assert isinstance(exc, YztError)
+    return error_response(exc)
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError):
-        return validation_response(exc)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException):
-        try:
-            phrase = HTTPStatus(exc.status_code).phrase
-        except ValueError:
-            phrase = "Error"
-        description = exc.detail if isinstance(exc.detail, str) else phrase
-        if exc.status_code == 404 and description == phrase:
-            description = f"no resource at {request.url.path}; see /api for the endpoints"
-        elif exc.status_code == 405:
-            description = f"method {request.method} is not allowed on {request.url.path}"
-        return JSONResponse(error_body(phrase.replace(" ", ""), description), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+async def validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return validation_response(exc)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception):  # pragma: no cover - a bug, logged with traceback
-        request_id = uuid.uuid4().hex[:12]
-        LOGGER.exception("unexpected error %s on %s %s", request_id, request.method, request.url.path)
-        return JSONResponse(error_body("InternalError", f"internal error {request_id}; the server log has the "
-                                                        "traceback — please report it"), status_code=500)
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no such route, wrong method) with a JSON body."""
+    assert isinstance(exc, StarletteHTTPException)
+    try:
+        phrase = HTTPStatus(exc.status_code).phrase
+    except ValueError:
+        phrase = "Error"
+    description = exc.detail if isinstance(exc.detail, str) else phrase
+    if exc.status_code == 404 and description == phrase:
+        description = f"no resource at {request.url.path}; see /api for the endpoints"
+    elif exc.status_code == 405:
+        description = f"method {request.method} is not allowed on {request.url.path}"
+    return JSONResponse(error_body(phrase.replace(" ", ""), description), status_code=exc.status_code,
+                        headers=getattr(exc, "headers", None))
+
+
+async def unexpected(request: Request, exc: Exception) -> Response:  # pragma: no cover - a bug
+    """A bug: logged with its traceback and a request id, answered 500 with the id."""
+    request_id = uuid.uuid4().hex[:12]
+    LOGGER.exception("unexpected error %s on %s %s", request_id, request.method, request.url.path)
+    return JSONResponse(error_body("InternalError", f"internal error {request_id}; the server log has the "
+                                                    "traceback — please report it"), status_code=500)
+
+
+def install(app: FastAPI) -> None:
+    """Register the /api handlers on the app (called first by services.app.create_app)."""
+    app.add_exception_handler(YztError, yzt_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)

@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROLES = ("planner", "inspector", "admin")  # read; judge patches; ingest and configuration
+RANK = {role: i + 1 for i, role in enumerate(ROLES)}  # planner 1 < inspector 2 < admin 3
 
 
 class Principal(BaseModel):

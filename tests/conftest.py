@@ -1,6 +1,6 @@
 """Shared fixtures: a throw-away PostGIS cluster, fresh schemas, and the sample county ingested once.
 
-- ``pg_cluster`` / ``pg_url`` (session): a PostgreSQL + PostGIS cluster started with services.pgcluster in a
+- ``pg_cluster`` / ``pg_url`` (session): a PostgreSQL + PostGIS cluster started with tests.pgcluster in a
   temporary directory and stopped at the end. When PostgreSQL or PostGIS is not installed the tests that use
   it FAIL with the install hint (a missing backend is a broken environment, not a reason to skip).
 - ``pg_schema_url`` (function): a store URL on a schema of its own, dropped after the test.
@@ -27,7 +27,7 @@ SAMPLE_MANIFEST = ROOT / "data" / "sample" / "manifest.yaml"
 @pytest.fixture(scope="session")
 def pg_cluster():
     from layers.errors import StoreError
-    from services.pgcluster import start_cluster
+    from tests.pgcluster import start_cluster
 
     # /tmp is world-traversable: the cluster runs as the postgres OS user when we are root.
     base = Path(tempfile.mkdtemp(prefix="yzt-pg-"))

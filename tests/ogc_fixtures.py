@@ -43,10 +43,12 @@ def make_layers() -> dict[str, gpd.GeoDataFrame]:
     monitoring = gpd.GeoDataFrame(
         {"JCBH": ["J1", "J2", "J3"], "QSX": [dt.date(2024, 1, 1), dt.date(2024, 3, 1), None],
          "HSX": [dt.date(2024, 6, 1)] * 3, "SOURCE": ["satellite", "camera", "drone"], "yzt_fid": [1, 2, 3]},
-        geometry=[shapely.box(X0 + 10, Y0 + 10, X0 + 300, Y0 + 300), shapely.box(X0 + 1000, Y0 + 1000, X0 + 1200, Y0 + 1100),
+        geometry=[shapely.box(X0 + 10, Y0 + 10, X0 + 300, Y0 + 300),
+                  shapely.box(X0 + 1000, Y0 + 1000, X0 + 1200, Y0 + 1100),
                   shapely.box(X0 + 500, Y0 + 1500, X0 + 700, Y0 + 1800)], crs=4547)
     cameras = gpd.GeoDataFrame({"SXTBH": ["C1", "C2"], "GD": [30.0, 45.5], "yzt_fid": [1, 2]},
-                               geometry=[shapely.Point(X0 + 50, Y0 + 50), shapely.Point(X0 + 1500, Y0 + 1500)], crs=4547)
+                               geometry=[shapely.Point(X0 + 50, Y0 + 50), shapely.Point(X0 + 1500, Y0 + 1500)],
+                               crs=4547)
     flagged = gpd.GeoDataFrame(
         {"JCBH": ["J1", "J2"], "source_ids": ['["J1"]', '["J2", "J9"]'], "verdict": ["suspected_illegal", "legal"],
          "verdict_zh": ["未批先建", "合法"], "reviewed": [False, True], "area_m2": [84100.0, 20000.0]},
@@ -80,7 +82,7 @@ class Served:
         self.base = f"{self.root}/ogc"
         env = {**os.environ, "YZT_STORE": str(store), "YZT_BASE_URL": self.root, "YZT_WORKDIR": str(workdir),
                "PYTHONPATH": str(root)}
-        self.log = open(Path(workdir) / "uvicorn.log", "w")
+        self.log = open(Path(workdir) / "uvicorn.log", "w")  # noqa: SIM115 - the child's log, open while it runs
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "services.app:create_app", "--host", "127.0.0.1",
              "--port", str(self.port), "--log-level", "warning"], env=env, cwd=root, stdout=self.log,

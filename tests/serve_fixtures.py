@@ -49,7 +49,7 @@ def client_for(store, tmp_path: Path, **overrides):
 
 @pytest.fixture(scope="session")
 def analysed_gpkg(sample_store, tmp_path_factory) -> Path:
-    from services.analyse import run_analysis
+    from services.jobs.analyse import run_analysis
 
     path = tmp_path_factory.mktemp("analysed") / "store.gpkg"
     shutil.copyfile(sample_store, path)

@@ -15,8 +15,8 @@ from analysis.rules import DEFAULT_RULES_PATH
 from layers.area import ellipsoidal_area
 from layers.records import LoadRecord
 from layers.store import open_store
-from services.analyse import run_analysis
 from services.cli import cli
+from services.jobs.analyse import run_analysis
 from tests import analysis_fixtures as fx
 
 

@@ -7,7 +7,15 @@ import pytest
 from layers.errors import RuleError
 from services.auth import load_tokens
 from services.settings import Principal
-from tests.serve_fixtures import ADMIN, INSPECTOR, PLANNER, analysed_gpkg, bearer, client_for, settings_for  # noqa: F401
+from tests.serve_fixtures import (  # noqa: F401
+    ADMIN,
+    INSPECTOR,
+    PLANNER,
+    analysed_gpkg,
+    bearer,
+    client_for,
+    settings_for,
+)
 
 
 @pytest.fixture(scope="module")

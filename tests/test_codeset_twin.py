@@ -30,8 +30,8 @@ def _analyse(manifest, folder):
     from layers.ingest import ingest
     from layers.manifest import load_manifest
     from layers.store import open_store
-    from services import indicators as svc
-    from services.analyse import run_analysis
+    from services.jobs import indicators as svc
+    from services.jobs.analyse import run_analysis
 
     store = folder / "store.gpkg"
     with open_store(store) as s:
@@ -41,9 +41,9 @@ def _analyse(manifest, folder):
 
 
 @pytest.fixture(scope="module")
-def sample_run(analysed_gpkg):  # noqa: F811
+def sample_run(analysed_gpkg):
     from layers.store import open_store
-    from services import indicators as svc
+    from services.jobs import indicators as svc
 
     with open_store(analysed_gpkg) as s:
         flagged = s.read_layer("flagged_patches")
@@ -100,7 +100,7 @@ def test_twin_gives_identical_conflicts(twin, sample_run):
     key = ["kind", "left_ids", "right_ids"]
 
     def table(c):
-        return sorted((r.kind, r.left_ids, r.right_ids, round(float(r.area_m2), 2)) for r in c[key + ["area_m2"]]
+        return sorted((r.kind, r.left_ids, r.right_ids, round(float(r.area_m2), 2)) for r in c[[*key, "area_m2"]]
                       .itertuples())
 
     assert table(result.conflicts) == table(conflicts)
@@ -117,8 +117,8 @@ def test_twin_gives_identical_indicators(twin, sample_run):
 
     a, b = table(base), table(ind)
     assert set(b) == set(a)
-    differ = [k for k in a if not ((a[k] is None or (isinstance(a[k], float) and math.isnan(a[k])))
-                                   and (b[k] is None or (isinstance(b[k], float) and math.isnan(b[k])))
+    differ = [k for k in a if not (((a[k] is None or (isinstance(a[k], float) and math.isnan(a[k])))
+                                   and (b[k] is None or (isinstance(b[k], float) and math.isnan(b[k]))))
                                    or a[k] == pytest.approx(b[k], abs=1e-6))]
     assert not differ, [(k, a[k], b[k]) for k in differ[:10]]
 

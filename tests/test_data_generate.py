@@ -492,7 +492,7 @@ def test_reissue_on_another_piece_overlaps_below_the_match_ratio(sample):
         # each patch matches (ratio ≥ 0.5) pieces the other does not
         pieces = {p: cur.loc[p[3:], "geometry"] for p in r["pieces"]}
 
-        def matched(g):
+        def matched(g, pieces=pieces):
             return {p for p, pg in pieces.items()
                     if polygonal_area(shapely.intersection(g, pg)) / min(area(g)[0], area(pg)[0]) >= 0.5}
         assert matched(a) and matched(b) and not matched(a) & matched(b), r["change"]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import shutil
+from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
 
 from layers.store import open_store
-from services import indicators as svc
+from services.jobs import indicators as svc
 from tests.serve_fixtures import ADMIN, INSPECTOR, PLANNER, analysed_gpkg, bearer, client_for  # noqa: F401
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -147,12 +148,12 @@ def test_selfeval_json_and_xlsx(api, run):
     assert r.headers["content-disposition"].startswith('attachment; filename="selfeval_130599_')
     ws = load_workbook(io.BytesIO(r.content))["绩效自评表"]
     assert ws.cell(2, 1).value == "一级指标" and "样例县" in ws.cell(1, 1).value
-    total_row = [row for row in ws.iter_rows(values_only=True) if row[0] == "自评总得分"][0]
+    total_row = next(row for row in ws.iter_rows(values_only=True) if row[0] == "自评总得分")
     assert total_row[9] == pytest.approx(body["total"], abs=1e-9)
 
 
 def test_selfeval_with_posted_targets(api):
-    text = open("data/targets.sample.yaml", "rb").read()
+    text = Path("data/targets.sample.yaml").read_bytes()
     r = api.post("/api/selfeval.xlsx?unit=130599101", content=text, headers=bearer(PLANNER))
     assert r.status_code == 200 and r.headers["content-type"] == XLSX
     ws = load_workbook(io.BytesIO(r.content))["绩效自评表"]

@@ -18,7 +18,7 @@ from tests import indicators_fixtures as fx
 from analysis.indicators import BUILTINS, Expression, compute_indicators, parse_registry
 from analysis.indicators import wide_table
 from layers.errors import CodeSetError, FieldError, RuleError
-from services.indicators import BUILTIN_REGISTRY
+from services.jobs.indicators import BUILTIN_REGISTRY
 
 GEOD = pyproj.Geod(a=6378137.0, rf=298.257222101)
 TO_LONLAT = Transformer.from_crs(fx.EPSG, 4490, always_xy=True)

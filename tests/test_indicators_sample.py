@@ -9,8 +9,9 @@ import yaml
 
 from layers.codes import CONSTRUCTION_SANDIAO
 from layers.store import open_store
-from services import indicators as svc
-from services.analyse import run_analysis
+from services.jobs import indicators as svc
+from services.jobs.analyse import run_analysis
+from services.reports import selfeval
 
 pytestmark = pytest.mark.slow
 CULTIVATED = ("0101", "0102", "0103")
@@ -42,7 +43,8 @@ def test_cultivated_area_by_township_equals_plain_pandas(sample):
     dltb = dltb[~dltb["BSM"].isin(duplicates)]
     cult = dltb[dltb["DLBM"].isin(CULTIVATED)]
     d = [Decimal(repr(float(a))).quantize(Decimal("0.01"), ROUND_HALF_UP) for a in cult["area_m2"]]
-    k = [(x * Decimal(repr(float(c)))).quantize(Decimal("0.01"), ROUND_HALF_UP) for x, c in zip(d, cult["KCXS"].fillna(0.0))]
+    k = [(x * Decimal(repr(float(c)))).quantize(Decimal("0.01"), ROUND_HALF_UP)
+         for x, c in zip(d, cult["KCXS"].fillna(0.0))]
     expected = {}
     for z, x, kk in zip(cult["ZLDWDM"], d, k):
         expected[z[:9]] = expected.get(z[:9], Decimal(0)) + x - kk
@@ -131,7 +133,7 @@ def test_selfeval_of_the_sample_county(sample, tmp_path):
     rows = ev.rows.set_index("三级指标")
     cult = values(run, "cultivated_area", "county")["value_ha"].iloc[0]
     assert rows.loc["耕地保有面积", "实际完成值"] == cult
-    ws = openpyxl.load_workbook(svc.selfeval_xlsx(ev, tmp_path / "s.xlsx"))["绩效自评表"]
+    ws = openpyxl.load_workbook(selfeval.selfeval_xlsx(ev, tmp_path / "s.xlsx"))["绩效自评表"]
     assert ws.cell(ws.max_row, 10).value == ev.total
 
 
@@ -154,5 +156,5 @@ def test_selfeval_of_a_township_uses_its_own_targets(sample):
     assert ev.scored_weight == 30 and ev.total == pytest.approx(rows["得分"].sum(skipna=True))
     county = svc.self_evaluate(run, targets)
     assert county.rows.set_index("三级指标").loc["预算完成情况", "得分"] == 9.5  # seed 000's step rule
-    md = svc.selfeval_markdown(ev)
+    md = selfeval.selfeval_markdown(ev)
     assert "| 无目标 |" in md and "(有目标的指标分值合计 30)" in md

@@ -13,9 +13,11 @@ from PIL import Image
 from layers.errors import RuleError
 from layers.records import LoadRecord
 from layers.store import open_store
-from services import indicators as svc
-from services.charts import FontError, check_glyphs, cjk_font, draw_charts
 from services.cli import cli
+from services.jobs import indicators as svc
+from services.reports import indicators as tables
+from services.reports import selfeval
+from services.reports.charts import FontError, check_glyphs, cjk_font, draw_charts
 from tests import indicators_fixtures as fx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,7 +114,7 @@ def test_bureau_registry_file(store_path, tmp_path):
 
 
 def test_xlsx_holds_values_not_formulas(run, tmp_path):
-    path = svc.export_values(run, "xlsx", out=tmp_path / "ind.xlsx")
+    path = tables.export_values(run, "xlsx", out=tmp_path / "ind.xlsx")
     wb = openpyxl.load_workbook(path)
     assert wb.sheetnames == ["县级指标", "乡镇级指标", "村级指标", "口径说明", "预警", "运行记录"]
     ws = wb["乡镇级指标"]
@@ -133,17 +135,17 @@ def test_xlsx_holds_values_not_formulas(run, tmp_path):
 
 
 def test_json_csv_md_exports(run):
-    doc = json.loads(svc.export_values(run, "json", level="county"))
+    doc = json.loads(tables.export_values(run, "json", level="county"))
     assert {r["level"] for r in doc["values"]} == {"county"}
     one = next(r for r in doc["values"] if r["indicator"] == "cultivated_area")
     assert one["record_ids"]["dltb"] and one["value_mu"] == pytest.approx(one["value"] * 3 / 2000, abs=0.005)
-    text = svc.export_values(run, "csv", level="village")
+    text = tables.export_values(run, "csv", level="village")
     assert text.startswith("\ufeffrun_id,indicator,name")
     assert text.count("\n") == 1 + 4 * run.values["indicator"].nunique()
-    md = svc.export_values(run, "md", level="township")
+    md = tables.export_values(run, "md", level="township")
     assert "## 乡镇级 · 耕地保护" in md and "| 130599100 | 东风镇 |" in md and "## 口径" in md
     with pytest.raises(RuleError, match="--out"):
-        svc.export_values(run, "xlsx")
+        tables.export_values(run, "xlsx")
 
 
 def test_selfeval_scores_and_xlsx_layout(run, tmp_path):
@@ -156,7 +158,7 @@ def test_selfeval_scores_and_xlsx_layout(run, tmp_path):
     assert rows.loc["三线冲突面积", "得分"] == 0.0
     assert ev.total == pytest.approx(rows["得分"].sum())
     assert any(w["label"].startswith("问责") for w in ev.warnings)
-    path = svc.selfeval_xlsx(ev, tmp_path / "self.xlsx")
+    path = selfeval.selfeval_xlsx(ev, tmp_path / "self.xlsx")
     ws = openpyxl.load_workbook(path)["绩效自评表"]
     header = [c.value for c in ws[2]]
     for title in ("一级指标", "二级指标", "三级指标", "分值", "年度指标值（A）", "实际完成值（B）", "得分"):
@@ -170,7 +172,7 @@ def test_selfeval_scores_and_xlsx_layout(run, tmp_path):
     assert ws.cell(r, 8).value == 71.43 and ws.cell(r, 10).value == 7.14 and ws.cell(r, 8).data_type == "n"
     assert str(ws.cell(4, 1).value).startswith("产出指标 (40)")
     assert any(str(m) .startswith("A4:A") for m in ws.merged_cells.ranges)  # 一级 merged like the seeds
-    md = svc.selfeval_markdown(ev)
+    md = selfeval.selfeval_markdown(ev)
     assert "| 产出指标 | 数量指标 |" in md and "自评总得分" in md
 
 

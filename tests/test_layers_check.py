@@ -246,7 +246,8 @@ def test_overlapping_polygons_inside_a_control_line_layer(tmp_path):
     """Two CZKFBJ polygons drawn over one another by 40 m × 60 m: a self_overlap finding naming both."""
     boxes = patch_boxes(size=100.0)
     cz = gpd.GeoDataFrame({"BSM": ["CZ1", "CZ2", "CZ3"], "GHFQDM": ["01", "02", "01"]},
-                          geometry=[shapely.box(X0, Y0, X0 + 140, Y0 + 60), shapely.box(X0 + 100, Y0, X0 + 300, Y0 + 80),
+                          geometry=[shapely.box(X0, Y0, X0 + 140, Y0 + 60),
+                                    shapely.box(X0 + 100, Y0, X0 + 300, Y0 + 80),
                                     shapely.box(X0 + 300, Y0, X0 + 400, Y0 + 80)], crs=4547)
     write(cz, tmp_path / "cz.gpkg", layer="cz")
     report = _tiling_region(tmp_path, boxes, extra_layers={"czkfbj": "cz.gpkg"})

@@ -218,7 +218,8 @@ def test_evidence_photos_are_checked_not_silently_accepted(client, analysed_gpkg
     geom = open_store(analysed_gpkg).read_layer("flagged_patches", where=f"\"JCBH\" = '{jcbh}'").geometry.iloc[0]
     c = shapely.centroid(shapely.geometry.shape(d["geometry"]))
     hsx = max(s["HSX"] for s in d["sources"] if s.get("HSX"))[:10]
-    later = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).replace(tzinfo=None, microsecond=0) - dt.timedelta(days=2)
+    now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8)))
+    later = now.replace(tzinfo=None, microsecond=0) - dt.timedelta(days=2)
     assert later.date().isoformat() > hsx
     # on the patch, after the later image, EXIF agreeing with what was typed in: no flag
     ok = _upload(client, jcbh, _jpeg(c.x, c.y, later), later.strftime("%Y-%m-%dT%H:%M:%S+08:00"), c.x, c.y)
@@ -231,7 +232,7 @@ def test_evidence_photos_are_checked_not_silently_accepted(client, analysed_gpkg
     px, py = tr.transform(c.x + 0.01, c.y)
     assert far["distance_m"] == pytest.approx(shapely.Point(px, py).distance(geom), abs=0.5)
     # taken before the later image date: it cannot show the change
-    early = dt.datetime.fromisoformat(hsx) - dt.timedelta(days=30)
+    early = dt.datetime.fromisoformat(hsx if len(hsx) == 10 else hsx + "-01") - dt.timedelta(days=30)  # 2024-04 ok
     old = _upload(client, jcbh, _jpeg(c.x, c.y, early), early.strftime("%Y-%m-%dT%H:%M:%S+08:00"), c.x, c.y)
     assert {f["code"] for f in old["flags"]} == {"before_period", "too_old"}  # also more than 365 days old
     # no EXIF at all: the typed values are checked, and that is noted
@@ -263,7 +264,8 @@ def test_jzd_file_gives_the_same_review_as_the_polygon(client):
     assert got["overlaps"]["yjjbnt"]["area_m2"] == pytest.approx(want["overlaps"]["yjjbnt"]["area_m2"], abs=0.02)
     assert got["source"]["epsg"] == 4526 and got["input"]["axis_order"] in ("easting,northing", "northing,easting")
     pieces = [f for f in got["pieces"]["features"] if f["properties"]["layer"] == "yjjbnt"]
-    assert sum(f["properties"]["area_m2"] for f in pieces) == pytest.approx(want["overlaps"]["yjjbnt"]["area_m2"], abs=0.05)
+    assert sum(f["properties"]["area_m2"] for f in pieces) == pytest.approx(want["overlaps"]["yjjbnt"]["area_m2"],
+                                                                            abs=0.05)
     xian = text.replace("2000国家大地坐标系", "1980西安坐标系")
     bad = client.post("/api/review/map", headers=H, files={"file": ("jzd.txt", xian.encode("gbk"), "text/plain")})
     assert bad.status_code == 400 and "CGCS2000" in bad.json()["description"]
@@ -303,7 +305,8 @@ def test_zipped_shapefile_and_the_review_pdf(client, tmp_path):
 def test_exchange_template_export(client, tmp_path):
     import pyogrio
 
-    items = client.get("/api/patches", params={"verdict": "suspected_illegal", "limit": 1000}, headers=H).json()["items"]
+    items = client.get("/api/patches", params={"verdict": "suspected_illegal", "limit": 1000},
+                       headers=H).json()["items"]
     r = client.get("/api/exchange/wpzf", params={"verdict": "suspected_illegal"}, headers=H)
     assert r.status_code == 200 and r.headers["x-records"] == str(len(items))
     with zipfile.ZipFile(io.BytesIO(r.content)) as zf:

@@ -11,7 +11,7 @@ import pyproj
 import pytest
 import shapely
 
-from tests.ogc_fixtures import N, X0, Y0, served, served_gpkg, served_pg, ogc_gpkg, ogc_layers, ogc_pg  # noqa: F401
+from tests.ogc_fixtures import X0, Y0, N, ogc_gpkg, ogc_layers, ogc_pg, served, served_gpkg, served_pg  # noqa: F401
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 E4490 = "http://www.opengis.net/def/crs/EPSG/0/4490"

@@ -14,7 +14,7 @@ import pyproj
 import pytest
 import shapely
 
-from tests.ogc_fixtures import N, X0, Y0, served, served_gpkg, served_pg, ogc_gpkg, ogc_layers, ogc_pg  # noqa: F401
+from tests.ogc_fixtures import X0, Y0, N, ogc_gpkg, ogc_layers, ogc_pg, served, served_gpkg, served_pg  # noqa: F401
 
 
 def oapif(served, coll="dltb", **kw):

@@ -9,7 +9,18 @@ import pyproj
 import pytest
 import shapely
 
-from tests.ogc_fixtures import CODES, N, X0, Y0, served, served_gpkg, served_pg, ogc_gpkg, ogc_layers, ogc_pg  # noqa: F401
+from tests.ogc_fixtures import (  # noqa: F401
+    CODES,
+    X0,
+    Y0,
+    N,
+    ogc_gpkg,
+    ogc_layers,
+    ogc_pg,
+    served,
+    served_gpkg,
+    served_pg,
+)
 
 
 def ids(mask) -> list[int]:

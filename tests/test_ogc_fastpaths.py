@@ -1,6 +1,6 @@
 """The OGC API's fast paths give the same answers as the slow ones they replace: the in-memory envelope index
-against SQLite's R-tree and against brute force, the inner box of a reprojected bbox, the geometry splice, and the orjson to_json
-against pygeoapi's json.dumps."""
+against SQLite's R-tree and against brute force, the inner box of a reprojected bbox, the GeoJSON geometries
+built from one ragged array against GEOS's writer, and the orjson to_json against pygeoapi's json.dumps."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 import shapely
 
+from layers.store.gpkg_pages import EnvelopeIndex
+from layers.store.query import PageRequest
 from services.ogc.crs import box_in_store
-from services.ogc.engine import EnvelopeIndex, Splice, engine_for
+from services.ogc.features import geojson_geometries
+from services.ogc.provider import reader_for
 from tests.ogc_fixtures import X0, Y0, ogc_gpkg, ogc_layers  # noqa: F401
 
 
@@ -78,14 +81,13 @@ def test_envelope_index_matches_brute_force(case):
 
 
 def test_envelope_index_counts_in_the_engine(ogc_gpkg):
-    """The engine's bbox page through the index: 2 × 3 patches of the 100 m grid (ids 22, 23, 24, 42, 43, 44)."""
-    eng = engine_for(ogc_gpkg)
-    info = eng.layers["dltb"]
+    """The reader's bbox page through the index: 2 × 3 patches of the 100 m grid (ids 22, 23, 24, 42, 43, 44)."""
+    reader = reader_for(ogc_gpkg)
     shape = box_in_store([Y0 + 120, X0 + 120, Y0 + 270, X0 + 350], 4547, 4547)  # EPSG:4547 is (northing, easting)
-    page = eng.page(info, shape=shape, filters=[], sortby=[], limit=10, offset=0, columns=["BSM"],
-                    with_geometry=False, count=True)
+    page = reader.page("dltb", PageRequest(selection=shape, limit=10, offset=0, columns=["BSM"],
+                                           with_geometry=False, count=True))
     assert page.matched == 6
-    assert page.fids == [22, 23, 24, 42, 43, 44]
+    assert page.ids == [22, 23, 24, 42, 43, 44]
     assert [r[0] for r in page.rows] == ["000022", "000023", "000024", "000042", "000043", "000044"]
 
 
@@ -103,34 +105,40 @@ def test_reprojected_bbox_has_an_inner_box():
     assert lat_lon.inner == shape.inner
 
 
-def test_splice_replaces_only_its_own_placeholders():
-    s = Splice()
-    a = s.add('{"type":"Point","coordinates":[1.5,2.0]}')
-    b = s.add('{"type":"Point","coordinates":[3.0,4.25]}')
-    other = "@yzt-000000000000-0@"  # a property value that looks like a placeholder of another request
-    doc = json.dumps({"features": [{"geometry": a, "properties": {"x": other}}, {"geometry": b}]})
-    out = json.loads(s.apply(doc))
-    assert out["features"][0]["geometry"] == {"type": "Point", "coordinates": [1.5, 2.0]}
-    assert out["features"][1]["geometry"] == {"type": "Point", "coordinates": [3.0, 4.25]}
-    assert out["features"][0]["properties"]["x"] == other
+@pytest.mark.parametrize("wkt", [
+    "POINT (597012.5 4113000.25)",
+    "LINESTRING (1 2, 3.5 4, 5 6.125)",
+    "POLYGON ((0 0, 10 0, 10 10, 0 10, 0 0), (2 2, 3 2, 3 3, 2 2))",
+    "MULTIPOINT ((1 2), (3 4))",
+    "MULTILINESTRING ((1 2, 3 4), (5 6, 7 8, 9 10))",
+    "MULTIPOLYGON (((0 0, 1 0, 1 1, 0 0)), ((5 5, 6 5, 6 6, 5 5), (5.2 5.1, 5.8 5.1, 5.8 5.7, 5.2 5.1)))",
+])
+def test_geojson_geometries_match_geos(wkt):
+    """The items' geometries (built from one ragged coordinate array) are GEOS's GeoJSON, value for value, with
+    115.10019606394621-style coordinates kept to the last digit."""
+    geom = shapely.from_wkt(wkt)
+    jitter = shapely.transform(geom, lambda c: c * 0.70000013 + 115.1)  # digits a float repr must keep
+    geoms = np.array([jitter, jitter], dtype=object)
+    assert geojson_geometries(geoms) == [json.loads(t) for t in shapely.to_geojson(geoms)]
+    mixed = np.array([shapely.from_wkt("POINT (1 2)"), jitter], dtype=object)  # mixed types in one page
+    assert geojson_geometries(mixed) == [json.loads(t) for t in shapely.to_geojson(mixed)]
 
 
 def test_to_json_hook_equals_pygeoapi():
     from decimal import Decimal
 
+    import pygeoapi.api.itemtypes as itemtypes
     from pygeoapi.util import to_json as pygeoapi_to_json
 
-    import pygeoapi.api.itemtypes as itemtypes
+    from services.ogc.upstream import install, to_json
 
-    from services.ogc.hooks import install_pygeoapi_hooks, to_json
-
-    install_pygeoapi_hooks()
+    install()
     assert itemtypes.to_json is to_json
     doc = {"type": "FeatureCollection", "numberMatched": 3, "features": [
         {"type": "Feature", "id": 1, "geometry": None,
          "properties": {"DLMC": "水田", "note": "a <b> & c", "HSX": dt.date(2024, 6, 1), "area": 1e-05,
                         "big": 4107000.123456789, "n": np.int64(7), "d": Decimal("1.5"), "ok": True, "none": None}}],
-        "timeStamp": dt.datetime(2026, 11, 22, 8, 0, 0, 123000, tzinfo=dt.timezone.utc)}
+        "timeStamp": dt.datetime(2026, 11, 22, 8, 0, 0, 123000, tzinfo=dt.UTC)}
     ours, theirs = to_json(doc), pygeoapi_to_json(doc)
     assert json.loads(ours) == json.loads(theirs)
     assert "a &lt;b&gt; & c" in ours and "水田" in ours
@@ -140,13 +148,13 @@ def test_to_json_hook_equals_pygeoapi():
 
 
 def test_get_crs_hook_caches_the_same_crs():
-    import pyproj
     import pygeoapi.crs as pygeoapi_crs
     import pygeoapi.provider.base as provider_base
+    import pyproj
 
-    from services.ogc.hooks import install_pygeoapi_hooks
+    from services.ogc.upstream import install
 
-    install_pygeoapi_hooks()
+    install()
     uri = "http://www.opengis.net/def/crs/EPSG/0/4547"
     first, again = pygeoapi_crs.get_crs(uri), provider_base.get_crs(uri)
     assert first is again

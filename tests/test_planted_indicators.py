@@ -27,8 +27,8 @@ LEVELS = ("village", "township", "county")
 
 
 @pytest.fixture(scope="module")
-def run(analysed_gpkg):  # noqa: F811
-    from services import indicators as svc
+def run(analysed_gpkg):
+    from services.jobs import indicators as svc
 
     return svc.run_indicators(analysed_gpkg, save=False)
 

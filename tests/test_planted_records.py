@@ -33,7 +33,7 @@ TOL = 0.011  # 0.01 m², plus the rounding of a difference of two rounded number
 
 
 @pytest.fixture(scope="module")
-def flagged(analysed_gpkg):  # noqa: F811
+def flagged(analysed_gpkg):
     from layers.store import open_store
 
     with open_store(analysed_gpkg) as store:

@@ -52,10 +52,12 @@ def test_wall_casts_the_hand_computed_shadow(algorithm):
 
 @pytest.mark.parametrize("algorithm", ["r3", "r2"])
 def test_lower_observer_sees_a_longer_shadow_and_a_higher_one_none(algorithm):
-    low = viewshed(wall_plain(), TR, 205.0, 495.0, 12.0, 800.0, algorithm=algorithm)  # shadow to 100·12/2 = 600 m → col 80
+    # shadow to 100·12/2 = 600 m → col 80
+    low = viewshed(wall_plain(), TR, 205.0, 495.0, 12.0, 800.0, algorithm=algorithm)
     hidden = np.nonzero(low.in_view[50] & ~low.visible[50])[0]
     assert hidden.min() == 31 and hidden.max() == 79
-    high = viewshed(wall_plain(), TR, 205.0, 495.0, 200.0, 800.0, algorithm=algorithm)  # clears: 200(1 − 100/d) ≥ 10 ⇔ d ≥ 105.3 m
+    # clears: 200(1 − 100/d) ≥ 10 ⇔ d ≥ 105.3 m
+    high = viewshed(wall_plain(), TR, 205.0, 495.0, 200.0, 800.0, algorithm=algorithm)
     assert high.visible[50][high.in_view[50]].all()
 
 

@@ -72,7 +72,7 @@ def test_zonal_streams_blocks_with_the_same_result(tiny):
                            .buffer(rng.uniform(20, 400)) for _ in range(25)], crs=4547)
     a = zonal_stats(src, polys, ("mean", "majority", "share"), block=4096)
     b = zonal_stats(src, polys, ("mean", "majority", "share"), block=37)
-    pd_cols = [c for c in a.columns]
+    pd_cols = list(a.columns)
     assert list(b.columns) == pd_cols
     assert np.allclose(a.to_numpy(dtype=float), b.to_numpy(dtype=float), rtol=0, atol=1e-9, equal_nan=True)
 

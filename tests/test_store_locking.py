@@ -23,11 +23,11 @@ import shapely
 
 from analysis.workflow import load_workflow
 from layers.errors import StoreError
-from layers.store import open_store
-from layers.store import postgis
+from layers.store import open_store, postgis
 from layers.store.postgis import SESSION_SETTINGS, connect
+from layers.store.workflow import AUDIT, LAYER
+from services.jobs.workflow import open_patch_workflow
 from services.settings import Principal
-from services.workflow_store import AUDIT, LAYER, open_workflow_store
 from tests.store_fixtures import EPSG, META, X0, Y0, make_points
 
 ZHANG = Principal(user="张三", role="inspector")
@@ -53,7 +53,7 @@ def _analysed(target: str):
 
 
 def _flow(target: str):
-    return open_workflow_store(target, load_workflow())
+    return open_patch_workflow(target, load_workflow())
 
 
 def _mirror(target: str, jcbh: str) -> tuple:
@@ -130,20 +130,20 @@ def test_gpkg_workflow_change_waits_for_the_store_writer_lock(tmp_path, monkeypa
 
 def test_gpkg_layer_replacement_waits_for_a_workflow_change_and_keeps_it(tmp_path, monkeypatch):
     """The copy-on-write write_layers copies the file only after the change committed: the change survives."""
-    from services.workflow_store import GeoPackageWorkflowStore
+    from services.jobs.workflow import PatchWorkflow
 
     target = str(tmp_path / "store.gpkg")
     store = _analysed(target)
     spy = _FlockSpy(monkeypatch)
     inside, release = threading.Event(), threading.Event()
-    real_mirror = GeoPackageWorkflowStore._mirror
+    real_mirror = PatchWorkflow._mirror
 
     def slow_mirror(self, tx, state):  # the change is mid-transaction, holding the writer lock
         real_mirror(self, tx, state)
         inside.set()
         assert release.wait(WAIT)
 
-    monkeypatch.setattr(GeoPackageWorkflowStore, "_mirror", slow_mirror)
+    monkeypatch.setattr(PatchWorkflow, "_mirror", slow_mirror)
     change = threading.Thread(name="workflow-change", target=lambda: _flow(target).apply(
         "WP002", 1, ZHANG, "judgement", judgement="合法", note="手续齐全"))
     replace = threading.Thread(name="layer-write", target=lambda: open_store(target).write_layers(

@@ -1,11 +1,11 @@
-"""services.pgcluster: the throw-away PostGIS cluster used by the tests and benchmarks."""
+"""tests.pgcluster: the throw-away PostGIS cluster used by the tests and benchmarks."""
 
 from __future__ import annotations
 
 import psycopg
 import pytest
 
-import services.pgcluster as pgc
+import tests.pgcluster as pgc
 from layers.errors import StoreError
 
 

@@ -14,7 +14,6 @@ from layers.store import open_store
 from tests.store_fixtures import EPSG, META, X0, Y0, assert_same_layer, make_points, make_polygons, record
 
 
-
 @pytest.fixture(params=["gpkg", "postgis"])
 def target(request, tmp_path):
     if request.param == "gpkg":
@@ -132,7 +131,8 @@ def test_plain_tables(target):
     store = open_store(target)
     store.write_layers({"cameras": make_points(3)}, [], meta=META)
     runs = pd.DataFrame({"run_id": ["r1", "r2"], "counts": [{"flagged": 3}, {"flagged": 5}],
-                         "started_at": pd.to_datetime(["2025-01-02 03:04:05.678", "2025-01-03 00:00:00"], format="ISO8601"),
+                         "started_at": pd.to_datetime(["2025-01-02 03:04:05.678", "2025-01-03 00:00:00"],
+                                                      format="ISO8601"),
                          "n": [1, 2], "share": [0.25, None]})
     store.write_tables({"analysis_runs": runs})
     assert store.table_names() == ["analysis_runs"] and store.layer_names() == ["cameras"]

@@ -12,7 +12,7 @@ import pytest
 import shapely
 from pyproj import Transformer
 
-from tests.ogc_fixtures import N, X0, Y0, ogc_gpkg, ogc_layers, ogc_pg, served_gpkg  # noqa: F401
+from tests.ogc_fixtures import X0, Y0, N, ogc_gpkg, ogc_layers, ogc_pg, served_gpkg  # noqa: F401
 from tests.serve_fixtures import analysed_gpkg, client_for  # noqa: F401
 
 HALF = 20037508.342789244
@@ -171,7 +171,8 @@ def test_generalised_dltb_below_the_detail_zoom(analysed_gpkg, tmp_path):
         assert by_class[code] == pytest.approx(want, rel=0.03)
     # from the detail zoom on, each feature is a survey patch with its own attributes
     x, y = tile_of(lon, lat, detail + 2)
-    feats = decode(c.get(f"/ogc/collections/dltb/tiles/WebMercatorQuad/{detail + 2}/{y}/{x}").content)["dltb"]["features"]
+    url = f"/ogc/collections/dltb/tiles/WebMercatorQuad/{detail + 2}/{y}/{x}"
+    feats = decode(c.get(url).content)["dltb"]["features"]
     assert feats and all("BSM" in f["properties"] and "generalised" not in f["properties"] for f in feats)
 
 

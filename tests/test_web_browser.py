@@ -9,8 +9,8 @@ from __future__ import annotations
 import io
 import json
 import re
-import subprocess
 import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -81,7 +81,8 @@ def test_assets_come_from_npm_with_a_lockfile():
     for name, version in pkg["dependencies"].items():
         assert lock["packages"][f"node_modules/{name}"]["version"] == version
         assert lock["packages"][f"node_modules/{name}"]["integrity"].startswith("sha512-")
-    assert (WEB / "node_modules" / "maplibre-gl" / "dist" / "maplibre-gl.mjs").is_file(), "run scripts/setup.sh (npm ci)"
+    assert (WEB / "node_modules" / "maplibre-gl" / "dist" / "maplibre-gl.mjs").is_file(), \
+        "run scripts/setup.sh (npm ci)"
     # none of the third-party code is committed next to our own files
     ours = sorted(p.name for p in (WEB / "static").iterdir())
     assert ours == ["api.html", "common.js", "index.html", "indicators.html", "indicators.js", "map.js", "style.css"]
@@ -97,9 +98,9 @@ def test_our_pages_name_no_external_url():
 
 @pytest.mark.slow
 def test_indicators_page_draws_tables_and_chart(server, browser):
-    from services import indicators as svc
+    from services.jobs import indicators as svc
 
-    svc.run_indicators(server.server.config.app.state.workbench.store)
+    svc.run_indicators(server.server.config.app.state.patch_book.store)
     outside: list[str] = []
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.on("request", lambda req: outside.append(req.url)
@@ -162,7 +163,7 @@ def test_map_page(server, browser, tmp_path):
     page.goto(server.root + "/")
     page.wait_for_function("document.body.dataset.ready === '1'", timeout=60_000)
     page.wait_for_function("Number(document.body.dataset.mapIdle || 0) >= 1", timeout=60_000)
-    print(f"county map first full paint: {time.monotonic() - t0:.2f} s")  # recorded, not asserted
+    print(f"county map first full paint: {time.monotonic() - t0:.2f} s")  # noqa: T201 - recorded, not asserted
     assert "请先输入访问令牌" in page.inner_text("#list")
 
     # the county map draws: the DLTB in the 三调 colours shows where no control line tints it (fill opacity 0.9 over the
@@ -188,12 +189,23 @@ def test_map_page(server, browser, tmp_path):
     page.wait_for_function("new Set(yztMap.queryRenderedFeatures({layers: ['patches-dot', 'patches-fill']})"
                            ".map(f => f.properties.JCBH)).size === 50", timeout=30_000)
     # the status column keeps one line per row (it used to break into one character per line)
-    heights = page.evaluate("[...document.querySelectorAll('#list td.status')].map(td => td.getBoundingClientRect().height)")
+    heights = page.evaluate("[...document.querySelectorAll('#list td.status')]"
+                            ".map(td => td.getBoundingClientRect().height)")
     line = page.evaluate("parseFloat(getComputedStyle(document.querySelector('#list td.status')).lineHeight) || 20")
     assert heights and max(heights) < 2.2 * line
 
     # search a 监测编号: the map zooms to it and its detail opens
-    target = "130599202410004"
+    target = "130599202410003"  # a 未批先建 site inside the sample imagery (image_before / image_after.tif)
+    import rasterio
+    import shapely
+
+    with rasterio.open(ROOT / "data" / "sample" / "image_after.tif") as src:
+        extent = shapely.box(*src.bounds)
+    from layers.store import open_store
+
+    flagged = open_store(server.server.config.app.state.settings.store).read_layer("flagged_patches")
+    site = flagged.loc[flagged["JCBH"] == target].geometry.iloc[0]
+    assert extent.contains(site), "the search target must lie inside the sample imagery"
     page.fill("#search-q", target)
     page.click("#search button")
     page.wait_for_function(f"document.body.dataset.found === '{target}'", timeout=30_000)
@@ -264,7 +276,8 @@ def test_map_page(server, browser, tmp_path):
     yj = api["overlaps"]["yjjbnt"]["area_m2"]
     assert yj > 0 and page.locator("#review-pieces li").count() >= 1
     drawn_pieces = page.evaluate("async () => (await yztMap.getSource('pieces').getData()).features"
-                                 ".filter(f => f.properties.layer === 'yjjbnt').reduce((s, f) => s + f.properties.area_m2, 0)")
+                                 ".filter(f => f.properties.layer === 'yjjbnt')"
+                                 ".reduce((s, f) => s + f.properties.area_m2, 0)")
     assert drawn_pieces == pytest.approx(yj, abs=0.05)
     with page.expect_download(timeout=60_000) as dl:
         page.click("#review-pdf")

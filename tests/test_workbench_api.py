@@ -169,7 +169,7 @@ def test_detail_of_unknown_patch_is_404(api):
 
 def test_detail_by_a_merged_source_id(api, layer):
     row = layer[layer["n_sources"] > 1].iloc[0]
-    other = [s for s in json.loads(row["source_ids"]) if s != row["JCBH"]][0]
+    other = next(s for s in json.loads(row["source_ids"]) if s != row["JCBH"])
     d = api.get(f"/api/patches/{other}", headers=bearer(PLANNER)).json()
     assert d["JCBH"] == row["JCBH"]
 
@@ -200,7 +200,7 @@ def test_judgement_flow_with_versions(api, layer):
     r = api.post(f"/api/patches/{jcbh}/transition", json={"to": "立案", "note": "立案查处"},
                  headers={**bearer(INSPECTOR), "If-Match": 'W/"2"'})
     assert r.status_code == 200 and r.json()["patch"]["workflow"]["status"] == "立案"
-    listed = api.get(f"/api/patches?status=立案", headers=bearer(PLANNER)).json()
+    listed = api.get("/api/patches?status=立案", headers=bearer(PLANNER)).json()
     assert [i["JCBH"] for i in listed["items"]] == [jcbh]
     hist = api.get(f"/api/patches/{jcbh}", headers=bearer(PLANNER)).json()["history"]
     assert [(h["user"], h["from_status"], h["to_status"]) for h in hist] == [("张三", "待核查", "已核查"),
@@ -360,7 +360,7 @@ def test_export_shapefile(api, layer, tmp_path, encoding, cpg, codec):
     raw = zf.read("flagged_patches.dbf")
     assert "未批先建".encode(codec) in raw
     if codec == "gbk":
-        assert "未批先建".encode("utf-8") not in raw
+        assert "未批先建".encode() not in raw
         assert "平方米".encode("gbk") in raw  # m² has no GBK code: written as 平方米
     assert "JUDGEMENT\tjudgement" in zf.read("fields.txt").decode("utf-8")
 

@@ -10,16 +10,12 @@ import pytest
 
 from analysis.workflow import TransitionError, load_workflow
 from layers.store import open_store
+from layers.store.gpkg_workflow import GeoPackageWorkflowTables
+from layers.store.postgis_workflow import PostGISWorkflowTables
+from layers.store.workflow import AUDIT, EVIDENCE, STATE
 from services.errors import StaleVersionError
+from services.jobs.workflow import open_patch_workflow
 from services.settings import Principal
-from services.workflow_store import (
-    AUDIT,
-    EVIDENCE,
-    STATE,
-    GeoPackageWorkflowStore,
-    PostGISWorkflowStore,
-    open_workflow_store,
-)
 from tests.serve_fixtures import analysed_gpkg, analysed_pg, bench_gpkg, patch_ids  # noqa: F401
 
 ZHANG = Principal(user="张三", role="inspector")
@@ -40,7 +36,7 @@ def _patch(target: str, index: int) -> str:
 
 
 def _flow(target):
-    return open_workflow_store(target, load_workflow())
+    return open_patch_workflow(target, load_workflow())
 
 
 def _mirror(target, jcbh):
@@ -53,8 +49,8 @@ def _mirror(target, jcbh):
 
 def test_backend_class(target):
     flow = _flow(target)
-    expected = GeoPackageWorkflowStore if target.endswith(".gpkg") else PostGISWorkflowStore
-    assert isinstance(flow, expected)
+    expected = GeoPackageWorkflowTables if target.endswith(".gpkg") else PostGISWorkflowTables
+    assert isinstance(flow.tables, expected)
 
 
 def test_judgement_writes_state_mirror_and_audit(target):
@@ -189,7 +185,7 @@ def test_two_writers_on_one_version_one_wins(target):
 
 @pytest.mark.slow
 def test_statuses_survive_a_new_analysis_run(bench_gpkg):
-    from services.analyse import run_analysis
+    from services.jobs.analyse import run_analysis
 
     ids = patch_ids(bench_gpkg)
     flow = _flow(str(bench_gpkg))

@@ -130,7 +130,8 @@ def test_a_bureau_can_allow_more_moves():
     doc = _doc()
     doc["transitions"].append({"from": "立案", "to": "销号", "name": "撤案", "role": "admin", "note": "required"})
     wf = parse_workflow(doc)
-    assert wf.check(status="立案", judgement="违法", to="销号", new_judgement=None, role="admin", note="撤案").name == "撤案"
+    move = wf.check(status="立案", judgement="违法", to="销号", new_judgement=None, role="admin", note="撤案")
+    assert move.name == "撤案"
     with pytest.raises(RoleError):
         wf.check(status="立案", judgement="违法", to="销号", new_judgement=None, role="inspector", note="撤案")
 

@@ -42,6 +42,8 @@ import shapely
 from affine import Affine
 from rasterio.features import rasterize, shapes
 from rasterio.windows import Window
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from layers.area import ellipsoidal_area
 from layers.errors import CRSError
@@ -244,22 +246,15 @@ def _merge_seams(pieces: list, seams_x: set, seams_y: set) -> list:
     keep = left < right
     left, right = left[keep], right[keep]
     shared = shapely.length(shapely.intersection(sub[left], sub[right])) > 0
-    parent = list(range(len(sub)))
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, j in zip(left[shared], right[shared]):
-        ri, rj = find(int(i)), find(int(j))
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
-    groups: dict[int, list] = {}
-    for k in range(len(sub)):
-        groups.setdefault(find(k), []).append(sub[k])
-    merged = [g[0] if len(g) == 1 else shapely.union_all(g) for g in groups.values()]
+    n = len(sub)
+    graph = coo_matrix((np.ones(int(shared.sum())), (left[shared], right[shared])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    # groups in the order of their first piece, pieces in their own order
+    _, first = np.unique(labels, return_index=True)
+    merged = []
+    for label in labels[np.sort(first)]:
+        group = sub[labels == label]
+        merged.append(group[0] if len(group) == 1 else shapely.union_all(group))
     rest = [geoms[i] for i in range(len(geoms)) if not on_seam[i]]
     return rest + merged
 

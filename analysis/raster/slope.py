@@ -78,7 +78,7 @@ def horn_slope(z: np.ndarray, dx, dy) -> np.ndarray:
     h, w = z.shape[0] - 2, z.shape[1] - 2
     centre = z[1:-1, 1:-1]
     raw = {k: z[1 + dr:1 + dr + h, 1 + dc:1 + dc + w] for k, (dr, dc) in _OFFSETS.items()}
-    at = {off: v for off, v in zip(_OFFSETS.values(), raw.values())}
+    at = dict(zip(_OFFSETS.values(), raw.values()))
     at[(0, 0)] = centre
     nb = {}
     for k, v in raw.items():

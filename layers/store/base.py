@@ -13,8 +13,10 @@ Both backends store and return the same things:
   lists or dicts are stored as JSON text. Integer / boolean columns with missing values come back as pandas
   ``Int64`` / ``boolean``; without missing values as ``int64`` / ``bool``.
 - ``bbox`` selects rows whose geometry *envelope* intersects the box (index-backed, exact in double
-  precision); ``where`` is an SQL boolean expression over attribute columns in the backend's dialect
-  (SQLite for GeoPackage, PostgreSQL for PostGIS) — quote upper-case names: ``"DLBM" = '0101'``.
+  precision); ``where`` is a filter (layers.store.query: ``Compare("DLBM", "=", "0101")``, compiled for the
+  backend) or, for a person at a prompt, an SQL boolean expression over attribute columns in the backend's
+  dialect (SQLite for GeoPackage, PostgreSQL for PostGIS) — quote upper-case names: ``"DLBM" = '0101'``.
+  Code uses filters: only layers/store writes SQL.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -34,6 +37,7 @@ import shapely
 
 from ..errors import CRSError, StoreError
 from ..records import Finding, LoadRecord
+from .query import Expr
 
 META_TABLE = "yzt_meta"  # key/value: region_code, region_name, epsg, zone, created_at …
 LOAD_TABLE = "yzt_load_records"  # one row per (load_id, layer); history kept
@@ -49,6 +53,7 @@ KINDS = ("str", "int", "float", "bool", "date", "datetime")
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 BBox = tuple[float, float, float, float]
+Where = Expr | str  # a filter, or SQL text in the backend's dialect (see the module docstring)
 
 
 class Store(ABC):
@@ -78,7 +83,7 @@ class Store(ABC):
 
     @abstractmethod
     def read_layer(self, name: str, bbox: BBox | None = None, columns: list[str] | None = None,
-                   where: str | None = None, limit: int | None = None, offset: int = 0) -> gpd.GeoDataFrame:
+                   where: Where | None = None, limit: int | None = None, offset: int = 0) -> gpd.GeoDataFrame:
         """Read a layer in the store CRS, rows in stored order; bbox is in the store CRS.
 
         ``columns`` selects attribute columns (the geometry always comes along); ``limit`` / ``offset``
@@ -87,7 +92,7 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def count(self, name: str, bbox: BBox | None = None, where: str | None = None) -> int:
+    def count(self, name: str, bbox: BBox | None = None, where: Where | None = None) -> int:
         """Number of rows read_layer would return without limit/offset."""
 
     @abstractmethod
@@ -129,7 +134,7 @@ class Store(ABC):
         """Names of the plain (non-spatial) tables written with write_tables (sorted)."""
 
     @abstractmethod
-    def read_table(self, name: str, columns: list[str] | None = None, where: str | None = None) -> pd.DataFrame:
+    def read_table(self, name: str, columns: list[str] | None = None, where: Where | None = None) -> pd.DataFrame:
         """Read a non-spatial table, rows in stored order. Raises NotFoundError if absent."""
 
     @abstractmethod
@@ -148,7 +153,7 @@ class Store(ABC):
 
 # --- shared conversions ------------------------------------------------------------------------------
 
-def check_region_meta(url: str, current: Mapping[str, str], region_code: str | None, epsg: int | None) -> None:
+def check_region_meta(url: str, current: Mapping[str, str], region_code: str | None, epsg: int | str | None) -> None:
     """StoreError if a store's meta names another region or another EPSG than the ones given."""
     held = current.get("region_code")
     if held and region_code and held != str(region_code):
@@ -278,7 +283,7 @@ def attributes_to_arrow(frame: pd.DataFrame) -> pa.Table:
         if isinstance(dtype, pd.CategoricalDtype):
             series = series.astype(object).where(series.notna(), None)
             dtype = series.dtype
-        if dtype == object:
+        if dtype == np.dtype(object):
             arr = _object_column(name, series)
         else:
             try:
@@ -398,7 +403,7 @@ def prepare_layer(name: str, gdf: gpd.GeoDataFrame, epsg: int) -> tuple[pa.Table
 def frame_from_arrow(table: pa.Table, geometry: str | pa.Array | None, epsg: int | None,
                      decode_geometry=None) -> pd.DataFrame | gpd.GeoDataFrame:
     """Arrow table (attributes [+ WKB geometry column]) → the store's pandas types (see module docstring)."""
-    geom_values = None
+    geom_values: Any = None
     if isinstance(geometry, str):
         geom_values = table.column(geometry)
         table = table.drop([geometry])
@@ -477,3 +482,12 @@ def validate_bbox(bbox) -> BBox | None:
     if not (minx <= maxx and miny <= maxy) or not np.isfinite([minx, miny, maxx, maxy]).all():
         raise StoreError(f"bbox {bbox!r} must be finite with minx ≤ maxx and miny ≤ maxy")
     return minx, miny, maxx, maxy
+
+
+def where_sql(where: Where, dialect: str) -> str:
+    """SQL text of a ``where`` argument: a filter compiled with inline literals, SQL text as given."""
+    if isinstance(where, str):
+        return where
+    from .sql import compile_filter
+
+    return compile_filter(where, dialect)

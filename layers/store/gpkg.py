@@ -50,6 +50,7 @@ from .base import (
     STORED_GEOMETRY,
     BBox,
     Store,
+    Where,
     finding_row,
     frame_from_arrow,
     history_filter,
@@ -61,6 +62,7 @@ from .base import (
     resolve_store_epsg,
     validate_bbox,
     validate_paging,
+    where_sql,
     write_failed,
 )
 from .base import quote_ident as _q
@@ -191,7 +193,7 @@ class GeoPackageStore(Store):
         with self._read() as con:
             if con is None or not _has_table(con, META_TABLE):
                 return {}
-            return {k: v for k, v in con.execute(f"SELECT key, value FROM {META_TABLE} ORDER BY fid")}
+            return dict(con.execute(f"SELECT key, value FROM {META_TABLE} ORDER BY fid"))
 
     def layer_names(self) -> list[str]:
         with self._read() as con:
@@ -215,6 +217,7 @@ class GeoPackageStore(Store):
     def bounds(self, name: str) -> BBox | None:
         with self._read() as con:
             geom, _ = self._layer_geometry(con, name)
+            assert con is not None  # _layer_geometry raised otherwise
             rtree = f"rtree_{name}_{geom}"
             if not _has_table(con, rtree):
                 return None
@@ -225,8 +228,11 @@ class GeoPackageStore(Store):
                               (name,)).fetchone()
         if row is None or any(v is None for v in row):
             frame = self.read_layer(name, columns=[])
-            return tuple(float(v) for v in frame.total_bounds) if len(frame) else None
-        return tuple(float(v) for v in row)
+            if not len(frame):
+                return None
+            row = frame.total_bounds
+        minx, miny, maxx, maxy = (float(v) for v in row)
+        return minx, miny, maxx, maxy
 
     # --- reading ---------------------------------------------------------------------------------
     def _select(self, con, name: str, columns, bbox, where, geom_col: str | None) -> tuple[str, list[str]]:
@@ -240,6 +246,7 @@ class GeoPackageStore(Store):
         conditions = []
         if bbox is not None:
             minx, miny, maxx, maxy = (_sql_float(v) for v in bbox)
+            assert geom_col is not None  # a bbox on a plain table is refused before
             rtree = f"rtree_{name}_{geom_col}"
             g = _q(geom_col)
             exact = (f"ST_MaxX({g}) >= {minx} AND ST_MinX({g}) <= {maxx} AND "
@@ -248,9 +255,10 @@ class GeoPackageStore(Store):
                 conditions.append(f"fid IN (SELECT id FROM {_q(rtree)} WHERE minx <= {maxx} AND maxx >= {minx} "
                                   f"AND miny <= {maxy} AND maxy >= {miny})")
             conditions.append(f"{g} IS NOT NULL AND NOT ST_IsEmpty({g}) AND {exact}")
-        if where:
-            _check_where(con, name, where)
-            conditions.append(f"({where})")
+        if where is not None and not (isinstance(where, str) and not where):
+            sql = where_sql(where, "sqlite")
+            _check_where(con, name, sql)
+            conditions.append(f"({sql})")
         sql_where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         return sql_where, attrs
 
@@ -262,7 +270,7 @@ class GeoPackageStore(Store):
         return table
 
     def read_layer(self, name: str, bbox: BBox | None = None, columns: list[str] | None = None,
-                   where: str | None = None, limit: int | None = None, offset: int = 0) -> gpd.GeoDataFrame:
+                   where: Where | None = None, limit: int | None = None, offset: int = 0) -> gpd.GeoDataFrame:
         bbox = validate_bbox(bbox)
         validate_paging(limit, offset)
         with self._read() as con:
@@ -278,7 +286,7 @@ class GeoPackageStore(Store):
         frame = frame_from_arrow(table, geom_field, epsg)
         return frame[[*attrs, GEOMETRY]]
 
-    def count(self, name: str, bbox: BBox | None = None, where: str | None = None) -> int:
+    def count(self, name: str, bbox: BBox | None = None, where: Where | None = None) -> int:
         bbox = validate_bbox(bbox)
         with self._read() as con:
             if con is not None and name in self._contents(con, "attributes"):
@@ -289,6 +297,7 @@ class GeoPackageStore(Store):
                 raise StoreError(f"{name!r} is a plain table: it has no geometry to filter by bbox")
             sql_where, _ = self._select(con, name, [], bbox, where, geom_col)
             if bbox is None:
+                assert con is not None  # no layer or table raised above
                 try:
                     return int(con.execute(f"SELECT count(*) FROM {_q(name)}{sql_where}").fetchone()[0])
                 except sqlite3.Error as exc:
@@ -306,7 +315,7 @@ class GeoPackageStore(Store):
             return int(row[2])
         return int(row[0]) if row[0] and row[0] > 0 else None
 
-    def read_table(self, name: str, columns: list[str] | None = None, where: str | None = None) -> pd.DataFrame:
+    def read_table(self, name: str, columns: list[str] | None = None, where: Where | None = None) -> pd.DataFrame:
         with self._read() as con:
             if con is None or name not in self._contents(con, "attributes"):
                 raise NotFoundError(f"table {name!r} is not in store {self.url}; tables: "

@@ -46,6 +46,7 @@ from .base import (
     STORED_GEOMETRY,
     BBox,
     Store,
+    Where,
     finding_row,
     frame_from_arrow,
     history_filter,
@@ -57,6 +58,7 @@ from .base import (
     resolve_store_epsg,
     validate_bbox,
     validate_paging,
+    where_sql,
     write_failed,
 )
 from .base import quote_ident as _q
@@ -82,7 +84,7 @@ _COPY_CHUNK = 20_000  # rows per CSV block streamed to COPY
 SESSION_SETTINGS = {"TimeZone": "UTC", "DateStyle": "ISO, YMD", "extra_float_digits": "3"}
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -124,7 +126,7 @@ def connect(url: str, *, application_name: str = "yizhangtu"):
     try:
         conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=15, application_name=application_name)
     except psycopg.Error as exc:
-        raise StoreError(f"cannot connect to PostGIS store {display}: {_first_line(exc)}") from None
+        raise StoreError(f"cannot connect to PostGIS store {display}: {first_line(exc)}") from None
     for name, value in SESSION_SETTINGS.items():
         conn.execute(f"SET {name} = '{value}'")
     return conn
@@ -158,6 +160,7 @@ class PostGISStore(Store):
 
     def __init__(self, url: str):
         _, self.schema_name, self.url = parse_url(url)
+        self._target = url  # with the password, which self.url leaves out (for connections of this package)
         self._shared = SharedConnection(url, "yizhangtu")
         self._lock = self._shared.lock
 
@@ -202,7 +205,7 @@ class PostGISStore(Store):
                                     f"{', '.join(self.layer_names()) or 'none'}; tables: "
                                     f"{', '.join(self.table_names()) or 'none'}") from None
             except psycopg.Error as exc:
-                raise StoreError(f"{what} {self.url} failed: {_first_line(exc)}") from None
+                raise StoreError(f"{what} {self.url} failed: {first_line(exc)}") from None
 
     def _query(self, sql: str, params=(), what: str = "reading") -> list[tuple]:
         with self._reading(what=what) as conn:
@@ -284,8 +287,8 @@ class PostGISStore(Store):
                 f"{g} && ST_MakeEnvelope({minx}, {miny}, {maxx}, {maxy}, {int(epsg)}) AND NOT ST_IsEmpty({g}) "
                 f"AND ST_XMax({g}) >= {minx} AND ST_XMin({g}) <= {maxx} "
                 f"AND ST_YMax({g}) >= {miny} AND ST_YMin({g}) <= {maxy}")
-        if where:
-            conditions.append(f"({where})")
+        if where is not None and not (isinstance(where, str) and not where):
+            conditions.append(f"({where_sql(where, 'postgis')})")
         return f" WHERE {' AND '.join(conditions)}" if conditions else ""
 
     def _pick(self, name: str, columns, conn) -> dict[str, str]:
@@ -324,7 +327,7 @@ class PostGISStore(Store):
         return out
 
     def read_layer(self, name: str, bbox: BBox | None = None, columns: list[str] | None = None,
-                   where: str | None = None, limit: int | None = None, offset: int = 0) -> gpd.GeoDataFrame:
+                   where: Where | None = None, limit: int | None = None, offset: int = 0) -> gpd.GeoDataFrame:
         bbox = validate_bbox(bbox)
         validate_paging(limit, offset)
         with self._reading(lock=name, what=f"reading layer {name!r} from") as conn:
@@ -342,7 +345,7 @@ class PostGISStore(Store):
         frame = frame_from_arrow(table, GEOMETRY, entry["epsg"], decode_geometry=_from_hex)
         return frame[[*cols, GEOMETRY]]
 
-    def count(self, name: str, bbox: BBox | None = None, where: str | None = None) -> int:
+    def count(self, name: str, bbox: BBox | None = None, where: Where | None = None) -> int:
         bbox = validate_bbox(bbox)
         with self._reading(lock=name, what=f"counting {name!r} in") as conn:
             entry = self._entry(name, None, conn)
@@ -351,7 +354,7 @@ class PostGISStore(Store):
             sql = f"SELECT count(*) FROM {self._t(name)}{self._where(bbox, where, entry['epsg'])}"
             return int(conn.execute(sql).fetchone()[0])
 
-    def read_table(self, name: str, columns: list[str] | None = None, where: str | None = None) -> pd.DataFrame:
+    def read_table(self, name: str, columns: list[str] | None = None, where: Where | None = None) -> pd.DataFrame:
         with self._reading(lock=name, what=f"reading table {name!r} from") as conn:
             self._entry(name, "table", conn)
             cols = self._pick(name, columns, conn)
@@ -421,7 +424,7 @@ class PostGISStore(Store):
                     self._prepare_schema(conn)
                     yield conn
             except psycopg.Error as exc:
-                raise write_failed(what, names, self.url, _first_line(exc)) from None
+                raise write_failed(what, names, self.url, first_line(exc)) from None
 
     def _refuse_clash(self, conn, writing: str, names) -> None:
         held_kind = "table" if writing == "layer" else "layer"

@@ -202,7 +202,7 @@ def features_per_tile(total: int, bounds_3857, z: int) -> float:
 
 def detail_zoom(total: int, bounds_3857, limit: int = MAX_FEATURES) -> int:
     """The smallest zoom whose tiles hold at most ``limit`` features on average."""
-    for z in range(0, MAX_ZOOM + 1):
+    for z in range(MAX_ZOOM + 1):
         if features_per_tile(total, bounds_3857, z) <= limit:
             return z
     return MAX_ZOOM

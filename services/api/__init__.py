@@ -1,1 +1,79 @@
-"""HTTP routes, one module per concern (tiles, rasters, reports, review uploads, exports, glyphs)."""
+"""The HTTP API under /api: one router per concern, each route with its response model (so /openapi.json is
+true), the caller's role checked by a dependency (services/auth.py), every error from the one table in
+services/errors.py.
+
+- session.py     GET /api/me, /api/workflow
+- patches.py     the patch workbench: list, detail, judgement, transition, evidence, export
+- audit.py       the audit log and its hash-chain check
+- review.py      合规性审查 of a GeoJSON site
+- indicators.py  indicator values, drill-down, runs, the 绩效自评表
+- config.py      what the web page needs to start
+
+The map desk (docs/map.md) adds modules that install their routes with ``install(app, settings)``:
+
+- rasters.py       imagery tiles (image_before / image_after / basemap) read by window from COG
+- map.py           the map page's configuration (layers, 三调 colours, legend)
+- glyphs.py        MapLibre glyph PBFs from the installed Noto CJK
+- search.py        监测编号 / 图斑编号 / 宗地代码 / 村名 → zoom
+- reports.py       核查表 PDFs per patch and per round
+- review_files.py  合规性审查 of uploaded 界址点 files and zipped shapefiles, and its PDF
+- exchange.py      flagged patches through an exchange field-mapping template
+(tiles.py is the OGC API – Tiles part of /ogc, installed by services/ogc/app.py.)
+
+A new router goes in its own module here and into ROUTERS; the jobs it calls live in services/jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+
+from analysis.workflow import load_workflow
+from layers.store import open_store
+
+from ..jobs.indicators import IndicatorDesk
+from ..jobs.patches import PatchBook
+from ..jobs.review import Reviewer
+from ..jobs.workflow import open_patch_workflow
+from ..settings import Settings
+from . import (
+    audit,
+    config,
+    exchange,
+    glyphs,
+    indicators,
+    patches,
+    rasters,
+    reports,
+    review,
+    review_files,
+    search,
+    session,
+)
+from . import map as map_page
+
+LOGGER = logging.getLogger("yizhangtu.api")
+ROUTERS = (session.router, patches.router, audit.router, review.router, indicators.router, config.router)
+MAP_MODULES = (rasters, map_page, glyphs, search, reports, review_files, exchange)
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Build the jobs the routes share (kept in ``app.state``, read by services/api/deps.py) and include every
+    router."""
+    # each job its own store object: on PostGIS, its own connection
+    book = PatchBook(open_patch_workflow(settings.store, load_workflow(settings.workflow_file)))
+    app.state.patch_book = book
+    app.state.reviewer = Reviewer(open_store(settings.store), settings.review_rules_file, settings.rules_file)
+    app.state.indicator_desk = IndicatorDesk(open_store(settings.store), settings.targets_dir)
+    try:  # repair the layer mirror if a re-analysis raced with a change (no write when all agree)
+        fixed = book.flow.sync_layer()
+        if fixed:
+            LOGGER.warning("workflow: %d flagged_patches rows re-synchronised from workflow_state", fixed)
+    except Exception as exc:
+        LOGGER.info("workflow: layer mirror not synchronised at start (%s)", exc)
+    app.add_middleware(patches.UploadLimit, limit=settings.max_upload_bytes)
+    for router in ROUTERS:
+        app.include_router(router)
+    for module in MAP_MODULES:
+        module.install(app, settings)

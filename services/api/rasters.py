@@ -11,7 +11,8 @@ datums are refused at start). Red, green and blue are found by the file's colour
 4-band images are blue, green, red, near-infrared); each band is stretched linearly between its 2nd and 98th
 percentiles, computed once per file. A COG's overviews serve the small zooms: only the internal tiles a request
 touches are decoded. (rio-tiler was the first implementation; its per-tile WarpedVRT cost 250–450 ms per cold
-tile on a COG here, mostly in building coordinate transformations, against ~15–40 ms for this.) Tiles are cached in memory and carry ETags; access follows the OGC API's
+tile on a COG here, mostly in building coordinate transformations, against ~15–40 ms for this.) Tiles are cached
+in memory and carry ETags; access follows the OGC API's
 (``anonymous_read``).
 """
 
@@ -34,6 +35,7 @@ from layers.errors import NotFoundError, SourceError
 
 from ..auth import identify
 from ..errors import AuthenticationError, RequestError
+from .models import BINARY
 from .tiles import TileCache
 
 LOGGER = logging.getLogger("yizhangtu.rasters")
@@ -216,7 +218,8 @@ def install(app: FastAPI, settings) -> None:
             for role, lay in sorted(service.layers.items())]}
 
     @router.get("/{role}/tiles/{z}/{x}/{y}.png", summary="one PNG tile (WebMercatorQuad) of a raster role",
-                response_class=Response, responses={200: {"content": {"image/png": {}}}, 204: {}})
+                response_class=Response,
+                responses={200: {"content": {"image/png": BINARY}}, 204: {"description": "no data in this tile"}})
     def raster_tile(role: str, z: int, x: int, y: int, request: Request):
         may_read(request)
         if request.query_params:

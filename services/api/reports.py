@@ -10,14 +10,24 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from ..auth import require
 from ..errors import refuse_unknown_params
-from ..settings import Principal
+from .deps import Planner
+from .models import BINARY, Strict
+
+
+class EvidenceChecks(Strict):
+    JCBH: str
+    max_distance_m: float
+    max_age_days: int
+    evidence: list[dict[str, Any]] = Field(description="per photo: evidence_id, EXIF time / position, distance to "
+                                                       "the patch, flags and notes")
 
 
 def _attachment(name: str) -> dict:
@@ -30,14 +40,14 @@ def install(app: FastAPI, settings) -> None:
     router = APIRouter(prefix="/api", tags=["核查表 reports"])
 
     def bench():
-        return app.state.workbench
+        return app.state.patch_book
 
     def rasters():
         return getattr(app.state, "rasters", None)
 
     @router.get("/patches/{jcbh}/report.pdf", summary="the 卫片图斑实地核查表 of one patch (PDF)",
-                response_class=Response, responses={200: {"content": {"application/pdf": {}}}})
-    def patch_report(jcbh: str, request: Request, who: Principal = Depends(require("planner"))):
+                response_class=Response, responses={200: {"content": {"application/pdf": BINARY}}})
+    def patch_report(jcbh: str, request: Request, who: Planner):
         from ..jobs.reports import patch_report as build
 
         refuse_unknown_params(request.query_params, set())
@@ -45,8 +55,8 @@ def install(app: FastAPI, settings) -> None:
         return Response(pdf, media_type="application/pdf", headers=_attachment(f"核查表_{detail['JCBH']}.pdf"))
 
     @router.get("/rounds/{round_name}/report.pdf", summary="the 核查表 of every patch of a round (one PDF)",
-                response_class=Response, responses={200: {"content": {"application/pdf": {}}}})
-    async def round_report(round_name: str, request: Request, who: Principal = Depends(require("planner"))):
+                response_class=Response, responses={200: {"content": {"application/pdf": BINARY}}})
+    async def round_report(round_name: str, request: Request, who: Planner):
         from ..jobs.reports import round_report as build
 
         refuse_unknown_params(request.query_params, set())
@@ -56,8 +66,8 @@ def install(app: FastAPI, settings) -> None:
         return Response(pdf, media_type="application/pdf", headers=headers)
 
     @router.get("/patches/{jcbh}/evidence-checks", summary="EXIF time / position, distance and flags of each "
-                                                          "evidence photo of a patch")
-    def evidence_checks(jcbh: str, request: Request, who: Principal = Depends(require("planner"))):
+                                                          "evidence photo of a patch", response_model=EvidenceChecks)
+    def evidence_checks(jcbh: str, request: Request, who: Planner):
         from ..jobs.reports import evidence_checks_for
 
         refuse_unknown_params(request.query_params, set())

@@ -11,19 +11,22 @@ GeoJSON to draw, and the result as a PDF.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import shapely
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from layers.errors import GeometryError
 
-from ..auth import require
 from ..errors import PayloadTooLarge, RequestError
-from ..review import _xy, parse_crs, parse_site
-from ..settings import Principal
+from ..jobs.review import _xy, parse_crs, parse_site
+from .deps import Planner
+from .models import BINARY
+from .review import ReviewAnswer
 
 PIECE_LAYERS = {"yjjbnt": ("永久基本农田", "BSM"), "stbhhx": ("生态保护红线", "BSM"), "ghfq": ("规划分区", "GHFQDM")}
 
@@ -43,12 +46,13 @@ async def read_site(request: Request, limit: int) -> tuple[dict, str | None, dic
 
         form = await request.form()
         upload = form.get("file")
-        if upload is None or not hasattr(upload, "read"):
+        if upload is None or isinstance(upload, str):
             raise RequestError("multipart body without a file: send the site as file=<界址点 .txt or shapefile .zip>")
         data = await upload.read()
         if len(data) > limit:
             raise PayloadTooLarge(f"file {upload.filename!r} is larger than {limit:,} bytes")
-        crs = form.get("crs") or crs
+        given = form.get("crs")
+        crs = given if isinstance(given, str) and given else crs
         geometry, crs_name, info = await run_in_threadpool(parse_site_file, upload.filename or "", data, crs)
         info["filename"] = upload.filename
         return geometry, crs_name, info
@@ -62,6 +66,14 @@ async def read_site(request: Request, limit: int) -> tuple[dict, str | None, dic
     except (UnicodeDecodeError, ValueError) as exc:
         raise RequestError(f"the body is not GeoJSON: {exc}") from None
     return doc, crs, {"format": "GeoJSON (drawn or sent)"}
+
+
+class ReviewMapAnswer(ReviewAnswer):
+    """The 合规性审查 answer (as POST /api/review) with the overlap pieces to draw and where the site came from."""
+
+    pieces: dict[str, Any] = Field(description="GeoJSON FeatureCollection (CRS84) of the overlap pieces per layer")
+    source: dict[str, Any] = Field(description="how the site was given: drawn, 界址点 file or shapefile; its CRS")
+    site_geojson: dict[str, Any] = Field(description="the site as a GeoJSON Feature (CRS84), to draw")
 
 
 def review_with_pieces(reviewer, doc: dict, crs: str | None) -> tuple[dict, object]:
@@ -126,16 +138,16 @@ def install(app: FastAPI, settings) -> None:
         return r
 
     @router.post("/map", summary="合规性审查 of a drawn polygon or an uploaded 界址点 / shapefile, with the "
-                                 "overlap pieces to draw (CRS84)")
-    async def review_map(request: Request, who: Principal = Depends(require("planner"))):
+                                 "overlap pieces to draw (CRS84)", response_model=ReviewMapAnswer)
+    async def review_map(request: Request, who: Planner):
         doc, crs, info = await read_site(request, settings.max_upload_bytes)
         answer, _ = await run_in_threadpool(review_with_pieces, reviewer(), doc, crs)
         answer["source"] = info
         return answer
 
     @router.post("/report.pdf", summary="合规性审查 result as a PDF (same inputs as /api/review/map)",
-                 response_class=Response, responses={200: {"content": {"application/pdf": {}}}})
-    async def review_pdf(request: Request, who: Principal = Depends(require("planner"))):
+                 response_class=Response, responses={200: {"content": {"application/pdf": BINARY}}})
+    async def review_pdf(request: Request, who: Planner):
         from ..jobs.reports import review_report
 
         doc, crs, info = await read_site(request, settings.max_upload_bytes)

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import shapely
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import BaseModel
 
 from layers.store import open_store
 
-from ..auth import require
 from ..errors import RequestError, refuse_unknown_params
-from ..settings import Principal
+from .deps import Planner
 
 # (layer, column, kind, label columns): searched in this order
 TARGETS = [
@@ -57,7 +56,9 @@ def search(store, q: str, limit: int) -> list[dict]:
 
     present = set(store.layer_names())
     epsg = store.epsg
-    to_lonlat = transformer(epsg, 4490) if epsg else None
+    if not epsg:
+        return []  # an empty store: nothing to find
+    to_lonlat = transformer(epsg, 4490)
     hits: list[dict] = []
     seen = set()
     for layer, column, kind, label_cols in TARGETS:
@@ -103,7 +104,7 @@ def install(app: FastAPI, settings) -> None:
 
     @router.get("/search", response_model=SearchResult,
                 summary="find a 监测编号, 图斑编号 / 标识码, 宗地代码 or 村名 and its extent")
-    def find(request: Request, who: Principal = Depends(require("planner")),
+    def find(request: Request, who: Planner,
              q: str = Query(..., min_length=1, max_length=64), limit: int = Query(10, ge=1, le=50)):
         refuse_unknown_params(request.query_params, {"q", "limit"})
         text = q.strip()

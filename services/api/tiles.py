@@ -16,8 +16,8 @@ Every tile carries a strong ETag (a hash of its bytes); ``If-None-Match`` gives 
 version (the GeoPackage file's identity — layer writes replace the file; the PostGIS catalogue's table oids), so a
 re-ingest or a re-analysis is seen at once: in memory (256 MB per process) and on disk under
 ``settings.workdir/tile-cache`` (shared by all uvicorn workers, kept across restarts; the previous version's
-tiles are dropped when a new version's first tile is written). ``flagged_patches`` is never cached: the workflow changes its
-status column in place.
+tiles are dropped when a new version's first tile is written). ``flagged_patches`` is never cached: the workflow
+changes its status column in place.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ class TileService:
                     ov = self.overview(name, version)
                     for z in range(max(0, self.detail_from(name) - 4), self.detail_from(name)):
                         ov.at_zoom(z)
-        except Exception as exc:  # noqa: BLE001 - a store not ready yet: built on the first request instead
+        except Exception as exc:
             LOGGER.info("tiles: overview not prebuilt (%s)", exc)
 
     # --- store version -----------------------------------------------------------------------------------
@@ -251,7 +251,7 @@ class TileService:
         return value
 
     # --- documents ---------------------------------------------------------------------------------------------
-    def limits(self, name: str, zooms=range(0, 23)) -> list[dict]:
+    def limits(self, name: str, zooms: tuple[int, ...] = tuple(range(23))) -> list[dict]:
         b = self.bounds_3857(name)
         if b is None:
             return []
@@ -264,10 +264,10 @@ class TileService:
             n = 1 << z
             size = 2 * HALF / n
 
-            def col(v):
+            def col(v, n=n, size=size):
                 return min(n - 1, max(0, int(math.floor((v + HALF) / size))))
 
-            def row(v):
+            def row(v, n=n, size=size):
                 return min(n - 1, max(0, int(math.floor((HALF - v) / size))))
 
             out.append({"tileMatrix": str(z), "minTileRow": row(b[3]), "maxTileRow": row(b[1]),
@@ -368,7 +368,8 @@ def tile_routes(service: TileService, base_of) -> list[Route]:
         cid = request.path_params["collection_id"]
         info = service.engine.layers.get(cid)
         if info is None:
-            raise NotFoundError(f"collection {cid!r} not found; collections: {', '.join(sorted(service.engine.layers))}")
+            raise NotFoundError(f"collection {cid!r} not found; collections: "
+                                f"{', '.join(sorted(service.engine.layers))}")
         return cid
 
     def tms_known(request: Request) -> None:

@@ -17,8 +17,10 @@ EXIF times without ``OffsetTimeOriginal`` are taken as China Standard Time (UTC+
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import shapely
 
@@ -55,7 +57,7 @@ def read_exif(path: Path) -> dict:
     """{'taken_at': aware datetime or None, 'lon', 'lat', 'azimuth': floats or None} of a JPEG / PNG / WebP."""
     from PIL import ExifTags, Image, UnidentifiedImageError
 
-    out = {"taken_at": None, "lon": None, "lat": None, "azimuth": None}
+    out: dict[str, Any] = {"taken_at": None, "lon": None, "lat": None, "azimuth": None}
     try:
         with Image.open(path) as img:
             exif = img.getexif()
@@ -82,10 +84,8 @@ def read_exif(path: Path) -> dict:
         out["lat"] = _dms(gps[2], gps.get(1, "N"))
         out["lon"] = _dms(gps[4], gps.get(3, "E"))
     if gps and 17 in gps:
-        try:
+        with contextlib.suppress(TypeError, ValueError, ZeroDivisionError):
             out["azimuth"] = _rational(gps[17]) % 360.0
-        except (TypeError, ValueError, ZeroDivisionError):
-            pass
     return out
 
 
@@ -147,5 +147,5 @@ def checks_for_upload(bench, settings, jcbh: str, path: Path, meta: dict) -> dic
         rows = bench.store.read_layer("monitoring", columns=["HSX"], where=f'"JCBH" IN ({literal})')
         hsx = [str(v)[:10] for v in rows["HSX"] if v is not None and str(v) not in ("NaT", "nan", "None")]
     image = str(meta.get("content_type", "")).startswith("image/")
-    return check_evidence(path if image else None, meta, geom, p.epsg, hsx, dt.datetime.now(dt.timezone.utc),
+    return check_evidence(path if image else None, meta, geom, p.epsg, hsx, dt.datetime.now(dt.UTC),
                           settings.evidence_max_distance_m, settings.evidence_max_age_days)

@@ -63,7 +63,8 @@ def load_template(template_id: str, folder: Path = TEMPLATES) -> Template:
     if not path.is_file() or "/" in template_id or template_id.startswith("."):
         from layers.errors import NotFoundError
 
-        raise NotFoundError(f"export template {template_id!r} not found; templates: {', '.join(list_templates(folder))}")
+        raise NotFoundError(f"export template {template_id!r} not found; templates: "
+                            f"{', '.join(list_templates(folder))}")
     doc = read_yaml_file(path, "export template") or {}
     where = f"export template {path.name}"
     fmt = str(doc.get("format", "shp"))

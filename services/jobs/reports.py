@@ -57,7 +57,7 @@ class Pdf:
         self.pdf.set_title(title)
         self.pdf.set_creator("yizhangtu 一张图")
         self.title = title
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         pdf = self.pdf
 
         def footer():
@@ -67,7 +67,7 @@ class Pdf:
             pdf.cell(0, 4, f"yizhangtu 一张图 · {title} · 生成于 {stamp} · 第 {pdf.page_no()} 页", align="C")
             pdf.set_text_color(0)
 
-        pdf.footer = footer
+        pdf.footer = footer  # type: ignore[method-assign]  # fpdf2's documented way to set a page footer
 
     def page(self) -> None:
         self.pdf.add_page()
@@ -242,8 +242,8 @@ def evidence_thumbnail(path: Path) -> bytes | None:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
+        with Image.open(path) as opened:
+            img = opened.convert("RGB")
             img.thumbnail((600, 600))
             buf = io.BytesIO()
             img.save(buf, format="JPEG", quality=80)
@@ -295,15 +295,18 @@ def add_patch_pages(doc: Pdf, bench, rasters, settings, jcbh: str, who) -> dict:
         ("中心点", f"{c.x:.6f}E, {c.y:.6f}N" if c is not None else "—"),
         ("批次", ", ".join(map(str, props.get("rounds", [])))), ("来源", ", ".join(map(str, props.get("sources", [])))),
         ("前时相", ", ".join(qsx) or "—"), ("后时相", ", ".join(hsx) or "—"),
-        ("合并的监测编号", ", ".join(map(str, props.get("source_ids", [])))), ("分析运行", str(props.get("run_id") or "")),
+        ("合并的监测编号", ", ".join(map(str, props.get("source_ids", [])))),
+        ("分析运行", str(props.get("run_id") or "")),
     ])
     doc.h2("二、位置图与前后时相影像")
     before = rasters.layers.get("image_before") if rasters is not None else None
     after = rasters.layers.get("image_after") if rasters is not None else None
     doc.images_side_by_side([
         ("位置图（三调地类，红线为图斑）", location_map(store, geom, b["approvals"]["ids"])),
-        (f"前时相影像 {before.date or ''}" if before else "前时相影像", image_clip(before, geom, epsg) if before else None),
-        (f"后时相影像 {after.date or ''}" if after else "后时相影像", image_clip(after, geom, epsg) if after else None),
+        (f"前时相影像 {before.date or ''}" if before else "前时相影像",
+         image_clip(before, geom, epsg) if before else None),
+        (f"后时相影像 {after.date or ''}" if after else "后时相影像",
+         image_clip(after, geom, epsg) if after else None),
     ], height=56)
     doc.h2("三、叠加分析")
     doc.kv([
@@ -314,7 +317,8 @@ def add_patch_pages(doc: Pdf, bench, rasters, settings, jcbh: str, who) -> dict:
         ("未利用地", f"{_m2(lu.get('unused'))} m²"), ("永久基本农田", f"{_m2(cl['yjjbnt']['area_m2'])} m²"),
         ("生态保护红线内", f"{_m2(cl['stbhhx']['area_m2'])} m²"),
         ("城镇开发边界外", f"{_m2(cl['czkfbj']['area_outside_m2'])} m²"),
-        ("批准覆盖", f"{_m2(b['approvals']['area_approved_m2'])} m²（{100 * float(b['approvals']['approved_share'] or 0):.1f}%）"),
+        ("批准覆盖", f"{_m2(b['approvals']['area_approved_m2'])} m²"
+                     f"（{100 * float(b['approvals']['approved_share'] or 0):.1f}%）"),
         ("临时/设施农用地覆盖", f"{_m2(b['approvals']['area_compliant_m2'])} m²"),
     ])
     doc.h2("四、用地批准情况")
@@ -413,7 +417,8 @@ def review_report(answer: dict, site_store_crs, store, source: str) -> bytes:
             ("区域外面积", f"{_m2(answer['site'].get('area_outside_region_m2'))} m²"),
             ("坐标来源", source), ("容差", f"{answer.get('tolerance_m2')} m²")])
     doc.h2("一、位置图")
-    doc.images_side_by_side([("用地范围（红线）与三调地类", location_map(store, site_store_crs, pad=150.0))], height=110)
+    doc.images_side_by_side([("用地范围（红线）与三调地类", location_map(store, site_store_crs, pad=150.0))],
+                            height=110)
     doc.h2("二、审查规则")
     doc.grid(["规则", "量值(m²)", "允许(m²)", "结果", "说明"],
              [[r.get("title"), _m2(r.get("value_m2")), _m2(r.get("limit_m2")), r.get("result"), r.get("message")]

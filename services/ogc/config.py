@@ -15,9 +15,9 @@ from pathlib import Path
 import yaml
 
 from layers.fields import ROLES
+from layers.store.pages import PagedReader
 
 from .crs import CRS84, epsg_uri, extent_crs84, supported_uris
-from .engine import Engine
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -49,14 +49,14 @@ def title_of(name: str) -> tuple[str, str]:
     return zh, name.replace("_", " ")
 
 
-def build_config(engine: Engine, base_url: str, prefix: str, limit_max: int) -> dict:
-    """The pygeoapi configuration (a dict) for every layer of the store behind ``engine``."""
+def build_config(reader: PagedReader, base_url: str, prefix: str, limit_max: int) -> dict:
+    """The pygeoapi configuration (a dict) for every layer of the store behind ``reader``."""
     url = base_url.rstrip("/") + "/" + prefix.strip("/")
-    epsg = engine.storage_epsg
-    region = engine.meta.get("region_name") or engine.meta.get("region_code") or ""
+    epsg = reader.storage_epsg
+    region = reader.meta.get("region_name") or reader.meta.get("region_code") or ""
     crs_list = supported_uris(epsg)
     resources = {}
-    for name, info in sorted(engine.layers.items()):
+    for name, info in sorted(reader.layers.items()):
         zh, en = title_of(name)
         bbox = extent_crs84(info.bounds, epsg) if info.bounds else [-180.0, -90.0, 180.0, 90.0]
         resources[name] = {
@@ -72,10 +72,9 @@ def build_config(engine: Engine, base_url: str, prefix: str, limit_max: int) -> 
             "providers": [{
                 "type": "feature",
                 "name": PROVIDER,
-                "data": engine.url,
+                "data": reader.url,
                 "table": name,
-                "id_field": "fid",
-                "geom_field": "geom",
+                "id_field": "id",  # the feature id: the row's id in the store (1..n in write order)
                 "storage_crs": epsg_uri(epsg),
                 "crs": list(crs_list),
             }],

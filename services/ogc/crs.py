@@ -14,8 +14,10 @@ is always (easting, northing) in the store's zone.
 
 PROJ needs about a second to build a CGCS2000 → WGS 84 transformation (it searches its database for one
 and ends with the ballpark), so transformers are built once per CRS pair and cached; pygeoapi 0.24 builds a
-new one on every request. ``hooks.install_pygeoapi_hooks`` gives pygeoapi's items handler our cached, exact
-versions of its two CRS helpers (transform_bbox, modify_pygeofilter below).
+new one on every request. ``upstream.install`` gives pygeoapi's items handler our cached, exact versions of
+its two CRS helpers (transform_bbox, modify_pygeofilter below; docs/upstream/ has the upstream patches).
+
+A CRS a client names that we do not serve, or coordinates that do not fit it, raise RequestError (HTTP 400).
 """
 
 from __future__ import annotations
@@ -30,14 +32,13 @@ import shapely
 import shapely.geometry
 
 from layers.crs import CGCS2000_GEOGRAPHIC
+from layers.store.query import SpatialSelection, as_box
+
+from ..errors import RequestError
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 EPSG_URI = "http://www.opengis.net/def/crs/EPSG/0/{code}"
 DENSIFY = 64  # points per edge when a box is carried from one CRS to another
-
-
-class CRSParamError(ValueError):
-    """A CRS parameter names a CRS we do not serve, or coordinates do not fit it (→ HTTP 400)."""
 
 
 def epsg_uri(code: int) -> str:
@@ -48,17 +49,17 @@ _URI = re.compile(r"^https?://www\.opengis\.net/def/crs/(EPSG|OGC)/[^/]+/([A-Za-
 
 
 def crs_key(uri: str) -> str | int:
-    """'CRS84' or an EPSG code for a CRS URI; CRSParamError otherwise."""
+    """'CRS84' or an EPSG code for a CRS URI; RequestError otherwise."""
     m = _URI.match(uri.strip()) if isinstance(uri, str) else None
     if not m:
-        raise CRSParamError(f"{uri!r} is not an OGC CRS URI such as {CRS84} or {epsg_uri(4490)}")
+        raise RequestError(f"{uri!r} is not an OGC CRS URI such as {CRS84} or {epsg_uri(4490)}")
     auth, code = m.groups()
     if auth == "OGC":
         if code.upper() != "CRS84":
-            raise CRSParamError(f"OGC CRS {code!r} is not served; use {CRS84}")
+            raise RequestError(f"OGC CRS {code!r} is not served; use {CRS84}")
         return "CRS84"
     if not code.isdigit():
-        raise CRSParamError(f"EPSG code {code!r} in {uri!r} is not a number")
+        raise RequestError(f"EPSG code {code!r} in {uri!r} is not a number")
     return int(code)
 
 
@@ -92,7 +93,7 @@ def _epsg_of(key: str | int) -> int:
 def check_served(key: str | int, storage_epsg: int) -> None:
     served = {"CRS84", CGCS2000_GEOGRAPHIC, int(storage_epsg)}
     if key not in served:
-        raise CRSParamError(f"CRS {key!r} is not served; use one of {', '.join(supported_uris(storage_epsg))}")
+        raise RequestError(f"CRS {key!r} is not served; use one of {', '.join(supported_uris(storage_epsg))}")
 
 
 def transform_xy(x: np.ndarray, y: np.ndarray, src: str | int, dst: str | int) -> tuple[np.ndarray, np.ndarray]:
@@ -139,22 +140,6 @@ def output_crs(uri: str | None, storage_epsg: int) -> OutputCRS:
     return OutputCRS(uri=uri, key=key, storage_epsg=int(storage_epsg))
 
 
-@dataclass(frozen=True)
-class QueryShape:
-    """A spatial selection carried into the store CRS.
-
-    ``polygon`` is the exact area (a box densified along its edges when it came from another CRS);
-    ``outer`` is its envelope (for the index), ``inner`` an axis-parallel box inside it: a feature whose
-    envelope lies within ``inner`` certainly intersects, so only the thin ring between the two needs an exact
-    geometry test.
-    """
-
-    polygon: shapely.Geometry
-    outer: tuple[float, float, float, float]
-    inner: tuple[float, float, float, float] | None
-    is_box: bool  # the polygon is exactly its envelope
-
-
 def _inner_box(polygon: shapely.Geometry, x: np.ndarray, y: np.ndarray, n: int):
     """An axis-parallel box inside the image of a box (edges: bottom, right, top, left, n points each).
 
@@ -174,35 +159,34 @@ def _inner_box(polygon: shapely.Geometry, x: np.ndarray, y: np.ndarray, n: int):
     return None
 
 
-def box_in_store(values: list[float], crs: str | int, storage_epsg: int) -> QueryShape:
-    """A ``bbox`` (4 or 6 numbers, axis order of ``crs``) as a QueryShape in the store CRS."""
+def box_in_store(values: list[float], crs: str | int, storage_epsg: int) -> SpatialSelection:
+    """A ``bbox`` (4 or 6 numbers, axis order of ``crs``) as a SpatialSelection in the store CRS: the exact area
+    (the box densified along its edges when it comes from another CRS), its envelope, and an inner box."""
     return _box_in_store(tuple(float(v) for v in values), crs, int(storage_epsg))
 
 
 @functools.lru_cache(maxsize=1024)
-def _box_in_store(values: tuple, crs: str | int, storage_epsg: int) -> QueryShape:
+def _box_in_store(values: tuple, crs: str | int, storage_epsg: int) -> SpatialSelection:
     if len(values) == 6:
-        values = [values[0], values[1], values[3], values[4]]
+        values = (values[0], values[1], values[3], values[4])
     a0, a1, b0, b1 = values
     if _north_first(crs):  # (lat, lon) / (northing, easting) order: swap to (east, north)
         a0, a1, b0, b1 = a1, a0, b1, b0
     minx, miny, maxx, maxy = a0, a1, b0, b1
-    if _epsg_of(crs) == CGCS2000_GEOGRAPHIC:
-        if not (-90 <= miny <= 90 and -90 <= maxy <= 90):
-            raise CRSParamError(f"bbox latitudes {miny}, {maxy} are outside −90…90°: check the axis order "
-                                f"({'latitude first' if _north_first(crs) else 'longitude first'} for this CRS)")
+    if _epsg_of(crs) == CGCS2000_GEOGRAPHIC and not (-90 <= miny <= 90 and -90 <= maxy <= 90):
+        raise RequestError(f"bbox latitudes {miny}, {maxy} are outside −90…90°: check the axis order "
+                           f"({'latitude first' if _north_first(crs) else 'longitude first'} for this CRS)")
     if _epsg_of(crs) == storage_epsg:
         poly = shapely.box(minx, miny, maxx, maxy)
         shapely.prepare(poly)
-        return QueryShape(poly, (minx, miny, maxx, maxy), (minx, miny, maxx, maxy), True)
+        return SpatialSelection(poly, (minx, miny, maxx, maxy), (minx, miny, maxx, maxy), True)
     if minx == maxx or miny == maxy:  # a degenerate box: a line or a point
         xs = np.linspace(minx, maxx, DENSIFY + 1)
         ys = np.linspace(miny, maxy, DENSIFY + 1)
         x, y = transform_xy(xs, ys, crs, storage_epsg)
         geom = shapely.linestrings(np.column_stack([x, y])) if (minx != maxx or miny != maxy) \
             else shapely.points(x[0], y[0])
-        b = tuple(float(v) for v in geom.bounds)
-        return QueryShape(geom, b, None, False)
+        return SpatialSelection(geom, as_box(geom.bounds), None, False)
     t = np.linspace(0.0, 1.0, DENSIFY + 1)[:-1]
     xs = np.concatenate([minx + (maxx - minx) * t, np.full_like(t, maxx), maxx - (maxx - minx) * t,
                          np.full_like(t, minx)])
@@ -210,11 +194,10 @@ def _box_in_store(values: tuple, crs: str | int, storage_epsg: int) -> QueryShap
                          maxy - (maxy - miny) * t])
     x, y = transform_xy(xs, ys, crs, storage_epsg)
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
-        raise CRSParamError(f"bbox {values} cannot be carried into EPSG:{storage_epsg}")
+        raise RequestError(f"bbox {values} cannot be carried into EPSG:{storage_epsg}")
     poly = shapely.polygons(np.column_stack([x, y]))
     shapely.prepare(poly)
-    outer = tuple(float(v) for v in poly.bounds)
-    return QueryShape(poly, outer, _inner_box(poly, x, y, DENSIFY), False)
+    return SpatialSelection(poly, as_box(poly.bounds), _inner_box(poly, x, y, DENSIFY), False)
 
 
 def geometry_in_store(geom: shapely.Geometry, crs: str | int, storage_epsg: int) -> shapely.Geometry:
@@ -232,7 +215,7 @@ def geometry_in_store(geom: shapely.Geometry, crs: str | int, storage_epsg: int)
 
     out = shapely.transform(geom, fn)
     if not np.isfinite(shapely.get_coordinates(out)).all():
-        raise CRSParamError(f"geometry {shapely.to_wkt(geom, rounding_precision=6)[:80]} cannot be carried "
+        raise RequestError(f"geometry {shapely.to_wkt(geom, rounding_precision=6)[:80]} cannot be carried "
                             f"into EPSG:{storage_epsg}")
     return out
 
@@ -262,113 +245,5 @@ def key_of_any(crs) -> str | int:
             return "CRS84"
         if auth == "EPSG" and code.isdigit():
             return int(code)
-        raise CRSParamError(f"CRS {text!r} is not served")
+        raise RequestError(f"CRS {text!r} is not served")
     return crs_key(text)
-
-
-# --- pygeoapi hooks ---------------------------------------------------------------------------------
-
-class RequestBBox(list):
-    """The bbox pygeoapi hands to a provider (already in the storage CRS, as pygeoapi computes it), which also
-    remembers the bbox as the client sent it, so our provider can select exactly in the client's CRS."""
-
-    source: tuple[list[float], str]
-
-
-class _AxisAwareTransformer:
-    """CRS84 / EPSG:4490 / GK-zone transformations in pyproj's ``always_xy`` semantics, built from the cached
-    (east, north) transformers: CRS84 is taken as CGCS2000 lon/lat (PROJ's ballpark, i.e. the identity)."""
-
-    def __init__(self, src, dst, always_xy: bool):
-        self.src, self.dst, self.always_xy = src, dst, always_xy
-
-    def transform(self, a, b, *rest):
-        """(a, b[, z]) → the same in the target CRS; heights pass through unchanged."""
-        x, y = (a, b) if self.always_xy or not _north_first(self.src) else (b, a)
-        x, y = transform_xy(np.asarray(x, dtype=float), np.asarray(y, dtype=float), self.src, self.dst)
-        out = (x, y) if self.always_xy or not _north_first(self.dst) else (y, x)
-        if np.ndim(a) == 0:
-            out = (float(out[0]), float(out[1]))
-        return (*out, *rest)
-
-
-def _cgcs2000_family(key) -> bool:
-    if key == "CRS84":
-        return True
-    try:
-        crs = pyproj.CRS.from_epsg(int(key))
-    except Exception:
-        return False
-    from layers.crs import DATUM_CGCS2000, datum_of
-
-    return datum_of(crs) == DATUM_CGCS2000
-
-
-@functools.lru_cache(maxsize=64)
-def _authority_transformer(src_uri: str, dst_uri: str, always_xy: bool):
-    try:
-        src, dst = key_of_any(src_uri), key_of_any(dst_uri)
-    except (CRSParamError, ValueError, IndexError):
-        src = dst = None
-    if src is not None and _cgcs2000_family(src) and _cgcs2000_family(dst):
-        return _AxisAwareTransformer(src, dst, always_xy)
-    from pygeoapi.crs import get_crs
-
-    return pyproj.Transformer.from_crs(get_crs(src_uri), get_crs(dst_uri), always_xy=always_xy)
-
-
-def transform_bbox(bbox: list, from_crs, to_crs, always_xy: bool = False) -> list:
-    """Drop-in for ``pygeoapi.crs.transform_bbox``: same result, cached transformer, source kept."""
-    tr = _authority_transformer(str(from_crs), str(to_crs), bool(always_xy))
-    n = len(bbox) // 2
-    out = RequestBBox(list(tr.transform(*bbox[:n])) + list(tr.transform(*bbox[n:])))
-    out.source = (list(bbox), str(from_crs))
-    return out
-
-
-def modify_pygeofilter(ast_tree, *, filter_crs_uri: str, storage_crs_uri: str | None = None,
-                       geometry_column_name: str | None = None):
-    """Drop-in for ``pygeoapi.crs.modify_pygeofilter``: same result, cached transformer; every geometry
-    literal also keeps ``yzt_source`` = (GeoJSON as the client wrote it, its CRS)."""
-    from copy import deepcopy
-
-    import pygeofilter.ast
-    import pygeofilter.values
-
-    tree = deepcopy(ast_tree)
-    if isinstance(tree, pygeofilter.ast.BBox) and tree.crs is None:
-        tree.crs = filter_crs_uri
-
-    def walk(node):
-        try:
-            subs = node.get_sub_nodes()
-        except AttributeError:
-            return
-        for sub in subs:
-            if isinstance(sub, pygeofilter.values.Geometry):
-                given = sub.geometry.get("crs", {}).get("properties", {}).get("name")
-                src = given or filter_crs_uri
-                sub.yzt_source = (deepcopy(sub.geometry), src)
-                if storage_crs_uri:
-                    tr = _authority_transformer(str(src), str(storage_crs_uri), False)
-                    geom = shapely.geometry.shape(sub.geometry)
-
-                    def fn(c, tr=tr):
-                        x, y = tr.transform(c[:, 0], c[:, 1])
-                        return np.column_stack([x, y])
-
-                    sub.geometry = shapely.geometry.mapping(shapely.transform(geom, fn))
-                    key = key_of_any(storage_crs_uri)
-                    name = "urn:ogc:def:crs:OGC:1.3:CRS84" if key == "CRS84" else f"urn:ogc:def:crs:EPSG::{key}"
-                    sub.geometry["crs"] = {"properties": {"name": name}}
-            elif isinstance(sub, pygeofilter.values.Envelope):
-                sub.yzt_source = (deepcopy(sub.geometry), filter_crs_uri)
-            elif isinstance(sub, pygeofilter.ast.Attribute) and sub.name == "geometry" and geometry_column_name:
-                sub.name = geometry_column_name
-            else:
-                if isinstance(sub, pygeofilter.ast.BBox) and sub.crs is None:
-                    sub.crs = filter_crs_uri  # BBOX(…) coordinates are in filter-crs
-                walk(sub)
-
-    walk(tree)
-    return tree

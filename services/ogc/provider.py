@@ -1,35 +1,61 @@
-"""The pygeoapi feature provider over our stores (GeoPackage and PostGIS).
+"""Our pygeoapi feature provider: a layer of a yizhangtu store (GeoPackage or PostGIS) as a collection.
 
-pygeoapi's stock providers fall short here: OGR, SQLiteGPKG and GeoJSON ignore ``filter=`` and return
-everything; SQLiteGPKG needs SQLite extension loading, which this Python lacks; and pygeoapi assumes a bbox
-can be carried between CRSs by its two corners. This provider:
+Registered in the generated configuration by its dotted path (``name: services.ogc.provider.StoreProvider``,
+``data``: the store, ``table``: the layer; config.py), as pygeoapi's plugin loader intends. pygeoapi's stock
+providers fall short here: OGR, SQLiteGPKG and GeoJSON ignore ``filter=`` and return everything; SQLiteGPKG
+needs SQLite extension loading, which this Python lacks; and pygeoapi carries a bbox between CRSs by its two
+corners. This provider:
 
-- pages by the store's ``fid`` (stable order), counts exactly (numberMatched), selects by bbox on the
-  *geometry* (R-tree / GiST, then an exact test), in the bbox's own CRS (crs.QueryShape);
-- translates CQL2 filters to SQL for either backend (cql.py) and refuses what it cannot evaluate (HTTP 400);
+- pages through the store's paged reader (layers.store.open_reader): stable order, an exact count
+  (numberMatched), selection by bbox on the *geometry*, in the bbox's own CRS (crs.box_in_store);
+- turns CQL2 filters into store filters (cql.py) and refuses what it cannot evaluate (HTTP 400);
 - writes geometries in the requested ``crs`` and that CRS's axis order (crs.OutputCRS).
 
-Configured by services/ogc/config.py: ``name: services.ogc.provider.StoreProvider``, ``data``: the store URL
-or path, ``table``: the layer name, ``storage_crs``: the store's GK zone URI.
+Errors: every YztError becomes a pygeoapi ProviderGenericError carrying the status and code of the one table
+in services/errors.py, so pygeoapi answers it as /api would (never its generic 500 "query error").
 """
 
 from __future__ import annotations
 
-import logging
+import threading
 
-from pygeoapi.provider.base import (BaseProvider, ProviderInvalidQueryError, ProviderItemNotFoundError,
-                                    ProviderQueryError)
+from pygeoapi.provider.base import BaseProvider, ProviderGenericError
 
-from layers.errors import YztError
+from layers.errors import NotFoundError, YztError
+from layers.store import open_reader
+from layers.store.pages import PagedReader
+from layers.store.query import Page, PageRequest, all_of
 
+from ..errors import RequestError, status_of
 from . import cql
-from .crs import CRSParamError, RequestBBox, box_in_store, crs_key, epsg_uri, output_crs
-from .engine import engine_for, to_features
-
-LOGGER = logging.getLogger(__name__)
+from .crs import box_in_store, crs_key, epsg_uri, output_crs
+from .features import to_features
+from .upstream import RequestBBox
 
 JSON_TYPES = {"str": ("string", None), "int": ("integer", None), "float": ("number", None),
               "bool": ("boolean", None), "date": ("string", "date"), "datetime": ("string", "date-time")}
+
+_READERS: dict[str, PagedReader] = {}
+_READERS_LOCK = threading.Lock()
+
+
+def reader_for(url: str) -> PagedReader:
+    """One paged reader per store per process (it keeps its connections between requests)."""
+    key = str(url)
+    reader = _READERS.get(key)
+    if reader is None:
+        with _READERS_LOCK:
+            reader = _READERS.get(key)
+            if reader is None:
+                reader = _READERS[key] = open_reader(key)
+    return reader
+
+
+def drop_reader(url: str) -> None:
+    with _READERS_LOCK:
+        reader = _READERS.pop(str(url), None)
+    if reader is not None:
+        reader.close()
 
 
 def fields_of(columns: dict[str, str]) -> dict[str, dict]:
@@ -40,29 +66,37 @@ def fields_of(columns: dict[str, str]) -> dict[str, dict]:
     return out
 
 
+def provider_error(exc: YztError) -> ProviderGenericError:
+    """``exc`` as pygeoapi's provider error, with the HTTP status and code of services/errors.py's table."""
+    status, code = status_of(exc)
+    error = ProviderGenericError(user_msg=str(exc))
+    error.http_status_code = status
+    error.ogc_exception_code = code
+    return error
+
+
 class StoreProvider(BaseProvider):
     """A layer of a yizhangtu store as an OGC API Features collection."""
 
     def __init__(self, provider_def: dict):
         super().__init__(provider_def)
         self.table = provider_def["table"]
-        self.id_field = provider_def.get("id_field", "fid")
-        self.engine = engine_for(self.data)
+        self.reader = reader_for(self.data)
         try:
-            self.info = self.engine.layers[self.table]
-        except KeyError:
-            raise ProviderQueryError(user_msg=f"layer {self.table!r} is no longer in the store; reload the "
-                                              "collections list") from None
+            self.info = self.reader.info(self.table)
+        except NotFoundError:
+            raise provider_error(NotFoundError(f"layer {self.table!r} is no longer in the store; reload the "
+                                               "collections list")) from None
         self._fields = fields_of(self.info.columns)
 
     def get_fields(self) -> dict:
         return self._fields
 
     # --- query helpers ---------------------------------------------------------------------------------
-    def _shape(self, bbox):
+    def _selection(self, bbox):
         if not bbox:
             return None
-        epsg = self.engine.storage_epsg
+        epsg = self.reader.storage_epsg
         if isinstance(bbox, RequestBBox):
             values, src = bbox.source
             key = crs_key(src)
@@ -70,20 +104,19 @@ class StoreProvider(BaseProvider):
             values, key = list(bbox), epsg
         return box_in_store([float(v) for v in values], key, epsg)
 
-    def _filters(self, filterq, properties) -> list[cql.SqlFilter]:
+    def _where(self, filterq, properties):
         out = []
         if filterq is not None:
-            out.append(cql.translate(filterq, self.info.columns, "geom", self.engine.dialect,
-                                     self.engine.storage_epsg))
+            out.append(cql.translate(filterq, self.info.columns, self.reader.storage_epsg))
         for name, value in properties or []:
             if name in self.info.columns:
-                out.append(cql.property_equals(name, str(value), self.info.columns, self.engine.dialect))
-        return out
+                out.append(cql.property_equals(name, str(value), self.info.columns))
+        return all_of(out)
 
     def _out(self, crs_transform_spec):
         uri = crs_transform_spec.target_crs_uri if crs_transform_spec is not None \
-            else epsg_uri(self.engine.storage_epsg)  # no transform: the storage CRS was requested
-        return output_crs(uri, self.engine.storage_epsg)
+            else epsg_uri(self.reader.storage_epsg)  # no transform: the storage CRS was requested
+        return output_crs(uri, self.reader.storage_epsg)
 
     def _columns(self, select_properties) -> list[str]:
         if select_properties:
@@ -91,49 +124,43 @@ class StoreProvider(BaseProvider):
         return list(self.info.columns)
 
     # --- pygeoapi interface ----------------------------------------------------------------------------
-    def query(self, offset=0, limit=10, resulttype="results", bbox=[], datetime_=None, properties=[],
-              sortby=[], select_properties=[], skip_geometry=False, q=None, filterq=None,
+    def query(self, offset=0, limit=10, resulttype="results", bbox=None, datetime_=None, properties=None,
+              sortby=None, select_properties=None, skip_geometry=False, q=None, filterq=None,
               crs_transform_spec=None, **kwargs):
-        if datetime_ is not None:
-            raise ProviderInvalidQueryError(user_msg=f"collection {self.table!r} has no temporal property: "
-                                                     "drop the datetime parameter (filter on a date property)")
-        if q is not None:
-            raise ProviderInvalidQueryError(user_msg="free-text search (q) is not supported; use filter")
         try:
-            shape = self._shape(bbox)
-            filters = self._filters(filterq, properties)
+            if datetime_ is not None:
+                raise RequestError(f"collection {self.table!r} has no temporal property: drop the datetime "
+                                   "parameter (filter on a date property)")
+            if q is not None:
+                raise RequestError("free-text search (q) is not supported; use filter")
+            hits = resulttype == "hits"
+            request = PageRequest(
+                selection=self._selection(bbox), where=self._where(filterq, properties),
+                sortby=[(s["property"], s.get("order", "+")) for s in sortby or []],
+                limit=0 if hits else int(limit), offset=int(offset), columns=self._columns(select_properties),
+                with_geometry=not skip_geometry, count=True)
             out = self._out(crs_transform_spec)
-        except (cql.FilterError, CRSParamError) as exc:
-            raise ProviderInvalidQueryError(user_msg=str(exc)) from None
-        sort = [(s["property"], s.get("order", "+")) for s in sortby or []]
-        hits = resulttype == "hits"
-        try:
-            page = self.engine.page(self.info, shape=shape, filters=filters, sortby=sort,
-                                    limit=0 if hits else int(limit), offset=int(offset),
-                                    columns=self._columns(select_properties), with_geometry=not skip_geometry,
-                                    count=True)
+            page = self.reader.page(self.table, request)
         except YztError as exc:
-            raise ProviderQueryError(user_msg=str(exc)) from None
+            raise provider_error(exc) from exc
         features = [] if hits else to_features(page, self.info.columns, out, not skip_geometry)
         return {"type": "FeatureCollection", "features": features, "numberMatched": page.matched,
                 "numberReturned": len(features)}
 
     def get(self, identifier, crs_transform_spec=None, **kwargs):
         try:
-            fid = int(str(identifier))
-        except ValueError:
-            raise ProviderItemNotFoundError(user_msg=f"feature {identifier!r} not found: ids are integers") from None
-        try:
+            try:
+                row_id = int(str(identifier))
+            except ValueError:
+                raise NotFoundError(f"feature {identifier!r} not found: ids are integers") from None
             out = self._out(crs_transform_spec)
-        except CRSParamError as exc:
-            raise ProviderInvalidQueryError(user_msg=str(exc)) from None
-        columns = list(self.info.columns)
-        row = self.engine.get(self.info, fid, columns, True)
-        if row is None:
-            raise ProviderItemNotFoundError(user_msg=f"feature {fid} is not in collection {self.table!r}")
-        from .engine import Page
-
-        page = Page([fid], [row[0]], [row[1]], columns, None)
+            columns = list(self.info.columns)
+            row = self.reader.get(self.table, row_id, columns, True)
+            if row is None:
+                raise NotFoundError(f"feature {row_id} is not in collection {self.table!r}")
+        except YztError as exc:
+            raise provider_error(exc) from exc
+        page = Page([row_id], [row[0]], [row[1]], columns, None)
         return to_features(page, self.info.columns, out, True)[0]
 
     def __repr__(self):

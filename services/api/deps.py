@@ -1,0 +1,94 @@
+"""What the routes share, as FastAPI dependencies: the caller's role, the settings, the per-app jobs (built once
+by :func:`services.api.install` and kept in ``app.state``), paging, and a guard against misspelt parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from pydantic import BaseModel
+
+from ..auth import optional_principal, require
+from ..errors import PayloadTooLarge, RequestError, refuse_unknown_params
+from ..jobs.indicators import IndicatorDesk
+from ..jobs.patches import PatchBook
+from ..jobs.review import Reviewer
+from ..settings import Principal, Settings
+
+Planner = Annotated[Principal, Depends(require("planner"))]
+Inspector = Annotated[Principal, Depends(require("inspector"))]
+Admin = Annotated[Principal, Depends(require("admin"))]
+Anyone = Annotated[Principal, Depends(optional_principal)]
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_patch_book(request: Request) -> PatchBook:
+    return request.app.state.patch_book
+
+
+def get_reviewer(request: Request) -> Reviewer:
+    return request.app.state.reviewer
+
+
+def get_indicator_desk(request: Request) -> IndicatorDesk:
+    return request.app.state.indicator_desk
+
+
+AppSettings = Annotated[Settings, Depends(get_settings)]
+Book = Annotated[PatchBook, Depends(get_patch_book)]
+Review = Annotated[Reviewer, Depends(get_reviewer)]
+Desk = Annotated[IndicatorDesk, Depends(get_indicator_desk)]
+
+
+def only_params(*sources: type[BaseModel] | str | Iterable[str]) -> Callable[[Request], None]:
+    """A dependency refusing (400) every query parameter not declared by the given models / names: a misspelt
+    filter must not be silently ignored. Declare a route's parameters once and list them here."""
+    allowed: set[str] = set()
+    for source in sources:
+        if isinstance(source, str):
+            allowed.add(source)
+        elif isinstance(source, type) and issubclass(source, BaseModel):
+            allowed |= set(source.model_fields)
+        else:
+            allowed |= set(source)
+
+    def dependency(request: Request) -> None:
+        refuse_unknown_params(request.query_params, allowed)
+
+    return dependency
+
+
+@dataclass(frozen=True)
+class Paging:
+    limit: int
+    offset: int
+
+
+def paging(request: Request, limit: int = Query(100, ge=1, description="rows per page (≤ settings.page_limit_max)"),
+           offset: int = Query(0, ge=0)) -> Paging:
+    most = request.app.state.settings.page_limit_max
+    if limit > most:
+        raise RequestError(f"query parameter 'limit': Input should be less than or equal to {most} (got {limit})")
+    return Paging(limit, offset)
+
+
+Page = Annotated[Paging, Depends(paging)]
+
+
+async def read_body(request: Request, limit: int, what: str = "the body") -> bytes:
+    """The request body, refused (413) as soon as it exceeds ``limit`` bytes — by its Content-Length before
+    anything is read, else while it streams in."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"{what} is {int(length):,} bytes; the limit is {limit:,} (settings.max_upload_bytes)")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"{what} is larger than {limit:,} bytes (settings.max_upload_bytes)")
+    return bytes(body)

@@ -1,0 +1,347 @@
+"""The enforcement workflow applied to flagged patches: record a judgement, a move or a piece of evidence,
+and read states, history, evidence and the audit log — on either store.
+
+What a change means lives here; where it is kept lives in the store (layers.store.workflow: the tables
+``workflow_state``, ``workflow_audit``, ``workflow_evidence`` and the mirror columns of ``flagged_patches``).
+Which moves are allowed is data (analysis/workflow.yaml, checked by analysis.workflow.Workflow).
+
+- The state table is the truth; the ``status`` / ``judgement`` / ``version`` columns of ``flagged_patches`` are
+  a mirror written in the same transaction (so the OGC API and the indicators see them) and re-synchronised
+  by :meth:`PatchWorkflow.sync_layer` after a re-analysis.
+- A state row belongs to the patch whose JCBH equals its case_id / JCBH or that shares a source id with it
+  (analysis.workflow.match_states), so statuses survive re-runs of ``yzt analyse``, re-issued rounds and
+  different dedupe merges. ``yzt analyse`` carries the mirror columns over itself (analysis.judge).
+- Audit rows are chained by SHA-256 (``prev_hash`` → ``hash``), so an edit made behind the service's back (a
+  trigger dropped by hand) is found by :meth:`PatchWorkflow.verify_audit`.
+- Every change runs in ONE store transaction holding the store's writer lock: read the current version,
+  refuse a stale one (StaleVersionError → 412), check the move, write state, mirror, evidence and audit row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.workflow import TransitionError, Workflow, load_workflow, match_states
+from layers.errors import ConflictError, FieldError, NotFoundError
+from layers.store import Store, open_store, open_workflow_tables
+from layers.store.query import And, Compare, Expr, In, Or, all_of
+from layers.store.workflow import (
+    AUDIT,
+    AUDIT_COLUMNS,
+    EVIDENCE,
+    EVIDENCE_COLUMNS,
+    LAYER,
+    STATE,
+    STATE_COLUMNS,
+    WorkflowTables,
+    WorkflowTx,
+)
+
+from ..settings import Principal
+
+
+class StaleVersionError(ConflictError):
+    """If-Match names a version that is no longer current: somebody else changed the record first."""
+
+    def __init__(self, message: str, current_version: int | None = None):
+        super().__init__(message)
+        self.current_version = current_version
+        self.headers = {"ETag": f'"{current_version}"'} if current_version is not None else {}
+        self.extra = {"current_version": current_version} if current_version is not None else {}
+
+
+ACTIONS = ("judgement", "transition", "evidence")
+GENESIS = "0" * 64
+
+
+def now_utc() -> str:
+    """UTC timestamps as fixed-width text: they sort as they compare."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def _ids(text: Any) -> list[str]:
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return []
+    try:
+        value = json.loads(text) if isinstance(text, str) else text
+    except ValueError:
+        return [str(text)]
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def audit_hash(prev_hash: str, row: dict) -> str:
+    body = {k: row.get(k) for k in AUDIT_COLUMNS if k not in ("prev_hash", "hash")}
+    return hashlib.sha256((prev_hash + "\n" + _json(body)).encode("utf-8")).hexdigest()
+
+
+@dataclass
+class PatchState:
+    case_id: str
+    JCBH: str
+    source_ids: list[str]
+    status: str
+    judgement: str | None
+    version: int
+    note: str | None = None
+    status_since: str | None = None
+    updated_at: str | None = None
+    updated_by: str | None = None
+
+    def brief(self) -> dict:
+        return {"status": self.status, "judgement": self.judgement, "version": self.version}
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Outcome:
+    state: PatchState
+    audit: dict
+    move: str | None  # the transition's name, None for evidence
+
+
+def _audit_out(row: dict) -> dict:
+    out = {"seq": int(row["seq"]), **{k: v for k, v in row.items() if k != "seq"}}
+    for key in ("before", "after"):
+        if isinstance(out.get(key), str):
+            out[key] = json.loads(out[key])
+    return out
+
+
+def _without_seq(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k != "seq"}
+
+
+class PatchWorkflow:
+    """The workflow of the flagged patches of one store. Use :func:`open_patch_workflow`."""
+
+    def __init__(self, tables: WorkflowTables, workflow: Workflow):
+        self.tables = tables
+        self.store = tables.store
+        self.workflow = workflow
+
+    def close(self) -> None:
+        self.tables.close()
+
+    # --- reading -------------------------------------------------------------------------------------
+    def states(self) -> pd.DataFrame:
+        """Every workflow state row (one per case), oldest first."""
+        rows = [_without_seq(r) for r in self.tables.select(STATE)]
+        return pd.DataFrame(rows, columns=list(STATE_COLUMNS))
+
+    def effective(self, patches: pd.DataFrame) -> pd.DataFrame:
+        """``patches`` (JCBH, source_ids, status, judgement, version …) with the workflow columns taken from the
+        state table where a case matches, plus case_id, note, updated_at, updated_by, status_since."""
+        states = self.states()
+        out = patches.copy()
+        n = len(out)
+        for col in ("case_id", "note", "updated_at", "updated_by", "status_since"):
+            out[col] = np.array([None] * n, dtype=object)
+        out["case_id"] = out["JCBH"].astype(object).to_numpy()  # a case untouched so far: its own JCBH
+        if len(states) == 0 or n == 0:
+            return out
+        match = match_states(out["JCBH"].astype(str).tolist(), out["source_ids"].tolist(),
+                             states["case_id"].tolist(), states["JCBH"].tolist(), states["source_ids"].tolist(),
+                             states["updated_at"].fillna("").tolist())
+        hit = match >= 0
+        if hit.any():
+            src = states.iloc[match[hit]]
+            for col in ("status", "judgement", "version", "case_id", "note", "updated_at", "updated_by",
+                        "status_since"):
+                values = out[col].to_numpy(dtype=object).copy() if col in out.columns else \
+                    np.array([None] * n, dtype=object)
+                values[hit] = src[col].to_numpy(dtype=object)
+                out[col] = values
+        out["version"] = pd.to_numeric(out["version"], errors="coerce").fillna(1).astype(int)
+        return out
+
+    def history(self, case_ids: list[str], jcbh: list[str] | None = None) -> list[dict]:
+        """Audit rows of a case (all its case ids and JCBHs), oldest first."""
+        keys = tuple(k for k in dict.fromkeys([*case_ids, *(jcbh or [])]) if k)
+        if not keys:
+            return []
+        return [_audit_out(r) for r in self.tables.select(AUDIT, Or(In("case_id", keys), In("JCBH", keys)))]
+
+    def audit(self, *, user: str | None = None, jcbh: str | None = None, action: str | None = None,
+              since: str | None = None, limit: int = 100, offset: int = 0) -> tuple[list[dict], int]:
+        """Audit rows (newest first) with optional filters, and how many match."""
+        conds: list[Expr] = []
+        if user:
+            conds.append(Compare("user", "=", user))
+        if jcbh:
+            conds.append(Or(Compare("JCBH", "=", jcbh), Compare("case_id", "=", jcbh)))
+        if action:
+            conds.append(Compare("action", "=", action))
+        if since:
+            conds.append(Compare("at", ">=", since))
+        where = all_of(conds)
+        total = self.tables.count(AUDIT, where)
+        rows = self.tables.select(AUDIT, where, newest_first=True, limit=limit, offset=offset)
+        return [_audit_out(r) for r in rows], total
+
+    def evidence(self, case_ids: list[str]) -> list[dict]:
+        keys = tuple(k for k in dict.fromkeys(case_ids) if k)
+        if not keys:
+            return []
+        return [_without_seq(r) for r in self.tables.select(EVIDENCE, In("case_id", keys))]
+
+    def evidence_item(self, evidence_id: str) -> dict:
+        rows = self.tables.select(EVIDENCE, Compare("evidence_id", "=", evidence_id))
+        if not rows:
+            raise NotFoundError(f"evidence {evidence_id!r} does not exist")
+        return _without_seq(rows[0])
+
+    def verify_audit(self) -> dict:
+        """Recompute the hash chain: {rows, ok, first_bad_seq, reason}."""
+        rows = self.tables.select(AUDIT)
+        prev = GENESIS
+        for r in rows:
+            if r["prev_hash"] != prev:
+                return {"rows": len(rows), "ok": False, "first_bad_seq": r["seq"],
+                        "reason": f"row {r['seq']} does not follow row before it (a row was removed or reordered)"}
+            if audit_hash(prev, r) != r["hash"]:
+                return {"rows": len(rows), "ok": False, "first_bad_seq": r["seq"],
+                        "reason": f"row {r['seq']} was altered after it was written"}
+            prev = r["hash"]
+        return {"rows": len(rows), "ok": True, "first_bad_seq": None, "reason": None}
+
+    # --- writing -------------------------------------------------------------------------------------
+    def apply(self, jcbh: str, expected_version: int, who: Principal, action: str, *, to: str | None = None,
+              judgement: str | None = None, note: str | None = None, evidence: dict | None = None) -> Outcome:
+        """Record one change on patch ``jcbh`` atomically; StaleVersionError if ``expected_version`` is not
+        current, TransitionError / RoleError / FieldError if the workflow refuses the move."""
+        if action not in ACTIONS:
+            raise ValueError(f"action {action!r}")
+        note = (note or "").strip() or None
+        with self.tables.transaction(write=True) as tx:
+            layer_row = tx.patch_row(jcbh)
+            if layer_row is None:
+                raise NotFoundError(f"patch {jcbh!r} is not in {LAYER} (neither as JCBH nor as a merged source id)")
+            current = self._current_state(tx, layer_row)
+            if int(expected_version) != current.version:
+                raise StaleVersionError(
+                    f"patch {current.JCBH} is at version {current.version}, not {expected_version}: "
+                    f"{current.updated_by or 'someone'} changed it at {current.updated_at or 'an earlier time'}; "
+                    "reload it (GET /api/patches/…), check the change, and retry with its ETag",
+                    current_version=current.version)
+            stamp = now_utc()
+            before = current.brief()
+            move_name = None
+            new = PatchState(**{**current.as_dict(), "JCBH": layer_row["JCBH"],
+                                "source_ids": _ids(layer_row["source_ids"])})
+            if action == "evidence":
+                if not evidence:
+                    raise ValueError("evidence metadata missing")
+            else:
+                target = to
+                if action == "judgement":
+                    judging = self.workflow.judgement_move(current.status)
+                    if judging is None:
+                        moves = "; ".join(f"{t.source} → {t.target}" for t in self.workflow.transitions
+                                          if t.judgement == "required")
+                        raise TransitionError(f"patch {current.JCBH} is {current.status}: a judgement cannot be "
+                                              f"recorded in this status (judgements are recorded by: {moves})")
+                    target = judging.target
+                n_evidence = self._evidence_since(tx, current)
+                if target is None:
+                    raise FieldError("a transition needs the status to move to (to)")
+                move = self.workflow.check(status=current.status, judgement=current.judgement, to=target,
+                                           new_judgement=judgement, role=who.role, note=note,
+                                           evidence_count=n_evidence, patch=f"patch {current.JCBH}")
+                move_name = move.name
+                new.judgement = self.workflow.next_judgement(move, current.judgement, judgement)
+                if move.target != current.status:
+                    new.status_since = stamp
+                new.status = move.target
+            new.version = current.version + 1
+            new.note = note if action != "evidence" else current.note
+            new.updated_at, new.updated_by = stamp, who.user
+            tx.upsert_state({**new.as_dict(), "source_ids": _json(new.source_ids)})
+            self._mirror(tx, new)
+            if evidence:
+                tx.append(EVIDENCE, {**{k: None for k in EVIDENCE_COLUMNS}, **evidence, "case_id": new.case_id,
+                                     "JCBH": new.JCBH, "uploaded_at": stamp, "uploaded_by": who.user})
+            audit_row = {
+                "at": stamp, "user": who.user, "role": who.role, "action": action, "case_id": new.case_id,
+                "JCBH": new.JCBH, "from_status": current.status, "to_status": new.status,
+                "from_judgement": current.judgement, "to_judgement": new.judgement,
+                "version_before": current.version, "version_after": new.version, "note": note,
+                "evidence_id": evidence["evidence_id"] if evidence else None,
+                "before": _json(before), "after": _json({**new.brief(), **({"move": move_name} if move_name else {}),
+                                                         **({"evidence": evidence} if evidence else {})}),
+            }
+            last = tx.select(AUDIT, newest_first=True, limit=1)
+            prev_hash = str(last[0]["hash"]) if last else GENESIS
+            audit_row["prev_hash"] = prev_hash
+            audit_row["hash"] = audit_hash(prev_hash, audit_row)
+            seq = tx.append(AUDIT, audit_row)
+        return Outcome(new, _audit_out({"seq": seq, **audit_row}), move_name)
+
+    def sync_layer(self) -> int:
+        """Write the state table's status / judgement / version onto the flagged_patches rows that disagree
+        (after a re-analysis raced with a change). Returns the number of rows corrected."""
+        if STATE not in self.tables.has_tables() or LAYER not in self.store.layer_names():
+            return 0
+        layer = pd.DataFrame(self.store.read_layer(LAYER, columns=["JCBH", "source_ids", "status", "judgement",
+                                                                   "version"]).drop(columns="geometry"))
+        eff = self.effective(layer)
+        diff = (eff["status"].astype(str).to_numpy() != layer["status"].astype(str).to_numpy()) | \
+               (eff["judgement"].fillna("").astype(str).to_numpy() != layer["judgement"].fillna("").astype(str)
+                .to_numpy()) | (eff["version"].astype(int).to_numpy() !=
+                                pd.to_numeric(layer["version"], errors="coerce").fillna(0).astype(int).to_numpy())
+        if not diff.any():
+            return 0
+        with self.tables.transaction(write=True) as tx:
+            for _, r in eff[diff].iterrows():
+                tx.mirror(r["JCBH"], r["status"], r["judgement"], int(r["version"]))
+        return int(diff.sum())
+
+    # --- pieces of a change ----------------------------------------------------------------------------
+    def _current_state(self, tx: WorkflowTx, layer_row: dict) -> PatchState:
+        ids = [layer_row["JCBH"], *_ids(layer_row["source_ids"])]
+        rows = tx.states_for(layer_row["JCBH"], ids)
+        if rows:
+            order = [r.get("updated_at") or "" for r in rows]
+            i = match_states([layer_row["JCBH"]], [ids], [r["case_id"] for r in rows], [r["JCBH"] for r in rows],
+                             [r["source_ids"] for r in rows], order)[0]
+            if i >= 0:
+                r = rows[i]
+                return PatchState(case_id=r["case_id"], JCBH=r["JCBH"], source_ids=_ids(r["source_ids"]),
+                                  status=r["status"], judgement=r["judgement"], version=int(r["version"]),
+                                  note=r["note"], status_since=r["status_since"], updated_at=r["updated_at"],
+                                  updated_by=r["updated_by"])
+        version = layer_row.get("version")
+        status = layer_row.get("status") or self.workflow.initial
+        return PatchState(case_id=layer_row["JCBH"], JCBH=layer_row["JCBH"], source_ids=_ids(layer_row["source_ids"]),
+                          status=status, judgement=layer_row.get("judgement") or None,
+                          version=int(version) if version is not None else 1)
+
+    @staticmethod
+    def _evidence_since(tx: WorkflowTx, state: PatchState) -> int:
+        where: Expr = Compare("case_id", "=", state.case_id)
+        if state.status_since:
+            where = And(where, Compare("uploaded_at", ">=", state.status_since))
+        return tx.count(EVIDENCE, where)
+
+    def _mirror(self, tx: WorkflowTx, s: PatchState) -> None:
+        tx.mirror(s.JCBH, s.status, s.judgement, s.version)
+
+
+def open_patch_workflow(target: str | Path | Store, workflow: Workflow | None = None) -> PatchWorkflow:
+    """The workflow of the flagged patches in the store at ``target`` (a path, a URL or a Store);
+    ``workflow`` None → the packaged analysis/workflow.yaml."""
+    store = open_store(target)
+    return PatchWorkflow(open_workflow_tables(store), workflow if workflow is not None else load_workflow())
