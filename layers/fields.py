@@ -155,7 +155,7 @@ POINT_ROLES = {"cameras"}
 # Roles whose patches carry TBMJ / KCXS checks.
 SURVEY_ROLES = {"dltb", "dltb_prev"}
 # Raster roles (issue: rasters); paths only, handled by analysis/raster code.
-RASTER_ROLES = {"dem", "image_before", "image_after", "landcover"}
+RASTER_ROLES = {"dem", "image_before", "image_after", "landcover", "basemap"}  # basemap: an offline orthophoto mosaic
 
 # Aliases seen in exports: Chinese names, lower-case, and 10-character DBF truncations.
 # Keys are compared after str.strip().upper(); values are standard codes.
