@@ -24,10 +24,9 @@ another rounded unit.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping, Sequence
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
-
-import math
 
 from layers.errors import RuleError
 

@@ -26,7 +26,8 @@ import shapely
 
 from layers.area import ellipsoidal_area
 
-from .judge import UNCLASSIFIED, as_text, check_same_crs, id_column, land_categories, overlay
+from .common import as_text, check_same_crs, id_column, overlay
+from .landuse import UNCLASSIFIED, land_categories
 from .rules import Rules
 
 NEW_CONSTRUCTION = "新增建设用地"
@@ -180,4 +181,4 @@ def derive_change_patches(dltb_prev: gpd.GeoDataFrame, dltb: gpd.GeoDataFrame, r
         })
     out = gpd.GeoDataFrame(rows, geometry="geometry", crs=crs)
     out["area_m2"] = ellipsoidal_area(out.geometry.values, crs)
-    return out[CHANGE_COLUMNS + ["geometry"]]
+    return out[[*CHANGE_COLUMNS, "geometry"]]

@@ -44,23 +44,10 @@ from layers.area import ellipsoidal_area
 from layers.codes import SANDIAO_CODES
 from layers.errors import FieldError
 
+from .common import as_text, check_same_crs, geo, id_column, json_list, near, overlay, parse_dates, village_codes
+from .cover import cover_by_union, interior_pairs, village_by_largest_share
 from .faces import disjoint_faces
-from .judge import (
-    UNCLASSIFIED,
-    as_text,
-    check_same_crs,
-    cover_by_union,
-    geo,
-    id_column,
-    interior_pairs,
-    json_list,
-    land_categories,
-    near,
-    overlay,
-    parse_dates,
-    village_by_largest_share,
-    village_codes,
-)
+from .landuse import UNCLASSIFIED, land_categories
 from .rules import Rules
 
 KINDS: dict[str, str] = {
@@ -155,7 +142,7 @@ def conflict_ids(records: pd.DataFrame) -> np.ndarray:
 def _with_ids(records: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     records = records.copy()
     records["conflict_id"] = conflict_ids(records)
-    return records[CONFLICT_COLUMNS + [records.geometry.name]]
+    return records[[*CONFLICT_COLUMNS, records.geometry.name]]
 
 
 def _records(kind, geoms, areas, left_layer, left_ids, right_layer, right_ids, xzqdm, notes, crs):
@@ -314,7 +301,7 @@ def parcel_zone_conflicts(parcels: gpd.GeoDataFrame, ghfq: gpd.GeoDataFrame, rul
     return _with_ids(found) if len(found) else _empty(crs)  # ids over the records kept
 
 
-def _zone_note(rule, zone: str, use: str) -> str:
+def _zone_note(rule, zone, use) -> str:
     if rule is None:
         return ""
     return f"宗地用途 {use} {SANDIAO_CODES.get(use, '')} 位于{rule.zone_zh}（{zone}）：{rule.reason}"
@@ -416,6 +403,7 @@ def idle_land(parcels: gpd.GeoDataFrame, dltb: gpd.GeoDataFrame | None, rules: R
     dltb_ids: list[list[str]] = [[] for _ in geoms]
     if rules.idle_check_dltb and dltb is not None and len(dltb):
         dltb = near(dltb, geoms)  # the survey patches around the candidate parcels only
+        assert dltb is not None
         d_codes = as_text(dltb["DLBM"])
         d_ids = id_column(dltb, ("BSM",), "dltb")
         pieces = overlay(geo(geoms, crs), dltb.geometry, workers=workers, keep_geometry=False)

@@ -65,7 +65,7 @@ from scipy.sparse.csgraph import connected_components
 
 from layers.errors import FieldError
 
-from .judge import as_text, json_list, parse_dates
+from .common import as_text, json_list, parse_dates
 
 _TOL = 1e-9
 GEOMETRY_RULES = ("union", "representative", "latest")
@@ -90,8 +90,9 @@ class DedupeReport:
                 "n_pieces": self.n_pieces, "groups": self.groups}
 
 
-def natural_key(text: str) -> tuple:
+def natural_key(text: object) -> tuple:
     """Sort key comparing digit runs as numbers: '2024-2' < '2024-10'; '' sorts last."""
+    text = str(text) if text is not None else ""
     if not text:
         return ((2, ""),)
     parts = re.split(r"(\d+)", text)
@@ -240,9 +241,9 @@ def dedupe_patches(patches: gpd.GeoDataFrame, *, min_overlap_ratio: float = 0.5,
     si, sj = pieces[si], pieces[sj]
     # explicit re-issue links (上期监测编号): strength 2, above every overlap ratio
     earlier = col("SQJCBH")
-    row_of = {}
-    for k in np.flatnonzero(~derived):
-        row_of.setdefault(jcbh[k], int(k))
+    row_of: dict[str, int] = {}
+    for k in np.flatnonzero(~derived).tolist():
+        row_of.setdefault(jcbh[k], k)
     link_pairs = sorted({(min(k, row_of[e]), max(k, row_of[e])) for k in range(n)
                          if not derived[k] and (e := earlier[k]) and e in row_of and row_of[e] != k})
     li = np.array([a for a, _ in link_pairs], dtype=int)
@@ -272,10 +273,8 @@ def dedupe_patches(patches: gpd.GeoDataFrame, *, min_overlap_ratio: float = 0.5,
     for members in members_of.values():
         issued = sorted((k for k in members if not derived[k]), key=lambda k: issue_key[k])
         units = sorted((k for k in members if derived[k]), key=lambda k: natural_key(jcbh[k]))
-        if issued:
-            rep = issued[0]
-        else:
-            rep = min(units, key=lambda k: (-round(float(areas[k]), 6), natural_key(jcbh[k])))
+        rep: int = issued[0] if issued else min(units, key=lambda k: (-round(float(areas[k]), 6),
+                                                                       natural_key(jcbh[k])))
         ordered = issued + units
         src = sorted({source[k] for k in members if source[k]}, key=lambda s: (rank.get(s, len(rank)), s))
         rounds = sorted({rnd[k] for k in members if rnd[k]}, key=natural_key)

@@ -24,6 +24,7 @@ share one CRS; a mismatch raises :class:`~layers.errors.CRSError` (geopandas onl
 
 from __future__ import annotations
 
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -42,7 +43,7 @@ DEFAULT_CHUNK_SIZE = 20_000  # candidate pairs per chunk
 DEFAULT_MAX_VERTICES = 512  # polygons with more coordinates are cut into local parts
 _POLYGONAL = (3, 6)  # shapely type ids of Polygon, MultiPolygon
 
-__all__ = ["overlay_pieces", "overlay_area", "overlay_chunk", "coverage", "ChunkResult"]
+__all__ = ["ChunkResult", "coverage", "overlay_area", "overlay_chunk", "overlay_pieces"]
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ def overlay_chunk(left_geoms, right_geoms, pair_left, pair_right, *, crs, keep_g
     lb = shapely.bounds(left_geoms)[pair_left]
     rb = shapely.bounds(right_geoms)[pair_right]
     present = ~(shapely.is_missing(lg) | shapely.is_missing(rg))
-    overlap = present & (lb[:, 0] <= rb[:, 2]) & (rb[:, 0] <= lb[:, 2]) & (lb[:, 1] <= rb[:, 3]) & (rb[:, 1] <= lb[:, 3])
+    overlap = (present & (lb[:, 0] <= rb[:, 2]) & (rb[:, 0] <= lb[:, 2])
+               & (lb[:, 1] <= rb[:, 3]) & (rb[:, 1] <= lb[:, 3]))
 
     # Classify with prepared predicates (they release the GIL; ``relate`` would hold it for its strings):
     # 1. right contains left properly — no boundary contact, the cheap common case → the piece is the left polygon
@@ -185,7 +187,7 @@ def _overlay_pairs(lg, rg, li, ri, used_l, used_r, *, crs, pool, chunk_size, kee
 
     bounds = _chunk_bounds(li, chunk_size)
     tasks = []
-    for start, stop in zip(bounds[:-1], bounds[1:]):
+    for start, stop in itertools.pairwise(bounds):
         lp, rp = lpart[start:stop], rpart[start:stop]
         lu, lpos = np.unique(lp, return_inverse=True)
         ru, rpos = np.unique(rp, return_inverse=True)
@@ -244,7 +246,7 @@ def coverage(left, right, *, workers: int = 2, chunk_size: int = DEFAULT_CHUNK_S
     area[present] = ellipsoidal_area(lg[present], crs)
     covered = np.zeros(n)
     union = np.full(n, None, dtype=object)
-    ids = [[] for _ in range(n)]
+    ids: list[list[str]] = [[] for _ in range(n)]
     if len(pieces):
         pl = pieces["left"].to_numpy()
         pr = pieces["right"].to_numpy()

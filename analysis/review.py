@@ -24,7 +24,8 @@ from layers.codes import SANDIAO_CODES
 from layers.errors import GeometryError
 from layers.yamlfile import read_yaml_file
 
-from .judge import UNCLASSIFIED, as_text, id_column, kcxs_values, land_categories
+from .common import as_text, id_column
+from .landuse import UNCLASSIFIED, kcxs_values, land_categories
 from .rules import Rules
 from .validation import RuleModel, parse
 

@@ -4,8 +4,11 @@ The rules are data (analysis/rules.yaml is the documented default); this module 
 checks every key, and returns a frozen :class:`Rules`. It reads no file itself except through
 :func:`load_rules`, which the services layer calls with an explicit path (or none, for the packaged default).
 
-Validation is strict: an unknown key, a wrong type, an unknown land-use code or an impossible threshold
-raises :class:`layers.errors.RuleError` naming the key and the value, because a wrong number would follow.
+Validation is strict — a typed model of the file (:class:`RulesDoc`, pydantic): an unknown key, a wrong type, an
+unknown land-use code or an impossible threshold raises :class:`layers.errors.RuleError` naming the dotted key and
+the value, because a wrong number would follow. Keys added after version 1 was published
+(change_patches.site_min_shared_edge_m, dedupe.site_link_min_overlap_m2) are optional, with their defaults written
+into the stored rules.
 """
 
 from __future__ import annotations
@@ -15,11 +18,25 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from layers.codes import CODE_SET_NAMES, CODE_TABLES, SANDIAO
+from layers.codes import CODE_TABLES, SANDIAO
 from layers.errors import RuleError
 from layers.yamlfile import read_yaml_file
+
+from .validation import RuleModel, worded
+
+MISSING_HINT = "add it (see analysis/rules.yaml for the default and its meaning)"
 
 DEFAULT_RULES_PATH = Path(__file__).with_name("rules.yaml")
 
@@ -105,112 +122,13 @@ class Rules:
 def load_rules(path: str | Path | None = None) -> Rules:
     """Load and validate a rules YAML file; ``None`` loads the packaged default (analysis/rules.yaml)."""
     path = Path(path) if path is not None else DEFAULT_RULES_PATH
-    raw = read_yaml_file(path, "rules", missing_hint=f"give an existing YAML file (the default is {DEFAULT_RULES_PATH})")
+    raw = read_yaml_file(path, "rules",
+                         missing_hint=f"give an existing YAML file (the default is {DEFAULT_RULES_PATH})")
     return rules_from_dict(raw, where=str(path))
 
 
 def default_rules() -> Rules:
     return load_rules(None)
-
-
-_TOP_KEYS = {"version", "code_set", "survey_date", "land_classes", "approvals", "judgement", "pseudo_change",
-             "change_patches", "dedupe", "conflicts", "supply", "idle"}
-_SECTION_KEYS = {
-    "land_classes": {"cultivated", "construction", "agricultural", "unused"},
-    "approvals": {"legal_kinds", "compliant_kinds", "date_rule"},
-    "judgement": {"legal_min_share", "partial_min_share"},
-    "pseudo_change": {"min_area_m2", "unchanged_min_share"},
-    "change_patches": {"enabled", "sliver_m2", "source", "id_prefix", "site_min_shared_edge_m"},
-    "dedupe": {"min_overlap_ratio", "source_order", "geometry", "site_link_min_overlap_m2"},
-    "conflicts": {"min_area_m2", "outside_czkfbj_exempt", "zone_use"},
-    "supply": {"approve_kinds", "supply_kinds", "unsupplied_min_share"},
-    "idle": {"years", "check_dltb", "unbuilt_codes", "max_built_share"},
-}
-
-
-class _Reader:
-    """Typed access to one section of the rules mapping; every error names the dotted key."""
-
-    def __init__(self, data: dict, where: str, prefix: str = ""):
-        self.data, self.where, self.prefix = data, where, prefix
-
-    def key(self, name: str) -> str:
-        return f"{self.prefix}{name}"
-
-    def fail(self, name: str, msg: str):
-        raise RuleError(f"rules {self.where}: {self.key(name)} {msg}")
-
-    def get(self, name: str):
-        if name not in self.data:
-            self.fail(name, "is missing; add it (see analysis/rules.yaml for the default and its meaning)")
-        return self.data[name]
-
-    def number(self, name: str, lo: float | None = None, hi: float | None = None, allow_none=False,
-               integer=False) -> float | int | None:
-        value = self.get(name)
-        if value is None and allow_none:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.fail(name, f"must be a number, got {value!r}")
-        if integer and int(value) != value:
-            self.fail(name, f"must be a whole number, got {value!r}")
-        if lo is not None and value < lo:
-            self.fail(name, f"must be ≥ {lo}, got {value!r}")
-        if hi is not None and value > hi:
-            self.fail(name, f"must be ≤ {hi}, got {value!r}")
-        return int(value) if integer else float(value)
-
-    def boolean(self, name: str) -> bool:
-        value = self.get(name)
-        if not isinstance(value, bool):
-            self.fail(name, f"must be true or false, got {value!r}")
-        return value
-
-    def text(self, name: str, choices=None) -> str:
-        value = self.get(name)
-        if not isinstance(value, str) or not value.strip():
-            self.fail(name, f"must be a non-empty string, got {value!r}")
-        if choices is not None and value not in choices:
-            self.fail(name, f"must be one of {list(choices)}, got {value!r}")
-        return value.strip()
-
-    def strings(self, name: str, allow_empty=True) -> tuple[str, ...]:
-        value = self.get(name)
-        if value is None and allow_empty:
-            return ()
-        if not isinstance(value, list):
-            self.fail(name, f"must be a list, got {value!r}")
-        out = []
-        for item in value:
-            if isinstance(item, bool) or not isinstance(item, (str, int)):
-                self.fail(name, f"must list strings, got item {item!r}")
-            out.append(str(item).strip())
-        if not out and not allow_empty:
-            self.fail(name, "must not be empty")
-        if len(set(out)) != len(out):
-            dup = sorted({x for x in out if out.count(x) > 1})
-            self.fail(name, f"lists {dup} more than once")
-        return tuple(out)
-
-    def section(self, name: str) -> _Reader:
-        value = self.get(name)
-        if not isinstance(value, dict):
-            self.fail(name, f"must be a mapping, got {value!r}")
-        allowed = _SECTION_KEYS.get(name)
-        if allowed is not None:
-            extra = set(value) - allowed
-            if extra:
-                self.fail(name, f"has unknown keys {sorted(extra)}; allowed: {sorted(allowed)}")
-        return _Reader(value, self.where, f"{self.prefix}{name}.")
-
-
-def _codes(reader: _Reader, name: str, table: dict, allow_empty=False) -> frozenset[str]:
-    codes = reader.strings(name, allow_empty=allow_empty)
-    bad = sorted(c for c in codes if c not in table)
-    if bad:
-        reader.fail(name, f"lists codes that are not land-use codes of the code set: {bad} (quote codes like "
-                          f"\"0101\" so YAML keeps the leading zero)")
-    return frozenset(codes)
 
 
 def _normalise(value):
@@ -224,146 +142,237 @@ def _normalise(value):
     return value
 
 
-# Keys added after version 1 was first published: optional, with these defaults (written into the stored rules).
-_DEFAULTS = {("change_patches", "site_min_shared_edge_m"): 1.0, ("dedupe", "site_link_min_overlap_m2"): 1.0}
+# --- the typed model of the file --------------------------------------------------------------------------
+
+Share = Annotated[float, Field(ge=0.0, le=1.0, strict=True)]
+Area = Annotated[float, Field(ge=0.0, strict=True)]
+
+
+def _texts(value) -> list[str]:
+    """A YAML list of names or codes as stripped strings (a code written 601 stays visible as '601')."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list, got {value!r}")
+    out = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, (str, int)):
+            raise ValueError(f"must list strings, got item {item!r}")
+        out.append(str(item).strip())
+    if len(set(out)) != len(out):
+        raise ValueError(f"lists {sorted({x for x in out if out.count(x) > 1})} more than once")
+    return out
+
+
+def _nonempty(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def _text(value) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+Names = Annotated[list[str], BeforeValidator(_texts)]
+SomeNames = Annotated[list[str], BeforeValidator(_texts), AfterValidator(_nonempty)]
+Text = Annotated[str, BeforeValidator(_text)]
+
+
+class LandClassesDoc(RuleModel):
+    cultivated: SomeNames
+    construction: SomeNames
+    agricultural: SomeNames
+    unused: SomeNames
+
+    @model_validator(mode="after")
+    def _one_category_each(self):
+        groups = {"construction": set(self.construction), "agricultural": set(self.agricultural),
+                  "unused": set(self.unused)}
+        for a, b in (("construction", "agricultural"), ("construction", "unused"), ("agricultural", "unused")):
+            both = sorted(groups[a] & groups[b])
+            if both:
+                raise ValueError(f"land_classes.{a} and land_classes.{b} both list {both}; a code belongs to one "
+                                 "category")
+        extra = sorted(set(self.cultivated) - groups["agricultural"])
+        if extra:
+            raise ValueError(f"land_classes.cultivated lists {extra} which land_classes.agricultural lacks; 耕地 is "
+                             "农用地")
+        return self
+
+
+class ApprovalsDoc(RuleModel):
+    legal_kinds: SomeNames
+    compliant_kinds: Names
+    date_rule: Literal["survey_date", "hsx", "any"]
+
+    @model_validator(mode="after")
+    def _disjoint(self):
+        both = sorted(set(self.legal_kinds) & set(self.compliant_kinds))
+        if both:
+            raise ValueError(f"approvals.compliant_kinds and approvals.legal_kinds both list {both}")
+        return self
+
+
+class JudgementDoc(RuleModel):
+    legal_min_share: Share
+    partial_min_share: Share
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if not 0 < self.partial_min_share < self.legal_min_share:
+            raise ValueError(f"judgement.partial_min_share must satisfy 0 < partial_min_share < legal_min_share, "
+                             f"got {self.partial_min_share} and {self.legal_min_share}")
+        return self
+
+
+class PseudoChangeDoc(RuleModel):
+    min_area_m2: Area
+    unchanged_min_share: Share | None
+
+    @field_validator("unchanged_min_share")
+    @classmethod
+    def _majority(cls, v):
+        if v is not None and v <= 0.5:
+            raise ValueError(f"must be > 0.5 (a majority of the patch unchanged) or null, got {v}")
+        return v
+
+
+class ChangePatchesDoc(RuleModel):
+    enabled: StrictBool
+    sliver_m2: Area
+    source: Text
+    id_prefix: Text
+    site_min_shared_edge_m: Annotated[float, Field(gt=0.0, strict=True)] = 1.0
+
+
+class DedupeDoc(RuleModel):
+    min_overlap_ratio: Share
+    source_order: Names
+    geometry: Literal["union", "representative", "latest"]
+    site_link_min_overlap_m2: Annotated[float, Field(gt=0.0, strict=True)] = 1.0
+
+    @field_validator("min_overlap_ratio")
+    @classmethod
+    def _positive(cls, v):
+        if v <= 0:
+            raise ValueError("must be > 0: with 0, patches that merely touch would merge")
+        return v
+
+
+class ZoneUseDoc(RuleModel):
+    zone: Annotated[str, BeforeValidator(lambda v: str(v).strip())]
+    zone_zh: Text
+    uses: SomeNames
+    reason: Text
+
+
+class ConflictsDoc(RuleModel):
+    min_area_m2: Area
+    outside_czkfbj_exempt: Names
+    zone_use: list[ZoneUseDoc] = Field(default_factory=list)
+
+
+class SupplyDoc(RuleModel):
+    approve_kinds: SomeNames
+    supply_kinds: Names
+    unsupplied_min_share: Share
+
+
+class IdleDoc(RuleModel):
+    years: Annotated[int, Field(ge=0, le=50, strict=True)]
+    check_dltb: StrictBool
+    unbuilt_codes: Names
+    max_built_share: Share
+
+
+def _date(value):
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    if isinstance(value, dt.date):
+        return value
+    raise ValueError(f"must be a date YYYY-MM-DD, got {value!r}")
+
+
+class RulesDoc(RuleModel):
+    version: Literal[1]
+    code_set: Literal["sandiao", "erdiao", "ydyh"]
+    survey_date: Annotated[dt.date, BeforeValidator(_date)]
+    land_classes: LandClassesDoc
+    approvals: ApprovalsDoc
+    judgement: JudgementDoc
+    pseudo_change: PseudoChangeDoc
+    change_patches: ChangePatchesDoc
+    dedupe: DedupeDoc
+    conflicts: ConflictsDoc
+    supply: SupplyDoc
+    idle: IdleDoc
+
+    @model_validator(mode="after")
+    def _codes_of_the_set(self):
+        if self.code_set != SANDIAO:
+            raise ValueError(f"code_set {self.code_set!r}: only the 三调 code set (sandiao) has land-class rules so "
+                             "far; a DLTB in 用地用海 is read through the crosswalk (layers/crosswalk_ydyh.yaml)")
+        table = CODE_TABLES[self.code_set]
+        lc = self.land_classes
+        for key, codes in (("land_classes.cultivated", lc.cultivated), ("land_classes.construction", lc.construction),
+                           ("land_classes.agricultural", lc.agricultural), ("land_classes.unused", lc.unused),
+                           ("conflicts.outside_czkfbj_exempt", self.conflicts.outside_czkfbj_exempt),
+                           ("idle.unbuilt_codes", self.idle.unbuilt_codes)):
+            bad = sorted(c for c in codes if c not in table)
+            if bad:
+                raise ValueError(f"{key} lists codes that are not land-use codes of the code set: {bad} (quote codes "
+                                 "like \"0101\" so YAML keeps the leading zero)")
+        missing = sorted(set(table) - set(lc.construction) - set(lc.agricultural) - set(lc.unused))
+        if missing:
+            raise ValueError(f"land_classes.construction / agricultural / unused leave codes {missing} unclassified; "
+                             "put each code of the code set in one category")
+        not_construction = sorted(set(self.conflicts.outside_czkfbj_exempt) - set(lc.construction))
+        if not_construction:
+            raise ValueError(f"conflicts.outside_czkfbj_exempt lists {not_construction}, which are not construction "
+                             "codes")
+        return self
 
 
 def rules_from_dict(raw, where: str = "<mapping>") -> Rules:
     """Validate a rules mapping (as read from YAML) and build :class:`Rules`."""
     if not isinstance(raw, dict):
         raise RuleError(f"rules {where}: the file must be a YAML mapping of sections, got {type(raw).__name__}")
-    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
-    for (section, key), default in _DEFAULTS.items():
-        if isinstance(raw.get(section), dict):
-            raw[section].setdefault(key, default)
-    extra = set(raw) - _TOP_KEYS
-    if extra:
-        raise RuleError(f"rules {where}: unknown keys {sorted(extra)}; allowed: {sorted(_TOP_KEYS)}")
-    top = _Reader(raw, where)
-    version = top.get("version")
-    if version != 1:
-        top.fail("version", f"must be 1 (this yizhangtu reads rules version 1), got {version!r}")
-    code_set = top.text("code_set", choices=list(CODE_SET_NAMES))
-    if code_set != SANDIAO:
-        top.fail("code_set", f"{code_set!r}: only the 三调 code set (sandiao) has land-class rules so far; "
-                             "convert the DLTB to 三调 codes")
-    table = CODE_TABLES[code_set]
-
-    survey = top.get("survey_date")
-    if isinstance(survey, str):
-        try:
-            survey = dt.date.fromisoformat(survey)
-        except ValueError:
-            top.fail("survey_date", f"must be a date YYYY-MM-DD, got {survey!r}")
-    if isinstance(survey, dt.datetime):
-        survey = survey.date()
-    if not isinstance(survey, dt.date):
-        top.fail("survey_date", f"must be a date YYYY-MM-DD, got {survey!r}")
-
-    lc = top.section("land_classes")
-    cultivated = _codes(lc, "cultivated", table)
-    construction = _codes(lc, "construction", table)
-    agricultural = _codes(lc, "agricultural", table)
-    unused = _codes(lc, "unused", table)
-    for a_name, a, b_name, b in [("construction", construction, "agricultural", agricultural),
-                                 ("construction", construction, "unused", unused),
-                                 ("agricultural", agricultural, "unused", unused)]:
-        both = sorted(a & b)
-        if both:
-            lc.fail(a_name, f"and land_classes.{b_name} both list {both}; a code belongs to one category")
-    if not cultivated <= agricultural:
-        lc.fail("cultivated", f"lists {sorted(cultivated - agricultural)} which land_classes.agricultural "
-                              "lacks; 耕地 is 农用地")
-    missing = sorted(set(table) - (construction | agricultural | unused))
-    if missing:
-        lc.fail("construction", f"/ agricultural / unused leave codes {missing} unclassified; put each code "
-                                "of the code set in one category")
-
-    ap = top.section("approvals")
-    legal_kinds = ap.strings("legal_kinds", allow_empty=False)
-    compliant_kinds = ap.strings("compliant_kinds")
-    both = sorted(set(legal_kinds) & set(compliant_kinds))
-    if both:
-        ap.fail("compliant_kinds", f"and approvals.legal_kinds both list {both}")
-    date_rule = ap.text("date_rule", choices=DATE_RULES)
-
-    jd = top.section("judgement")
-    legal_min = jd.number("legal_min_share", 0.0, 1.0)
-    partial_min = jd.number("partial_min_share", 0.0, 1.0)
-    if not 0 < partial_min < legal_min:
-        jd.fail("partial_min_share", f"must satisfy 0 < partial_min_share < legal_min_share, got {partial_min} "
-                                     f"and {legal_min}")
-
-    ps = top.section("pseudo_change")
-    min_area = ps.number("min_area_m2", 0.0)
-    unchanged = ps.number("unchanged_min_share", 0.0, 1.0, allow_none=True)
-    if unchanged is not None and unchanged <= 0.5:
-        ps.fail("unchanged_min_share", f"must be > 0.5 (a majority of the patch unchanged) or null, "
-                                       f"got {unchanged}")
-
-    ch = top.section("change_patches")
-    changes_enabled = ch.boolean("enabled")
-    sliver = ch.number("sliver_m2", 0.0)
-    change_source = ch.text("source")
-    id_prefix = ch.text("id_prefix")
-    site_edge = ch.number("site_min_shared_edge_m", 0.0)
-    if site_edge <= 0:
-        ch.fail("site_min_shared_edge_m", "must be > 0: with 0, pieces touching at a corner would form one site")
-
-    dd = top.section("dedupe")
-    ratio = dd.number("min_overlap_ratio", 0.0, 1.0)
-    if ratio <= 0:
-        dd.fail("min_overlap_ratio", "must be > 0: with 0, patches that merely touch would merge")
-    source_order = dd.strings("source_order")
-    dedupe_geometry = dd.text("geometry", choices=("union", "representative", "latest"))
-    site_link = dd.number("site_link_min_overlap_m2", 0.0)
-    if site_link <= 0:
-        dd.fail("site_link_min_overlap_m2", "must be > 0: with 0, issued patches that merely touch would merge "
-                                            "through a site")
-
-    cf = top.section("conflicts")
-    conflict_min = cf.number("min_area_m2", 0.0)
-    exempt = _codes(cf, "outside_czkfbj_exempt", table, allow_empty=True)
-    not_construction = sorted(exempt - construction)
-    if not_construction:
-        cf.fail("outside_czkfbj_exempt", f"lists {not_construction}, which are not construction codes")
-    zone_use_raw = cf.get("zone_use") or []
-    if not isinstance(zone_use_raw, list):
-        cf.fail("zone_use", f"must be a list of {{zone, zone_zh, uses, reason}}, got {zone_use_raw!r}")
-    zone_use = []
-    for i, item in enumerate(zone_use_raw):
-        if not isinstance(item, dict) or set(item) - {"zone", "zone_zh", "uses", "reason"}:
-            cf.fail(f"zone_use[{i}]", f"must be a mapping with keys zone, zone_zh, uses, reason; got {item!r}")
-        r = _Reader(item, where, f"conflicts.zone_use[{i}].")
-        zone_use.append(ZoneUseConflict(zone=str(r.get("zone")).strip(), zone_zh=r.text("zone_zh"),
-                                        uses=r.strings("uses", allow_empty=False), reason=r.text("reason")))
-
-    sp = top.section("supply")
-    approve_kinds = sp.strings("approve_kinds", allow_empty=False)
-    supply_kinds = sp.strings("supply_kinds")
-    unsupplied_min = sp.number("unsupplied_min_share", 0.0, 1.0)
-
-    idl = top.section("idle")
-    idle_years = idl.number("years", 0, 50, integer=True)
-    idle_check = idl.boolean("check_dltb")
-    unbuilt_codes = _codes(idl, "unbuilt_codes", table, allow_empty=True)
-    max_built = idl.number("max_built_share", 0.0, 1.0)
-
-    source = _normalise(raw)
+    try:
+        doc = RulesDoc.model_validate(raw)
+    except ValidationError as exc:
+        raise RuleError(f"rules {where}: {worded(exc, RulesDoc, MISSING_HINT)}") from None
+    lc = doc.land_classes
+    source = _normalise(doc.model_dump(mode="json"))
     return Rules(
-        code_set=code_set, survey_date=survey,
-        cultivated=cultivated, construction=construction, agricultural=agricultural, unused=unused,
-        legal_kinds=legal_kinds, compliant_kinds=compliant_kinds, approval_date_rule=date_rule,
-        legal_min_share=legal_min, partial_min_share=partial_min,
-        pseudo_min_area_m2=min_area, unchanged_min_share=unchanged,
-        changes_enabled=changes_enabled, change_sliver_m2=sliver, change_source=change_source,
-        change_id_prefix=id_prefix,
-        dedupe_min_overlap_ratio=ratio, source_order=source_order, dedupe_geometry=dedupe_geometry,
-        conflict_min_area_m2=conflict_min, outside_czkfbj_exempt=exempt, zone_use=tuple(zone_use),
-        approve_kinds=approve_kinds, supply_kinds=supply_kinds, unsupplied_min_share=unsupplied_min,
-        idle_years=idle_years, idle_check_dltb=idle_check, idle_unbuilt_codes=unbuilt_codes,
-        idle_max_built_share=max_built,
-        source=source, site_min_shared_edge_m=site_edge, site_link_min_overlap_m2=site_link,
+        code_set=doc.code_set, survey_date=doc.survey_date,
+        cultivated=frozenset(lc.cultivated), construction=frozenset(lc.construction),
+        agricultural=frozenset(lc.agricultural), unused=frozenset(lc.unused),
+        legal_kinds=tuple(doc.approvals.legal_kinds), compliant_kinds=tuple(doc.approvals.compliant_kinds),
+        approval_date_rule=doc.approvals.date_rule,
+        legal_min_share=doc.judgement.legal_min_share, partial_min_share=doc.judgement.partial_min_share,
+        pseudo_min_area_m2=doc.pseudo_change.min_area_m2, unchanged_min_share=doc.pseudo_change.unchanged_min_share,
+        changes_enabled=doc.change_patches.enabled, change_sliver_m2=doc.change_patches.sliver_m2,
+        change_source=doc.change_patches.source, change_id_prefix=doc.change_patches.id_prefix,
+        dedupe_min_overlap_ratio=doc.dedupe.min_overlap_ratio, source_order=tuple(doc.dedupe.source_order),
+        dedupe_geometry=doc.dedupe.geometry,
+        conflict_min_area_m2=doc.conflicts.min_area_m2,
+        outside_czkfbj_exempt=frozenset(doc.conflicts.outside_czkfbj_exempt),
+        zone_use=tuple(ZoneUseConflict(zone=z.zone, zone_zh=z.zone_zh, uses=tuple(z.uses), reason=z.reason)
+                       for z in doc.conflicts.zone_use),
+        approve_kinds=tuple(doc.supply.approve_kinds), supply_kinds=tuple(doc.supply.supply_kinds),
+        unsupplied_min_share=doc.supply.unsupplied_min_share,
+        idle_years=doc.idle.years, idle_check_dltb=doc.idle.check_dltb,
+        idle_unbuilt_codes=frozenset(doc.idle.unbuilt_codes), idle_max_built_share=doc.idle.max_built_share,
+        source=source, site_min_shared_edge_m=doc.change_patches.site_min_shared_edge_m,
+        site_link_min_overlap_m2=doc.dedupe.site_link_min_overlap_m2,
     )
 
 

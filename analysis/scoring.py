@@ -43,10 +43,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
 
 from layers.errors import RuleError
 
 from .balance import round_half_up
+from .validation import RuleModel, worded
 
 POSITIVE, REVERSE = "positive", "reverse"
 DIRECTIONS = {POSITIVE: "正向", REVERSE: "逆向"}
@@ -160,7 +164,7 @@ def _band_points(rule: ScoringRule, actual: float, weight: float, direction: str
     for band in rule.bands:
         reached = actual >= band.bound - 1e-12 if direction == POSITIVE else actual <= band.bound + 1e-12
         if reached:
-            points = band.points if band.points is not None else weight * band.share
+            points = band.points if band.points is not None else weight * (band.share or 0.0)
             op = "≥" if direction == POSITIVE else "≤"
             return points, f"B {op} {band.bound:g}, 得 {points:g} 分"
     return rule.min_score, f"B 未达任何档次, 得 {rule.min_score:g} 分"
@@ -262,57 +266,162 @@ def total_score(scores: list[Score]) -> float:
 # --- the targets file (绩效自评表 definition) ---------------------------------------------------------------
 
 SYMBOLS = {POSITIVE: "≥", REVERSE: "≤"}
-_TARGET_KEYS = {"title", "unit_code", "area_unit", "total_weight", "items", "version", "scoring"}
-_ITEM_KEYS = {"level1", "level2", "level3", "indicator", "target", "targets", "weight", "direction", "unit_label",
-              "symbol", "actual", "actuals", "area_unit", "note", "thresholds", "scoring"}
-_RULE_KEYS = {"kind", "full_at", "step", "deduct", "partial", "bands", "min_score", "max_score", "zero_when",
-              "note"}
-
-
-def _rule_number(raw: dict, key: str, where: str, default=None, positive=False):
-    value = raw.get(key, default)
-    if value is None:
-        return None
+def _number(value):
+    """A number as YAML gives it (not a string of digits, not a boolean)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RuleError(f"{where}: {key} must be a number, got {value!r}")
-    if positive and value <= 0:
-        raise RuleError(f"{where}: {key} must be > 0, got {value!r}")
+        raise ValueError(f"must be a number, got {value!r}")
     return float(value)
+
+
+def _optional_number(value):
+    return None if value is None else _number(value)
+
+
+def _per_unit(allow_none: bool):
+    def check(value):
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ValueError(f'must map unit codes to numbers, e.g. {{"130599100": 5}}, got {value!r}')
+        out = {}
+        for code, v in value.items():
+            if v is None and allow_none:
+                out[str(code).strip()] = None
+                continue
+            try:
+                out[str(code).strip()] = _number(v)
+            except ValueError:
+                raise ValueError(f"{code} must be a number, got {v!r}") from None
+        return out
+    return check
+
+
+def _one_of(choices: tuple[str, ...], what: str):
+    def check(value):
+        if value not in choices:
+            raise ValueError(f"{value!r} is unknown; use {' or '.join(choices)}" if len(choices) <= 3 else
+                             f"{value!r} is unknown; use one of {list(choices)}")
+        return value
+    return check
+
+
+Number = Annotated[float, BeforeValidator(_number)]
+OptionalNumber = Annotated[float | None, BeforeValidator(_optional_number)]
+
+
+class BandDoc(RuleModel):
+    min: OptionalNumber = None
+    max: OptionalNumber = None
+    score: OptionalNumber = None
+    share: OptionalNumber = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shape(cls, raw):
+        if not isinstance(raw, dict) or len({"min", "max"} & set(raw)) != 1 or len({"score", "share"} & set(raw)) != 1:
+            raise ValueError("give one of min / max and one of score / share, e.g. {min: 95, score: 10}")
+        return raw
+
+
+class ScoringRuleDoc(RuleModel):
+    kind: Annotated[str, AfterValidator(_one_of(RULE_KINDS, "kind"))] = "proportional"
+    full_at: OptionalNumber = None
+    step: Annotated[float, BeforeValidator(_number), Field(gt=0.0)] = 1.0
+    deduct: OptionalNumber = None
+    partial: Annotated[str, AfterValidator(_one_of(STEP_PARTIAL, "partial"))] = "ceil"
+    bands: list[BandDoc] = Field(default_factory=list)
+    min_score: Number = 0.0
+    max_score: OptionalNumber = None
+    zero_when: dict | None = None
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _complete(self):
+        if self.kind == "bands" and not self.bands:
+            raise ValueError("kind bands needs a list bands: [{min: 95, score: 10}, …]")
+        if self.kind == "step" and self.deduct is None:
+            raise ValueError("kind step needs deduct: (points per step)")
+        return self
+
+
+class TargetItemDoc(RuleModel):
+    level1: Annotated[str, BeforeValidator(lambda v: _text_or_fail(v, "level1"))]
+    level2: Annotated[str, BeforeValidator(lambda v: _text_or_fail(v, "level2"))]
+    level3: Annotated[str, BeforeValidator(lambda v: _text_or_fail(v, "level3"))]
+    indicator: str | None = None
+    target: OptionalNumber = None
+    targets: Annotated[dict[str, float], BeforeValidator(_per_unit(False))] = Field(default_factory=dict)
+    weight: Number
+    direction: Annotated[str | None, AfterValidator(lambda v: v if v is None else _one_of(
+        tuple(DIRECTIONS), "direction")(v))] = None
+    unit_label: str | None = None
+    symbol: str | None = None
+    actual: OptionalNumber = None
+    actuals: Annotated[dict[str, float | None], BeforeValidator(_per_unit(True))] = Field(default_factory=dict)
+    area_unit: Annotated[str | None, AfterValidator(lambda v: v if v is None else _one_of(
+        ("m2", "ha", "mu"), "area_unit")(v))] = None
+    note: str = ""
+    thresholds: list[dict] = Field(default_factory=list)
+    scoring: str = "proportional"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _b_from_somewhere(cls, raw):
+        if isinstance(raw, dict) and raw.get("indicator") is None and "actual" not in raw:
+            raise ValueError(f"item {raw.get('level3')!r}: give 'indicator' (a registry code) or 'actual' (B by "
+                             "hand; null = missing)")
+        if isinstance(raw, dict) and raw.get("target") is None and not raw.get("targets"):
+            raise ValueError(f"item {raw.get('level3')!r}: target is required (a number), or targets: per unit")
+        return raw
+
+
+def _text_or_fail(value, key: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"(一级/二级/三级指标 text) is required, got {value!r}")
+    return value.strip()
+
+
+class TargetsDoc(RuleModel):
+    title: str = "绩效自评表"
+    unit_code: Annotated[str | None, BeforeValidator(lambda v: None if v is None else str(v).strip())] = None
+    area_unit: Annotated[str, AfterValidator(_one_of(("m2", "ha", "mu"), "area_unit"))] = "ha"
+    total_weight: Number = 100.0
+    items: Annotated[list[TargetItemDoc], Field(min_length=1)]
+    version: int | None = None
+    scoring: dict[str, ScoringRuleDoc] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        for item in self.items:
+            if item.scoring != "proportional" and item.scoring not in self.scoring:
+                raise ValueError(f"item {item.level3!r}: scoring {item.scoring!r} is not a rule of the file; define it "
+                                 f"under scoring: (known: {sorted({'proportional', *self.scoring})})")
+        weights = sum(i.weight for i in self.items)
+        if abs(weights - self.total_weight) > 1e-9:
+            raise ValueError(f"the weights (分值) add up to {weights:g}, not {self.total_weight:g}; fix the weights or "
+                             "set total_weight")
+        return self
+
+
+def _rule_of(name: str, doc: ScoringRuleDoc, where: str) -> ScoringRule:
+    return ScoringRule(
+        name=name, kind=doc.kind, full_at=doc.full_at, step=doc.step, deduct=doc.deduct or 0.0,
+        partial=doc.partial,
+        bands=tuple(Band(b.min if b.min is not None else b.max, b.score, b.share)  # type: ignore[arg-type]
+                    for b in doc.bands),
+        min_score=doc.min_score, max_score=doc.max_score,
+        zero_when=None if doc.zero_when is None else parse_threshold(doc.zero_when, f"{where} zero_when"))
 
 
 def parse_scoring_rule(name: str, raw, where: str) -> ScoringRule:
     """One named scoring rule of the targets file's ``scoring:`` section (module docstring)."""
     if not isinstance(raw, dict):
         raise RuleError(f"{where}: a scoring rule is a mapping with kind: {' | '.join(RULE_KINDS)}")
-    bad = set(raw) - _RULE_KEYS
-    if bad:
-        raise RuleError(f"{where}: unknown key(s) {sorted(bad)}; allowed: {sorted(_RULE_KEYS)}")
-    kind = raw.get("kind", "proportional")
-    if kind not in RULE_KINDS:
-        raise RuleError(f"{where}: kind {kind!r} is unknown; use one of {list(RULE_KINDS)}")
-    partial = raw.get("partial", "ceil")
-    if partial not in STEP_PARTIAL:
-        raise RuleError(f"{where}: partial {partial!r} is unknown; use ceil (a started step counts) or floor")
-    bands = []
-    if kind == "bands":
-        raw_bands = raw.get("bands")
-        if not isinstance(raw_bands, list) or not raw_bands:
-            raise RuleError(f"{where}: kind bands needs a list bands: [{{min: 95, score: 10}}, …]")
-        for j, b in enumerate(raw_bands):
-            bw = f"{where} bands[{j}]"
-            if not isinstance(b, dict) or len({"min", "max"} & set(b)) != 1 or len({"score", "share"} & set(b)) != 1:
-                raise RuleError(f"{bw}: give one of min / max and one of score / share, e.g. {{min: 95, score: 10}}")
-            bound = _rule_number(b, "min" if "min" in b else "max", bw)
-            bands.append(Band(bound, _rule_number(b, "score", bw), _rule_number(b, "share", bw)))
-    if kind == "step" and raw.get("deduct") is None:
-        raise RuleError(f"{where}: kind step needs deduct: (points per step)")
-    zero = raw.get("zero_when")
-    return ScoringRule(
-        name=name, kind=kind, full_at=_rule_number(raw, "full_at", where),
-        step=_rule_number(raw, "step", where, 1.0, positive=True), deduct=_rule_number(raw, "deduct", where, 0.0),
-        partial=partial, bands=tuple(bands), min_score=_rule_number(raw, "min_score", where, 0.0),
-        max_score=_rule_number(raw, "max_score", where),
-        zero_when=None if zero is None else parse_threshold(zero, f"{where} zero_when"))
+    try:
+        doc = ScoringRuleDoc.model_validate(raw)
+    except ValidationError as exc:
+        raise RuleError(f"{where}: {worded(exc, ScoringRuleDoc)}") from None
+    return _rule_of(name, doc, where)
 
 
 @dataclass(frozen=True)
@@ -362,84 +471,24 @@ class Targets:
 
 
 def parse_targets(doc) -> Targets:
-    """Check a targets mapping (data/targets.sample.yaml shows the format) and build Targets.
-
-    Weights must add up to ``total_weight`` (default 100), else RuleError: a table whose 分值 do not add
-    up cannot be compared with others.
-    """
+    """Check a targets mapping (data/targets.sample.yaml shows the format; a typed model, :class:`TargetsDoc`) and
+    build Targets. Weights must add up to ``total_weight`` (default 100), else RuleError: a table whose 分值 do not
+    add up cannot be compared with others."""
     if not isinstance(doc, dict) or not isinstance(doc.get("items"), list) or not doc["items"]:
         raise RuleError("targets: the file must hold a mapping with a non-empty 'items' list")
-    bad = set(doc) - _TARGET_KEYS
-    if bad:
-        raise RuleError(f"targets: unknown key(s) {sorted(bad)}; allowed: {sorted(_TARGET_KEYS)}")
-    area_unit = str(doc.get("area_unit", "ha"))
-    if area_unit not in ("m2", "ha", "mu"):
-        raise RuleError(f"targets: area_unit {area_unit!r} is unknown; use m2, ha or mu")
-    raw_rules = doc.get("scoring") or {}
-    if not isinstance(raw_rules, dict):
-        raise RuleError("targets: scoring must map rule names to rules, e.g. {budget: {kind: step, …}}")
-    rules = {"proportional": PROPORTIONAL}
-    for name, raw_rule in raw_rules.items():
-        rules[str(name)] = parse_scoring_rule(str(name), raw_rule, f"targets: scoring.{name}")
+    try:
+        d = TargetsDoc.model_validate(doc)
+    except ValidationError as exc:
+        raise RuleError(f"targets: {worded(exc, TargetsDoc)}") from None
+    rules = {"proportional": PROPORTIONAL,
+             **{name: _rule_of(name, r, f"targets: scoring.{name}") for name, r in d.scoring.items()}}
     items = []
-    for k, raw in enumerate(doc["items"]):
-        where = f"targets: items[{k}]"
-        if not isinstance(raw, dict):
-            raise RuleError(f"{where} must be a mapping")
-        bad = set(raw) - _ITEM_KEYS
-        if bad:
-            raise RuleError(f"{where}: unknown key(s) {sorted(bad)}; allowed: {sorted(_ITEM_KEYS)}")
-        for key in ("level1", "level2", "level3"):
-            if not isinstance(raw.get(key), str) or not raw[key].strip():
-                raise RuleError(f"{where}: {key} (一级/二级/三级指标 text) is required")
-        where = f"targets: item {raw['level3']!r}"
-        if raw.get("indicator") is None and "actual" not in raw:
-            raise RuleError(f"{where}: give 'indicator' (a registry code) or 'actual' (B by hand; null = missing)")
-        direction = raw.get("direction")
-        if direction is not None and direction not in DIRECTIONS:
-            raise RuleError(f"{where}: direction {direction!r} is unknown; use positive or reverse")
-        unit = raw.get("area_unit")
-        if unit is not None and unit not in ("m2", "ha", "mu"):
-            raise RuleError(f"{where}: area_unit {unit!r} is unknown; use m2, ha or mu")
-
-        def number(key, required):
-            value = raw.get(key)
-            if value is None:
-                if required:
-                    raise RuleError(f"{where}: {key} is required (a number)")
-                return None
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise RuleError(f"{where}: {key} must be a number, got {value!r}")
-            return float(value)
-
-        def per_unit(key, allow_none):
-            value = raw.get(key) or {}
-            if not isinstance(value, dict):
-                raise RuleError(f"{where}: {key} must map unit codes to numbers, e.g. {{\"130599100\": 5}}")
-            out = []
-            for code, v in value.items():
-                if (v is None and not allow_none) or (v is not None and (isinstance(v, bool)
-                                                                          or not isinstance(v, (int, float)))):
-                    raise RuleError(f"{where}: {key}.{code} must be a number, got {v!r}")
-                out.append((str(code).strip(), None if v is None else float(v)))
-            return tuple(out)
-
-        rule_name = raw.get("scoring", "proportional")
-        if rule_name not in rules:
-            raise RuleError(f"{where}: scoring {rule_name!r} is not a rule of the file; define it under scoring: "
-                            f"(known: {sorted(rules)})")
-        target = number("target", not raw.get("targets"))
+    for it in d.items:
+        where = f"targets: item {it.level3!r}"
         items.append(TargetItem(
-            raw["level1"].strip(), raw["level2"].strip(), raw["level3"].strip(), raw.get("indicator"),
-            target, number("weight", True), direction, raw.get("unit_label"), raw.get("symbol"),
-            number("actual", False), unit, str(raw.get("note", "")),
-            tuple(parse_threshold(t, f"{where} thresholds[{j}]") for j, t in enumerate(raw.get("thresholds") or [])),
-            per_unit("targets", False), per_unit("actuals", True), rules[rule_name]))
-    total_weight = float(doc.get("total_weight", 100))
-    weights = sum(i.weight for i in items)
-    if abs(weights - total_weight) > 1e-9:
-        raise RuleError(f"targets: the weights (分值) add up to {weights:g}, not {total_weight:g}; "
-                        "fix the weights or set total_weight")
-    return Targets(str(doc.get("title", "绩效自评表")), None if doc.get("unit_code") is None
-                   else str(doc["unit_code"]), area_unit, total_weight, tuple(items),
+            it.level1, it.level2, it.level3, it.indicator, it.target, it.weight,  # type: ignore[arg-type]
+            it.direction, it.unit_label, it.symbol, it.actual, it.area_unit, it.note,
+            tuple(parse_threshold(t, f"{where} thresholds[{j}]") for j, t in enumerate(it.thresholds)),
+            tuple(it.targets.items()), tuple(it.actuals.items()), rules[it.scoring]))
+    return Targets(d.title, d.unit_code, d.area_unit, d.total_weight, tuple(items),
                    tuple(r for name, r in rules.items() if name != "proportional"))

@@ -6,6 +6,9 @@ document and raises RuleError with the first problem, worded for the person who 
 
     wf.yaml: transitions[4]: note 'maybe' must be one of ['required', 'optional']
     wf.yaml: unknown key(s) ['colour']; keys are ['initial', 'roles', …]
+
+:func:`worded` words the problem as the analysis rules files (rules.yaml, the targets and the indicator registry)
+always have: ``judgement.legal_min_share must be ≤ 1.0, got 1.5``.
 """
 
 from __future__ import annotations
@@ -85,6 +88,48 @@ def message(exc: ValidationError, model: type[BaseModel]) -> str:
     if e["type"] == "value_error":  # our own check: its message says what is wrong with the value
         return f"{prefix}{shown} {text}"
     return f"{prefix}{shown} {e.get('input')!r}: {text}"
+
+
+_WORDS = {
+    "less_than_equal": lambda e: f"must be ≤ {e['ctx']['le']}, got {e['input']!r}",
+    "greater_than_equal": lambda e: f"must be ≥ {e['ctx']['ge']}, got {e['input']!r}",
+    "greater_than": lambda e: f"must be > {e['ctx']['gt']}, got {e['input']!r}",
+    "int_from_float": lambda e: f"must be a whole number, got {e['input']!r}",
+    "int_type": lambda e: f"must be a whole number, got {e['input']!r}",
+    "float_type": lambda e: f"must be a number, got {e['input']!r}",
+    "bool_type": lambda e: f"must be true or false, got {e['input']!r}",
+    "literal_error": lambda e: f"must be one of {e['ctx']['expected']}, got {e['input']!r}",
+    "model_type": lambda e: f"must be a mapping, got {e['input']!r}",
+    "model_attributes_type": lambda e: f"must be a mapping, got {e['input']!r}",
+    "list_type": lambda e: f"must be a list, got {e['input']!r}",
+}
+
+
+def worded(exc: ValidationError, model: type[BaseModel], missing_hint: str = "add it") -> str:
+    """The first problem in the words of the analysis rule files (rules, targets, registry): the dotted key, the
+    value and the remedy — ``judgement.legal_min_share must be ≤ 1.0, got 1.5``, ``dedupe has unknown keys
+    ['colour']; allowed: […]``, ``survey_date is missing; add it (…)``."""
+    errors = exc.errors(include_url=False)
+    extra = [e for e in errors if e["type"] == "extra_forbidden"]
+    if extra:
+        where = tuple(p for p in extra[0]["loc"][:-1])
+        names = sorted({str(e["loc"][-1]) for e in extra if tuple(e["loc"][:-1]) == where})
+        holder = _model_at(model, where)
+        allowed = _keys(holder) if holder is not None else []
+        section = ".".join(str(p) for p in where)
+        return (f"{section + ' has ' if section else ''}unknown keys {names}; allowed: {allowed}")
+    e = errors[0]
+    loc = [p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+    key = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(loc))
+    if e["type"] == "value_error":
+        text = e["msg"].removeprefix("Value error, ")
+        return f"{key} {text}" if key else text
+    if e["type"] == "missing":
+        return f"{key} is missing; {missing_hint}"
+    words = _WORDS.get(e["type"])
+    text = words(e) if words else f"{e['msg']} (got {e.get('input')!r})"
+    return f"{key} {text}".strip()
+
 
 
 def parse(model: type[M], doc: Any, where: str) -> M:

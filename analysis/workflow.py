@@ -300,10 +300,10 @@ def match_states(patch_ids: Sequence[str], patch_sources: Iterable, state_keys: 
                                                                          kind="stable")
     by_id: dict[str, int] = {}
     state_sources = list(state_sources)
-    for row in order:  # later rows overwrite earlier: the latest state wins
+    for row in (int(r) for r in order):  # later rows overwrite earlier: the latest state wins
         for key in {str(state_keys[row]), str(state_ids[row]), *_ids(state_sources[row])}:
             if key:
-                by_id[key] = int(row)
+                by_id[key] = row
     out = np.full(len(patch_ids), -1, dtype=int)
     rank = {int(r): i for i, r in enumerate(order)}
     for i, (jc, sources) in enumerate(zip(patch_ids, patch_sources)):

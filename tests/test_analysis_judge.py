@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from analysis.judge import carry_over_status, judge_patches, round_areas
+from analysis.judge import judge_patches
+from analysis.records import carry_over_status, round_areas
 from analysis.rules import DEFAULT_RULES_PATH, load_rules, rules_from_dict
 from layers.errors import CRSError, FieldError, RuleError
 from tests import analysis_fixtures as fx

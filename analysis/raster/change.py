@@ -91,7 +91,7 @@ class ChangeResult:
     threshold: float
     otsu_threshold: float | None
     normalisation: Normalisation
-    histogram: tuple[np.ndarray, np.ndarray] = field(repr=False, default=None)
+    histogram: tuple[np.ndarray, np.ndarray] | None = field(repr=False, default=None)
 
     def summary(self) -> dict:
         return {"threshold": round(self.threshold, 4),
@@ -172,6 +172,7 @@ def fit_normalisation(before, after, rules: ChangeRules, iterations: int = 3) ->
         norm = Normalisation(mb, ma, scale, bias, noise, ndvi_bias, ndvi_noise)
         d = (diff - bias[:, None]) / noise[:, None]
         keep = np.sqrt((d * d).mean(axis=0)) < 3.0
+    assert norm is not None  # the loop runs at least once
     return norm
 
 
@@ -325,9 +326,9 @@ def detect_changes(before, after, rules: ChangeRules | None = None, *, round_: s
         return change_measure(b, a, norm, rules.measure)
 
     # pass 1: full-resolution histogram of the measure
-    sample = [measure_fn(before.read(w, indexes=bands), after.read(w, indexes=bands))
-              for w in _sample_windows(grid)]
-    sample = np.concatenate([s[np.isfinite(s)] for s in sample])
+    parts = [measure_fn(before.read(w, indexes=bands), after.read(w, indexes=bands))
+             for w in _sample_windows(grid)]
+    sample = np.concatenate([s[np.isfinite(s)] for s in parts])
     top = max(float(np.quantile(sample, 0.9999)) * 1.5, 4.0 * rules.threshold_floor, 1.0)
     edges = np.linspace(np.log(_LOG_FLOOR), np.log(top), rules.histogram_bins + 1)
     counts = np.zeros(rules.histogram_bins, dtype="int64")

@@ -193,12 +193,12 @@ def _block_coverage(geoms, idx, transform: Affine, shape):
         cell_ix = np.repeat(np.arange(len(er)), s * s)
         key = cell_ix * (len(polys) + 1) + blocks.ravel()
         uniq, counts = np.unique(key, return_counts=True)
-        k = uniq % (len(polys) + 1)
+        label = uniq % (len(polys) + 1)
         c = uniq // (len(polys) + 1)
-        ok = k > 0
+        ok = label > 0
         er_all.append(er[c[ok]] + r0)
         ec_all.append(ec[c[ok]])
-        ek_all.append(k[ok] - 1)
+        ek_all.append(label[ok] - 1)
         ef_all.append(counts[ok] / float(s * s))
     er = np.concatenate(er_all) if er_all else np.empty(0, np.int64)
     ec = np.concatenate(ec_all) if ec_all else np.empty(0, np.int64)

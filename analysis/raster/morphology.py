@@ -25,12 +25,13 @@ def _shift_reduce(mask: np.ndarray, r: int, axis: int, op, border: bool) -> np.n
     pad[axis] = (r, r)
     padded = np.pad(mask, pad, constant_values=border)
     n = mask.shape[axis]
-    out = None
+    out: np.ndarray | None = None
     for k in range(2 * r + 1):
         sl = [slice(None), slice(None)]
         sl[axis] = slice(k, k + n)
         part = padded[tuple(sl)]
         out = part.copy() if out is None else op(out, part)
+    assert out is not None  # the loop runs at least once
     return out
 
 

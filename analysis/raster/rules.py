@@ -29,7 +29,7 @@ Code = Annotated[str, BeforeValidator(str)]  # land-use codes: YAML may give 101
 class SlopeRules(RuleModel):
     grade_breaks: tuple[float, float, float, float] = (2.0, 6.0, 15.0, 25.0)
     cultivated: tuple[Code, ...] = ("0101", "0102", "0103")
-    min_dem_share: float = Field(0.5, ge=0, le=1)
+    min_dem_share: Annotated[float, Field(ge=0, le=1)] = 0.5
     block: PositiveInt = 1024
 
     @field_validator("grade_breaks")
@@ -92,9 +92,9 @@ class ViewshedRules(RuleModel):
 
 
 class RasterRules(RuleModel):
-    slope: SlopeRules = Field(default_factory=SlopeRules)
-    change: ChangeRules = Field(default_factory=ChangeRules)
-    viewshed: ViewshedRules = Field(default_factory=ViewshedRules)
+    slope: SlopeRules = Field(default_factory=lambda: SlopeRules())
+    change: ChangeRules = Field(default_factory=lambda: ChangeRules())
+    viewshed: ViewshedRules = Field(default_factory=lambda: ViewshedRules())
     version: int = 1
 
     @model_validator(mode="before")

@@ -214,9 +214,10 @@ def _camera_params(cam, rules: ViewshedRules):
     h, h_default = num("GD", rules.default_height)
     r, r_default = num("KSJL", rules.default_range)
     fov, _ = num("SPJ", 360.0)
-    az = cam.get("FWJ") if hasattr(cam, "get") else None
+    raw_az = cam.get("FWJ") if hasattr(cam, "get") else None
+    az: float | None
     try:
-        az = float(az)
+        az = float(raw_az)  # type: ignore[arg-type]  # None or text: refused below
         if not np.isfinite(az):
             az = None
     except (TypeError, ValueError):

@@ -29,8 +29,11 @@ import pandas as pd
 from analysis.changes import derive_change_patches, duplicate_mask, geometry_keys
 from analysis.codeset import crosswalk_label, to_rule_codes
 from analysis.conflicts import CONFLICT_COLUMNS, KINDS, find_conflicts
+from analysis.cover import villages_of
 from analysis.dedupe import DedupeReport, dedupe_patches
-from analysis.judge import VERDICT_ZH, carry_over_status, judge_patches, round_areas, unclassified_patches, villages_of
+from analysis.judge import judge_patches
+from analysis.landuse import unclassified_patches
+from analysis.records import VERDICT_ZH, carry_over_status, round_areas
 from analysis.rules import DEFAULT_RULES_PATH, Rules, load_rules
 from layers.errors import NotFoundError
 from layers.records import LoadRecord

@@ -10,7 +10,7 @@ Which moves are allowed is data (analysis/workflow.yaml, checked by analysis.wor
   by :meth:`PatchWorkflow.sync_layer` after a re-analysis.
 - A state row belongs to the patch whose JCBH equals its case_id / JCBH or that shares a source id with it
   (analysis.workflow.match_states), so statuses survive re-runs of ``yzt analyse``, re-issued rounds and
-  different dedupe merges. ``yzt analyse`` carries the mirror columns over itself (analysis.judge).
+  different dedupe merges. ``yzt analyse`` carries the mirror columns over itself (analysis.records).
 - Audit rows are chained by SHA-256 (``prev_hash`` → ``hash``), so an edit made behind the service's back (a
   trigger dropped by hand) is found by :meth:`PatchWorkflow.verify_audit`.
 - Every change runs in ONE store transaction holding the store's writer lock: read the current version,

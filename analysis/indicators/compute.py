@@ -1,0 +1,155 @@
+"""compute_indicators: every indicator for every unit, with the ids of the records behind each value."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from layers.errors import FieldError, RuleError
+
+from .builtins import BUILTINS
+from .context import Contribution, IndicatorResult, _Context
+from .expression import _as_bool, _is_series
+from .registry import LEVELS, Indicator, Registry, Term
+from .tables import _complete_units, _long_table, _warnings
+
+
+def _term_contribution(ctx: _Context, ind: Indicator, term: Term) -> Contribution:
+    gdf = ctx.layer(term.layer)
+    where = f"indicator {ind.code!r} (layer {term.layer!r})"
+    resolve = ctx.resolver(gdf, term.layer, where)
+    if term.where is not None:
+        mask = term.where.evaluate(resolve)
+        if not _is_series(mask):
+            mask = pd.Series(bool(mask), index=gdf.index)
+        mask = _as_bool(mask).to_numpy()
+    else:
+        mask = np.ones(len(gdf), dtype=bool)
+    if term.sum is None:
+        value = pd.Series(1.0, index=gdf.index)
+    else:
+        value = term.sum.evaluate(resolve)
+        value = value if _is_series(value) else pd.Series(value, index=gdf.index)
+        value = pd.to_numeric(value, errors="coerce").astype(float)
+        bad = value[mask].isna()
+        if bad.any():
+            rows = ctx.ids(term.layer)[mask][bad.to_numpy()].head(3).tolist()
+            raise FieldError(f"{where}: {term.sum.text!r} has no value for {int(bad.sum())} record(s) "
+                             f"(e.g. ids {rows}); fill the field or exclude the rows with 'where'")
+    ids = ctx.ids(term.layer)
+    if term.attribute == "record":
+        village = ctx.village_of(term.layer)
+        return Contribution(
+            pd.DataFrame({"village": village[mask].to_numpy(), "value": value[mask].to_numpy()}),
+            pd.DataFrame({"village": village[mask].to_numpy(), "layer": term.layer, "rid": ids[mask].to_numpy()}))
+    shares = ctx.split_shares(term.layer)
+    shares = shares[mask[shares["row"].to_numpy()]]
+    rows = shares["row"].to_numpy()
+    return Contribution(
+        pd.DataFrame({"village": shares["village"].to_numpy(), "value": value.to_numpy()[rows] *
+                      shares["share"].to_numpy()}),
+        pd.DataFrame({"village": shares["village"].to_numpy(), "layer": term.layer, "rid": ids.to_numpy()[rows]}))
+
+
+def _id_lists(ids: pd.DataFrame) -> dict[str, dict[str, list]]:
+    """unit code (village, township and county) → {layer: sorted unique ids}."""
+    out: dict[str, dict[str, list]] = {}
+    if len(ids) == 0:
+        return out
+    village = ids["village"].astype(str).tolist()
+    layer = ids["layer"].astype(str).tolist()
+    rid = [v.item() if hasattr(v, "item") else v for v in ids["rid"].tolist()]
+    groups: dict[tuple[str, str], set] = {}
+    for v, lyr, r in zip(village, layer, rid):
+        groups.setdefault((v, lyr), set()).add(r)
+    for n in (9, 6):  # 乡镇 and 县: unions of their villages
+        for (v, lyr), members in list(groups.items()):
+            if len(v) == 12:
+                groups.setdefault((v[:n], lyr), set()).update(members)
+    for (unit, lyr), members in sorted(groups.items()):
+        out.setdefault(unit, {})[lyr] = sorted(members, key=lambda x: (isinstance(x, str), x))
+    return out
+
+
+def _merge_ids(parts: list[dict[str, list]]) -> dict[str, list]:
+    out: dict[str, set] = {}
+    for part in parts:
+        for layer, values in part.items():
+            out.setdefault(layer, set()).update(values)
+    return {layer: sorted(values, key=lambda v: (isinstance(v, str), v)) for layer, values in sorted(out.items())}
+
+
+def compute_indicators(layers: Mapping[str, gpd.GeoDataFrame], registry: Registry,
+                       code_sets: Mapping[str, str | None] | None = None) -> IndicatorResult:
+    """Every registered indicator for every unit (county, 乡镇, 村) of the xzq layer.
+
+    ``layers``: the store's layers by name (absent layers may be missing or None: indicators that need
+    them are reported in ``skipped``). ``code_sets``: the land-use code set of dltb / dltb_prev as recorded at
+    ingest (missing → detected). Returns the long table described in :class:`IndicatorResult`.
+    """
+    ctx = _Context(layers, registry, code_sets)
+    skipped: dict[str, str] = {}
+    contributions: dict[str, Contribution] = {}
+    order = registry.order()
+    for code in order:
+        ind = registry.indicators[code]
+        if ind.kind == "formula":
+            missing = [d for d in sorted(registry.dependencies(code)) if d in skipped]
+            if missing:
+                skipped[code] = f"reads {', '.join(missing)}, which could not be computed"
+            continue
+        absent = [s for s in ind.sources if not ctx.has(s)]
+        if absent:
+            skipped[code] = f"layer(s) {', '.join(absent)} not in the store"
+            continue
+        if ind.kind == "builtin":
+            contributions[code] = BUILTINS[str(ind.builtin)][1](ctx)
+        else:
+            contributions[code] = Contribution.concat([_term_contribution(ctx, ind, t) for t in ind.terms])
+
+    units = _complete_units(ctx.units, [c.values["village"] for c in contributions.values()])
+    index = pd.Index(units["code"].tolist(), name="unit_code")
+    wide = pd.DataFrame(index=index)
+    ids_by_unit: dict[str, dict[str, dict[str, list]]] = {}
+    codes = units["code"].tolist()
+    position = {c: k for k, c in enumerate(codes)}
+    by_level = {lvl: [c for c, u in zip(codes, units["level"]) if u == lvl] for lvl in LEVELS}
+    for code, contrib in contributions.items():
+        column = np.zeros(len(codes))
+        if len(contrib.values):  # villages: Σ contributions; 乡镇: Σ villages; 县: Σ 乡镇
+            sums = contrib.values.groupby("village")["value"].sum()
+            for village, v in zip(sums.index.astype(str), sums.to_numpy()):
+                column[position[village]] += v
+        for child_level, n in (("village", 9), ("township", 6)):
+            for child in by_level[child_level]:
+                column[position[child[:n]]] += column[position[child]]
+        wide[code] = column
+        ids_by_unit[code] = _id_lists(contrib.ids)
+
+    for code in order:
+        ind = registry.indicators[code]
+        if ind.kind != "formula" or code in skipped:
+            continue
+
+        def resolve(name, _ind=ind):
+            if name in wide.columns:
+                return wide[name]
+            if name in registry.params:
+                return registry.params[name].series(index)
+            if name in registry.code_sets:
+                return registry.code_sets[name]
+            raise RuleError(f"indicator {_ind.code!r}: {name!r} has no value")  # pragma: no cover - checked
+
+        assert ind.formula is not None  # a formula indicator
+        value = ind.formula.evaluate(resolve)
+        value = value if _is_series(value) else pd.Series(value, index=index)
+        wide[code] = pd.to_numeric(value, errors="coerce").astype(float).replace([np.inf, -np.inf], np.nan)
+        deps = sorted(registry.dependencies(code))
+        ids_by_unit[code] = {u: _merge_ids([ids_by_unit[d].get(u, {}) for d in deps]) for u in index}
+
+    values = _long_table(wide, units, registry, ids_by_unit)
+    warnings = _warnings(values, registry)
+    return IndicatorResult(values, warnings, skipped, ctx.notes, dict(ctx.id_fields))
