@@ -195,7 +195,7 @@ def build_images(dltb, monitoring, scene_bounds, rng):
     before = scene.copy()
     after = scene.copy()
     after[3] *= np.where(np.isin(ids, np.nonzero([str(c)[:2] in ("01", "02", "03", "04")
-                                                   for c in [""] + list(sub["DLBM"].values)])[0]), 1.03, 1.0)
+                                                   for c in ["", *sub["DLBM"].values]])[0]), 1.03, 1.0)
     truth = {"planted_changes": [], "false_alarms": []}
     occupied = []
     # planted changes at the monitoring patches wholly inside (one per ground change)
@@ -239,7 +239,7 @@ def build_images(dltb, monitoring, scene_bounds, rng):
         occupied.append(g)
         fa.append({"id": f"F{len(fa) + 1:02d}", "kind": "seasonal", "geometry": g})
     # cloud shadows: the ground darkened, the spectrum kept
-    for k in range(2):
+    for _shadow in range(2):
         for _ in range(200):
             cx, cy = rng.uniform(x0 + 300, x1 - 300), rng.uniform(y0 + 300, y1 - 300)
             ell = shapely.affinity.scale(shapely.Point(cx, cy).buffer(1, 64), 70, 45)
@@ -250,7 +250,7 @@ def build_images(dltb, monitoring, scene_bounds, rng):
         occupied.append(ell)
         fa.append({"id": f"F{len(fa) + 1:02d}", "kind": "illumination", "geometry": ell})
     # very small changes (a shed, a heap): real but below the minimum area
-    for k in range(3):
+    for _small in range(3):
         for _ in range(200):
             cx = x0 + IMG_RES * rng.integers(100, w - 100)
             cy = y1 - IMG_RES * rng.integers(100, h - 100)

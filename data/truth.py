@@ -742,7 +742,8 @@ def compute_truth(layers: dict, sites: list[dict], supply: list[dict], zone_case
                 "outside the boundary adds background cases",
         "cases": outside, "total_area_m2_default_exempt": None if out_total is None else r2(out_total)}
     zc = zone_conflicts(parcels, layers["ghfq"])
-    conflicts["parcel_zone_conflict"] = {"complete": True, "cases": zc, "total_area_m2": r2(sum(c["area_m2"] for c in zc))}
+    conflicts["parcel_zone_conflict"] = {"complete": True, "cases": zc,
+                                         "total_area_m2": r2(sum(c["area_m2"] for c in zc))}
     sup = supply_truth(appr, parcels, dltb_tess)
     qa = {"self_overlap": {name: self_overlaps(layers[name]) for name in ("yjjbnt", "stbhhx", "czkfbj")}}
 

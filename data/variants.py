@@ -9,8 +9,8 @@ data/sample (areas to 0.01 m², points to a few mm):
 - yjjbnt: a shapefile with no .prj and 8-digit eastings (zone 38 prefixed, EPSG:4526 coordinates).
 - stbhhx: Xian 1980 / 3-degree GK CM 114E (EPSG:2383), made by running the manifest's 7-parameter
   transformation (layers.datum.transformer_for) backwards; the loader runs it forwards.
-- parcels: a GBK shapefile (declared by its .cpg) in EPSG:4526 (prefixed, with .prj), Chinese field names, with the same two bow-tie
-  (self-intersecting) rings as the clean sample, so both repair to the same polygons.
+- parcels: a GBK shapefile (declared by its .cpg) in EPSG:4526 (prefixed, with .prj), Chinese field names, with the
+  same two bow-tie (self-intersecting) rings as the clean sample, so both repair to the same polygons.
 - cameras: GeoJSON lon/lat in GCJ-02 (``coords: gcj02``), forward formula from layers.webcoords.
 - every other role: the clean formats.
 
@@ -54,7 +54,7 @@ PARCEL_ALIASES = {"ZDDM": "宗地代码", "TDYT": "土地用途", "GDRQ": "供�
 def _county(county, seed, scale):
     if county is not None:
         return county
-    from .generate import build_county, DEFAULT_SEED
+    from .generate import DEFAULT_SEED, build_county
     return build_county(seed=DEFAULT_SEED if seed is None else seed, scale=scale)
 
 
@@ -162,7 +162,7 @@ def write_messy_variants(out_dir, county=None, *, seed: int | None = None, scale
     # yjjbnt: no .prj, 8-digit (zone-prefixed) eastings
     y = public(L["yjjbnt"])
     y = gpd.GeoDataFrame(y.drop(columns="geometry"),
-                         geometry=_shift(y.geometry.values, lambda xy: xy + [38_000_000.0, 0.0]), crs=None)
+                         geometry=_shift(y.geometry.values, lambda xy: xy + np.array([38_000_000.0, 0.0])), crs=None)
     _write_no_crs(y, out / "yjjbnt.shp", encoding="UTF-8")
     layers["yjjbnt"] = "yjjbnt.shp"
 
@@ -177,7 +177,8 @@ def write_messy_variants(out_dir, county=None, *, seed: int | None = None, scale
     # parcels: prefixed zone-38 coordinates with .prj, Chinese field names, bow-ties kept
     z = public(L["parcels"]).rename(columns=PARCEL_ALIASES)
     z = gpd.GeoDataFrame(z.drop(columns="geometry"),
-                         geometry=_shift(z.geometry.values, lambda xy: xy + [38_000_000.0, 0.0]), crs="EPSG:4526")
+                         geometry=_shift(z.geometry.values, lambda xy: xy + np.array([38_000_000.0, 0.0])),
+                         crs="EPSG:4526")
     pyogrio.write_dataframe(z, out / "zd.shp", encoding="GBK")  # with its .cpg: declared, unlike dltb
     layers["parcels"] = "zd.shp"
 
@@ -395,8 +396,9 @@ QA_OPTIONS = {"area_tolerance": 0.001, "area_flag": 0.10}
 
 def _small_quad(cx: float, cy: float, lo: float, hi: float):
     """A mm-grid rectangle near (cx, cy) whose ellipsoidal area lies in [lo, hi) (searched over its sides)."""
-    from layers.area import ellipsoidal_area
     from shapely import box
+
+    from layers.area import ellipsoidal_area
     x0, y0 = round(cx, 3), round(cy, 3)
     for w in np.arange(3.000, 3.400, 0.001):
         h = round(lo / w, 3)
@@ -430,6 +432,7 @@ def write_qa_variant(out_dir, source=None) -> Path:
     import yaml
 
     from layers.area import ellipsoidal_area
+
     from .generate import _dump
     source = _sample_dir(source)
     out = _fresh(out_dir)
@@ -485,7 +488,8 @@ def write_qa_variant(out_dir, source=None) -> Path:
                         "width_m": 3.0}
     # two small patches carved out of free 耕地 patches (a shed on the field: 1202 设施农用地)
     rows, hosts = [], []
-    for name, tbmj_of in (("small_rounding", lambda a: round(a, 2) + 0.01), ("small_off", lambda a: round(a, 2) + 0.03)):
+    for name, tbmj_of in (("small_rounding", lambda a: round(a, 2) + 0.01),
+                          ("small_off", lambda a: round(a, 2) + 0.03)):
         host = next(h for h in free.tolist() if h not in used)
         hosts.append(host)
         used.update(tree.query(shapely.buffer(geoms[host], 20), predicate="intersects").tolist())
@@ -505,7 +509,7 @@ def write_qa_variant(out_dir, source=None) -> Path:
                                          ignore_index=True),
                                geometry=list(geoms) + [r["geometry"] for r in rows], crs=dltb.crs)
     # keep TBMJ / KCMJ / TBDLMJ of the reshaped patches true to their new geometry (only the planted defects differ)
-    for idx in [i, k, e] + hosts:
+    for idx in [i, k, e, *hosts]:
         a = round(ell(out_gdf.geometry.values[idx]), 2)
         kc = float(out_gdf.at[idx, "KCXS"])
         out_gdf.loc[idx, ["TBMJ", "KCMJ", "TBDLMJ"]] = [a, round(a * kc, 2), round(a - round(a * kc, 2), 2)]

@@ -55,7 +55,7 @@ def _gk_parameters(crs: CRS) -> tuple[float, float, float, float] | None:
     op = crs.coordinate_operation
     if op is None or "transverse mercator" not in op.method_name.lower():
         return None
-    values = {p.name.lower(): p.value for p in op.params}
+    values = {p.name.lower(): float(p.value) for p in op.params}
     try:
         return (values["longitude of natural origin"], values["false easting"], values["false northing"],
                 values["scale factor at natural origin"])
@@ -192,7 +192,7 @@ def _area_from_geographic(geoms: np.ndarray, crs: CRS) -> np.ndarray:
         sel = zones == zone
         epsg = gk_epsg(int(zone))
         tr = Transformer.from_crs(crs, epsg, always_xy=True)
-        projected = shapely.transform(sub[sel], lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+        projected = shapely.transform(sub[sel], lambda xy, tr=tr: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
         out[sel] = ellipsoidal_area(projected, epsg)
     result[present] = out
     return result

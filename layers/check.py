@@ -13,12 +13,20 @@ from __future__ import annotations
 import json
 import unicodedata
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .codes import CODE_SET_NAMES
-from .errors import (CodeSetError, CRSError, EncodingError, FieldError, GeometryError, ManifestError, SourceError,
-                     YztError)
+from .errors import (
+    CodeSetError,
+    CRSError,
+    EncodingError,
+    FieldError,
+    GeometryError,
+    ManifestError,
+    SourceError,
+    YztError,
+)
 from .fields import ROLES
 from .georef import survey_region
 from .load import _Context, load_role, package_version, resolve_target_epsg
@@ -217,5 +225,5 @@ def check_manifest(manifest, progress: bool = False) -> CheckReport:
     region = survey.region.describe() if survey.region is not None else None
     return CheckReport(manifest=str(manifest.path), region_code=manifest.region_code,
                        region_name=manifest.region_name, target_epsg=target, region_extent=region, layers=layers,
-                       findings=findings, checked_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                       findings=findings, checked_at=datetime.now(UTC).isoformat(timespec="seconds"),
                        version=package_version())

@@ -83,7 +83,7 @@ DATUM_WGS84 = "WGS 84"
 def datum_of(crs: CRS) -> str | None:
     """Name the datum family of a CRS (CGCS2000, Xian 1980, Beijing 1954, WGS 84) or None if other."""
     geod = crs.geodetic_crs
-    if geod is None:
+    if geod is None or geod.datum is None:
         return None
     name = (geod.datum.name or "").lower()
     if "china 2000" in name or "cgcs2000" in name or "china geodetic coordinate system 2000" in name:

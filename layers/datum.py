@@ -35,7 +35,7 @@ import warnings
 import numpy as np
 from pyproj import CRS, Transformer
 
-from .crs import CGCS2000_A, CGCS2000_RF, datum_of, to_crs, DATUM_CGCS2000
+from .crs import CGCS2000_A, CGCS2000_RF, DATUM_CGCS2000, datum_of, to_crs
 from .errors import CRSError
 from .manifest import DatumTransform
 
@@ -56,6 +56,7 @@ def _proj_params(crs: CRS) -> str:
             continue
         parts.append(f"+{key}" if value is True else f"+{key}={value}")
     ell = crs.ellipsoid
+    assert ell is not None  # every CRS the manifest can name has an ellipsoid
     parts = [p for p in parts if not p.startswith(("+ellps=", "+a=", "+b=", "+rf=", "+f="))]
     parts.append(f"+a={ell.semi_major_metre!r} +rf={ell.inverse_flattening!r}")
     return " ".join(parts)
@@ -87,6 +88,7 @@ def build_pipeline(source_crs, transform: DatumTransform, target_crs) -> str:
     if datum_of(dst) != DATUM_CGCS2000:
         raise CRSError(f"target CRS {dst.name!r} is not CGCS2000")
     if transform.kind == "pipeline":
+        assert transform.pipeline is not None  # parsed with its string
         return transform.pipeline
     src_params = _proj_params(src)
     dst_params = _cgcs2000_params(dst)
@@ -117,6 +119,7 @@ def build_pipeline(source_crs, transform: DatumTransform, target_crs) -> str:
     else:
         steps.append(_step("+proj=longlat"))
     ell = src.ellipsoid
+    assert ell is not None  # every CRS the manifest can name has an ellipsoid
     steps.append(f"+step +proj=cart +a={ell.semi_major_metre!r} +rf={ell.inverse_flattening!r}")
     steps.append(f"+step +proj=helmert +x={p['x']!r} +y={p['y']!r} +z={p['z']!r} +rx={p['rx']!r} "
                  f"+ry={p['ry']!r} +rz={p['rz']!r} +s={p['s']!r} +convention={p['convention']}")
@@ -147,8 +150,9 @@ def control_target_crs(source_crs) -> CRS:
     src = to_crs(source_crs)
     if not src.is_projected:
         raise CRSError(f"control points need a projected source CRS (plane coordinates), got {src.name!r}")
-    return ProjectedCRS(conversion=src.coordinate_operation, geodetic_crs=CRS.from_epsg(4490),
-                        name=f"CGCS2000 / {src.coordinate_operation.name}")
+    conversion = src.coordinate_operation
+    assert conversion is not None  # a projected CRS has its conversion
+    return ProjectedCRS(conversion=conversion, geodetic_crs=CRS.from_epsg(4490), name=f"CGCS2000 / {conversion.name}")
 
 
 def control_residuals(source_crs, transform: DatumTransform) -> np.ndarray:
@@ -191,6 +195,7 @@ def fit_helmert(source_crs, points) -> dict:
     src = to_crs(source_crs)
     pts = np.asarray(points, dtype=float).reshape(-1, 4)
     ell = src.ellipsoid
+    assert ell is not None  # every CRS the manifest can name has an ellipsoid
     to_src_cart = Transformer.from_pipeline(
         "+proj=pipeline " + _step(_proj_params(src), inverse=True)
         + f" +step +proj=cart +a={ell.semi_major_metre!r} +rf={ell.inverse_flattening!r}")

@@ -34,8 +34,20 @@ import shapely
 from pyproj import CRS, Transformer
 
 from . import webcoords
-from .crs import (CGCS2000_GEOGRAPHIC, DATUM_BEIJING54, DATUM_CGCS2000, DATUM_WGS84, DATUM_XIAN80, ZONE_MAX,
-                  ZONE_MIN, datum_of, gk_epsg, to_crs, zone_from_easting, zone_of_gk_epsg)
+from .crs import (
+    CGCS2000_GEOGRAPHIC,
+    DATUM_BEIJING54,
+    DATUM_CGCS2000,
+    DATUM_WGS84,
+    DATUM_XIAN80,
+    ZONE_MAX,
+    ZONE_MIN,
+    datum_of,
+    gk_epsg,
+    to_crs,
+    zone_from_easting,
+    zone_of_gk_epsg,
+)
 from .datum import build_pipeline, checked_transform, transformer_for
 from .errors import CRSError, GeometryError, SourceError
 from .read import source_info
@@ -99,12 +111,12 @@ def _lonlat_box(crs: CRS, bounds) -> tuple[float, float, float, float] | None:
     step here, which is tens of metres off — irrelevant at the kilometre scale of the region margin."""
     try:
         tr = Transformer.from_crs(crs, CGCS2000_GEOGRAPHIC, always_xy=True)
-        box = tr.transform_bounds(*bounds, densify_pts=21)
+        box = tr.transform_bounds(bounds[0], bounds[1], bounds[2], bounds[3], densify_pts=21)
     except Exception:
         return None
     if not np.all(np.isfinite(box)) or not (-180 <= box[0] <= 180 and -90 <= box[1] <= 90):
         return None
-    return tuple(float(v) for v in box)
+    return float(box[0]), float(box[1]), float(box[2]), float(box[3])
 
 
 def _self_placed_box(spec) -> tuple[float, float, float, float] | None:
@@ -304,10 +316,13 @@ def _resolve_without_crs(x, y, target: CRS, region: Region | None, where: str) -
             raise CRSError(f"{where} has no CRS and 8-digit eastings from several zones "
                            f"({sorted(z for z in zones if z)}); set crs: EPSG:45xx in the manifest")
         zone = zones.pop()
+        assert zone is not None  # None was refused above
         epsg = gk_epsg(zone, prefixed=True)
         return CRS.from_epsg(epsg), f"no CRS: 8-digit eastings → zone {zone} (EPSG:{epsg}, CGCS2000 assumed)"
     if kind == "gk6":
-        zone, _ = zone_of_gk_epsg(target.to_epsg())
+        found = zone_of_gk_epsg(int(target.to_epsg() or 0))
+        assert found is not None  # the target is always a CGCS2000 GK zone
+        zone, _ = found
         if region is None:
             raise CRSError(f"{where} has no CRS and a 6-digit easting, and no other layer places the region; "
                            f"set crs: EPSG:45xx in the manifest (EPSG:{target.to_epsg()} if it is zone {zone})")
@@ -343,9 +358,9 @@ def diagnose(x: np.ndarray, y: np.ndarray, src: CRS, region: Region) -> str:
         return f"axes look swapped (x holds the {'latitude' if src.is_geographic else 'northing'}); " \
                "swap X/Y in the source or re-export it"
     kind = _classify(x, y)
-    if kind == "degrees" and src.is_projected:
-        if _inside_share(CRS.from_epsg(CGCS2000_GEOGRAPHIC), x, y, region) >= ASSUME_SHARE:
-            return f"the coordinates are degrees (lon/lat) but the CRS is {name}, in metres; set crs: EPSG:4490"
+    if kind == "degrees" and src.is_projected \
+            and _inside_share(CRS.from_epsg(CGCS2000_GEOGRAPHIC), x, y, region) >= ASSUME_SHARE:
+        return f"the coordinates are degrees (lon/lat) but the CRS is {name}, in metres; set crs: EPSG:4490"
     if kind in ("gk8", "gk6"):
         prefixed = kind == "gk8"
         for zone in range(ZONE_MIN, ZONE_MAX + 1):
@@ -419,7 +434,7 @@ def georeference(spec, geoms: np.ndarray, declared: CRS | None, declared_origin:
     shift = None
     if spec.transform is not None:
         transform, residual_note = checked_transform(src, spec.transform, where)
-        transformer = transformer_for(src, transform, target)
+        transformer: Transformer | None = transformer_for(src, transform, target)
         steps.append(f"{transform.describe()}; pipeline: {build_pipeline(src, transform, target)}")
         if residual_note:
             steps.append(residual_note)
@@ -439,7 +454,11 @@ def georeference(spec, geoms: np.ndarray, declared: CRS | None, declared_origin:
                        "give its transformation to CGCS2000 as transform: {pipeline: …} in the manifest")
     # 3. plausibility before transforming (a refused layer costs nothing more)
     if region is not None:
-        lon, lat = _to_lonlat(src, x, y) if spec.transform is None else _lonlat_via(transformer, target, x, y)
+        if spec.transform is None:
+            lon, lat = _to_lonlat(src, x, y)
+        else:
+            assert transformer is not None  # a manifest transform: always builds one above
+            lon, lat = _lonlat_via(transformer, target, x, y)
         ok = np.isfinite(x) & np.isfinite(y)
         inside = region.contains(lon, lat)
         if ok.any() and not inside[ok].any():

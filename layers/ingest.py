@@ -16,7 +16,7 @@ import time
 import unicodedata
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .crs import central_meridian, zone_of_gk_epsg
@@ -81,8 +81,9 @@ class IngestResult:
                  f"(load {self.seconds - self.write_seconds:.1f} s, write {self.write_seconds:.1f} s)", ""]
         header = ["layer", "rows", "read", "repaired", "dropped", "dup", "area≠", "warn", "info",
                   "source CRS (how known) → transformation"]
-        rows = [[s.role, s.rows_written, s.rows_read, s.repaired, s.dropped_empty, s.duplicates, s.area_mismatches,
-                 s.warnings, s.infos, f"{s.source_crs} ({s.crs_resolution}) → {s.transformation}"]
+        rows: list[list] = [[s.role, s.rows_written, s.rows_read, s.repaired, s.dropped_empty, s.duplicates,
+                             s.area_mismatches, s.warnings, s.infos,
+                             f"{s.source_crs} ({s.crs_resolution}) → {s.transformation}"]
                 for s in self.layers]
         widths = [max(_width(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
         for r in [header, *rows]:
@@ -167,14 +168,14 @@ def _ingest(manifest: Manifest, store: Store, roles, progress: bool) -> IngestRe
     findings = [f for layer in loaded for f in layer.findings]
     findings += cross_layer_findings({layer.role: layer.gdf for layer in loaded}, manifest.options)
     current = store.meta()
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     zone = zone_of_gk_epsg(epsg)
     meta = {"region_code": manifest.region_code, "region_name": manifest.region_name, "epsg": str(epsg),
             "crs": f"EPSG:{epsg}", "zone": str(zone[0]) if zone else "", "created_at": current.get("created_at", now),
             "updated_at": now, "version": package_version(), "last_load_id": load_id,
             "manifest": str(manifest.path)}
     if bar is not None:
-        print(f"writing {len(loaded)} layer(s) to {store.url} …", file=sys.stderr)
+        sys.stderr.write(f"writing {len(loaded)} layer(s) to {store.url} …\n")
     write_started = time.monotonic()
     store.write_layers({layer.role: layer.gdf for layer in loaded}, records, meta=meta, findings=findings)
     write_seconds = time.monotonic() - write_started

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import geopandas as gpd
@@ -416,7 +416,7 @@ def load_role(manifest, role: str, target_epsg: int, progress: bool = False, *,
         dropped_empty=clean.dropped_empty,
         duplicates=clean.duplicates,
         area_mismatches=area_mismatches,
-        loaded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
         load_id=uuid.uuid4().hex,
         version=package_version(),
     )

@@ -156,11 +156,14 @@ def _parse_transform(raw, where: str, folder: Path | None = None) -> DatumTransf
     if len(kinds) != 1:
         raise ManifestError(f"{where}.transform must have exactly one of helmert, four_param, pipeline, estimate")
     kind, value = kinds[0], raw[kinds[0]]
-    extra = dict(control_points=points, control_source=points_source, max_residual_m=max_res)
+
+    def make(kind_: str, params_: dict, pipeline: str | None = None, estimate: bool = False) -> DatumTransform:
+        return DatumTransform(kind_, params_, pipeline, estimate, points, points_source, max_res)
+
     if kind == "pipeline":
         if not isinstance(value, str) or "+proj" not in value:
             raise ManifestError(f"{where}.transform.pipeline must be a PROJ pipeline string, got {value!r}")
-        return DatumTransform("pipeline", {}, value, **extra)
+        return make("pipeline", {}, value)
     if kind == "estimate":
         if value not in ("helmert", "four_param"):
             raise ManifestError(f"{where}.transform.estimate {value!r}: use helmert or four_param")
@@ -168,7 +171,7 @@ def _parse_transform(raw, where: str, folder: Path | None = None) -> DatumTransf
         if len(points) < need + 1:
             raise ManifestError(f"{where}.transform.estimate: {value} needs at least {need + 1} control points "
                                 f"(同名点, {need} to fit and more to check the fit); got {len(points)}")
-        return DatumTransform(value, {"convention": "position_vector"}, estimate=True, **extra)
+        return make(value, {"convention": "position_vector"}, estimate=True)
     if not isinstance(value, dict):
         raise ManifestError(f"{where}.transform.{kind} must be a mapping of parameters")
     needed = HELMERT_KEYS if kind == "helmert" else FOUR_PARAM_KEYS
@@ -198,7 +201,7 @@ def _parse_transform(raw, where: str, folder: Path | None = None) -> DatumTransf
             raise ManifestError(f"{where}.transform.{kind}.{key} = {val!r} is not a number") from None
         if not math.isfinite(params[key]):
             raise ManifestError(f"{where}.transform.{kind}.{key} = {val!r} is not a finite number")
-    return DatumTransform(kind, params, **extra)
+    return make(kind, params)
 
 
 def _parse_control_points(raw, where: str, folder: Path | None) -> tuple[tuple, str | None]:
@@ -328,7 +331,7 @@ def parse_manifest(doc: dict, path: Path) -> Manifest:
         options = Options(**{k: float(v) for k, v in opt_raw.items()})
     except TypeError as exc:
         raise ManifestError(f"manifest {path}: options: {exc}") from None
-    return Manifest(path=path, region_code=code, region_name=str(region.get("name", code)), crs=crs,
+    return Manifest(path=path, region_code=code, region_name=str(region.get("name", code)), crs=crs or "auto",
                     layers=layers, rasters=rasters, options=options)
 
 

@@ -81,6 +81,7 @@ def map_fields(columns: list[str], role: str, spec_fields: dict[str, str], where
     used: set[str] = set()
     notes: list[str] = []
     folded = {c.strip().upper(): c for c in columns}
+    code: str | None
     for code, source in spec_fields.items():
         if code not in FIELDS:
             raise FieldError(f"{where}: fields: maps unknown standard field {code!r}; standard fields of "

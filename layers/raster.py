@@ -69,10 +69,10 @@ def resampling_scale(src_crs: CRS, src_transform: Affine, width: int, height: in
     makes every window reproduce the whole warp."""
     left, bottom = src_transform @ (0, height)
     right, top = src_transform @ (width, 0)
-    l, b, r, t = transform_bounds(RioCRS.from_wkt(src_crs.to_wkt()), RioCRS.from_wkt(dst_crs.to_wkt()),
+    x0, y0, x1, y1 = transform_bounds(RioCRS.from_wkt(src_crs.to_wkt()), RioCRS.from_wkt(dst_crs.to_wkt()),
                                   min(left, right), min(bottom, top), max(left, right), max(bottom, top),
                                   densify_pts=51)
-    return {"XSCALE": f"{(r - l) / resolution / width:.12g}", "YSCALE": f"{(t - b) / resolution / height:.12g}"}
+    return {"XSCALE": f"{(x1 - x0) / resolution / width:.12g}", "YSCALE": f"{(y1 - y0) / resolution / height:.12g}"}
 
 
 def _resampling(name: str | Resampling) -> Resampling:
@@ -175,18 +175,23 @@ def target_grid(src_crs: CRS, src_transform: Affine, width: int, height: int, ds
         resolution = abs(tr.a)
         # round to 3 significant digits so that e.g. 9.9986 m becomes 10.0 m
         resolution = float(f"{resolution:.3g}")
-    l, b, r, t = transform_bounds(RioCRS.from_wkt(src_crs.to_wkt()), RioCRS.from_wkt(dst_crs.to_wkt()),
+    x0, y0, x1, y1 = transform_bounds(RioCRS.from_wkt(src_crs.to_wkt()), RioCRS.from_wkt(dst_crs.to_wkt()),
                                   *src_bounds, densify_pts=51)
-    l = _snap_down(l, resolution)
-    b = _snap_down(b, resolution)
-    r = _snap_up(r, resolution)
-    t = _snap_up(t, resolution)
-    w = int(round((r - l) / resolution))
-    h = int(round((t - b) / resolution))
-    return Affine(resolution, 0.0, l, 0.0, -resolution, t), w, h
+    x0 = _snap_down(x0, resolution)
+    y0 = _snap_down(y0, resolution)
+    x1 = _snap_up(x1, resolution)
+    y1 = _snap_up(y1, resolution)
+    w = int(round((x1 - x0) / resolution))
+    h = int(round((y1 - y0) / resolution))
+    return Affine(resolution, 0.0, x0, 0.0, -resolution, y1), w, h
 
 
 class _BoundsReader:
+    grid: Grid  # set by the subclasses
+
+    def read(self, window: Window, indexes=None) -> np.ndarray:
+        raise NotImplementedError
+
     def read_bounds(self, bounds, pad: int = 0, indexes=None) -> tuple[np.ndarray, Affine, Window] | None:
         """Cells covering ``bounds`` (grid CRS) plus ``pad`` cells, with their transform and window."""
         window = self.grid.window_for_bounds(bounds, pad)
@@ -258,7 +263,9 @@ class RasterSource(_BoundsReader):
         if self.nodata is not None:
             return self.nodata
         dtype = np.dtype(self.dataset.dtypes[0])
-        return float("nan") if dtype.kind == "f" else (np.iinfo(dtype).max if dtype.kind == "u" else np.iinfo(dtype).min)
+        if dtype.kind == "f":
+            return float("nan")
+        return np.iinfo(dtype).max if dtype.kind == "u" else np.iinfo(dtype).min
 
     # --- description ----------------------------------------------------------------------------
     @property
@@ -357,16 +364,16 @@ def warp_bounds(dataset, bounds, dst_crs, resolution: float, *, resampling: str 
     """
     dst = to_crs(dst_crs)
     src = check_raster_crs(dataset.crs if src_crs is None else to_crs(src_crs), f"raster {dataset.name}")
-    l, b, r, t = bounds
-    l = _snap_down(l, resolution)
-    b = _snap_down(b, resolution)
-    r = _snap_up(r, resolution)
-    t = _snap_up(t, resolution)
-    dst_tr = Affine(resolution, 0, l, 0, -resolution, t)
-    width, height = int(round((r - l) / resolution)), int(round((t - b) / resolution))
+    x0, y0, x1, y1 = bounds
+    x0 = _snap_down(x0, resolution)
+    y0 = _snap_down(y0, resolution)
+    x1 = _snap_up(x1, resolution)
+    y1 = _snap_up(y1, resolution)
+    dst_tr = Affine(resolution, 0, x0, 0, -resolution, y1)
+    width, height = int(round((x1 - x0) / resolution)), int(round((y1 - y0) / resolution))
     src_rio = RioCRS.from_wkt(src.to_wkt())
     dst_rio = RioCRS.from_wkt(dst.to_wkt())
-    sb = transform_bounds(dst_rio, src_rio, l, b, r, t, densify_pts=51)
+    sb = transform_bounds(dst_rio, src_rio, x0, y0, x1, y1, densify_pts=51)
     grid = Grid(src, dataset.transform, dataset.width, dataset.height)
     # a downsampling kernel spans (target cell / source cell) source cells: pad by twice that
     ratio = max((sb[2] - sb[0]) / grid.res[0] / max(width, 1), (sb[3] - sb[1]) / grid.res[1] / max(height, 1))

@@ -81,6 +81,11 @@ class SourceInfo:
     count: int
 
 
+def _box(values) -> tuple[float, float, float, float]:
+    xmin, ymin, xmax, ymax = (float(v) for v in values)
+    return xmin, ymin, xmax, ymax
+
+
 @dataclass
 class SourceData:
     """A source read as found: decoded columns, geometry, the CRS it declares, and its provenance."""
@@ -185,7 +190,7 @@ def choose_layer(path: Path, driver: str, wanted: str | None, where: str) -> str
     return _choose_layer(_Source(path, driver, where=where), wanted, where)
 
 
-def _choose_layer(src: "_Source", wanted: str | None, where: str) -> str | None:
+def _choose_layer(src: _Source, wanted: str | None, where: str) -> str | None:
     if src.driver not in (GEOPACKAGE, FILEGDB):
         return None
     path = src.label
@@ -261,7 +266,7 @@ class _Source:
         """A shapefile sidecar (case-insensitive): a path, or the zip member."""
         if not self.zipped:
             return _sidecar(self.path, suffix)
-        stem = str(PurePosixPath(self.inner).with_suffix("")).lower()
+        stem = str(PurePosixPath(self.inner or "").with_suffix("")).lower()
         return next((e for e in self.entries if e.raw.lower() == stem + suffix), None)
 
     def sidecar_name(self, suffix: str) -> str | None:
@@ -276,11 +281,13 @@ class _Source:
 
     def dbf(self) -> Path | bytes:
         """The shapefile's DBF: its path (memory-mapped by the readers), or its bytes from the zip."""
-        if not self.zipped:
-            return _sidecar(self.path, ".dbf")
-        if self._dbf is None:
-            self._dbf = self.sidecar_bytes(".dbf")
-        return self._dbf
+        found: Path | bytes | None = _sidecar(self.path, ".dbf") if not self.zipped else self._dbf
+        if found is None and self.zipped:
+            found = self._dbf = self.sidecar_bytes(".dbf")
+        if found is None:
+            raise SourceError(f"{self.label}: the shapefile has no .dbf beside it; copy every file of the shapefile "
+                              "(.shp, .shx, .dbf, .prj, .cpg)")
+        return found
 
     def read_bytes(self) -> bytes:
         """The bytes of a one-file source (GeoJSON)."""
@@ -506,11 +513,11 @@ class _DbfField:
 def _dbf_layout(dbf: Path | bytes, name: str = "") -> tuple[np.ndarray, list[_DbfField]]:
     """The DBF's records as an (n, record_length) uint8 array (memory-mapped, or a view of the bytes read from a
     zip) and its field descriptors."""
-    in_memory = not isinstance(dbf, Path)
-    size = len(dbf) if in_memory else dbf.stat().st_size
+    size = dbf.stat().st_size if isinstance(dbf, Path) else len(dbf)
     if size < 32:
-        raise SourceError(f"{name or dbf} is not a DBF file (only {size} bytes); export the shapefile again")
-    if in_memory:
+        shown = name or (str(dbf) if isinstance(dbf, Path) else "the DBF")
+        raise SourceError(f"{shown} is not a DBF file (only {size} bytes); export the shapefile again")
+    if not isinstance(dbf, Path):
         head = bytes(dbf[:32])
         header_len = int.from_bytes(head[8:10], "little")
         descriptors = bytes(dbf[32:max(header_len, 32)])
@@ -533,7 +540,7 @@ def _dbf_layout(dbf: Path | bytes, name: str = "") -> tuple[np.ndarray, list[_Db
     n = min(n_records, available)
     if n == 0:
         return np.zeros((0, max(record_len, 1)), dtype=np.uint8), fields
-    if in_memory:
+    if not isinstance(dbf, Path):
         records = np.frombuffer(dbf, dtype=np.uint8, count=n * record_len, offset=header_len).reshape(n, record_len)
     else:
         records = np.memmap(dbf, dtype=np.uint8, mode="r", offset=header_len, shape=(n, record_len))
@@ -657,12 +664,14 @@ def _canonical(codec: str, where: str) -> str:
 def _shapefile_encoding(src: _Source, declared: str | None, where: str) -> tuple[str, str, list[Finding]]:
     """(codec, origin, findings) for a shapefile, plain or zipped, per the rules in the module docstring."""
     values = _nonascii_text(src.dbf(), src.label)
+    codec: str | None
     if declared:
         codec = _canonical(declared, where)
         ok, bad = _decodes(values, codec)
         if not ok:
-            raise EncodingError(f"{where}: encoding: {declared} does not decode the text (e.g. bytes {bad[:24]!r}); "
-                                f"remove encoding: to let yizhangtu detect it, or give the right one")
+            raise EncodingError(f"{where}: encoding: {declared} does not decode the text "
+                                f"(e.g. bytes {(bad or b'')[:24]!r}); remove encoding: to let yizhangtu detect it, "
+                                "or give the right one")
         return codec, "manifest", []
     findings: list[Finding] = []
     cpg = src.sidecar_bytes(".cpg")
@@ -680,9 +689,10 @@ def _shapefile_encoding(src: _Source, declared: str | None, where: str) -> tuple
                 return codec, "cpg", []
             detected = detect_encoding(values, where)
             findings.append(Finding(layer="", check="encoding_cpg_mismatch", severity=WARNING, count=1,
-                                    message=f"{src.sidecar_name('.cpg')} says {raw} but the text is not valid {codec} "
-                                            f"(e.g. bytes {bad[:24]!r}); decoded as {detected} instead — fix or "
-                                            f"delete the .cpg, or set encoding: {detected} in the manifest"))
+                                    message=f"{src.sidecar_name('.cpg')} says {raw} but the text is not valid "
+                                            f"{codec} (e.g. bytes {(bad or b'')[:24]!r}); decoded as {detected} "
+                                            f"instead — fix or delete the .cpg, or set encoding: {detected} "
+                                            "in the manifest"))
             return detected, "detected", findings
     return detect_encoding(values, where), "detected", findings
 
@@ -730,7 +740,7 @@ def _geojson_bytes(src: _Source, declared: str | None, where: str) -> tuple[byte
     """The GeoJSON as UTF-8 (the file, or a buffer: re-encoded if it is not UTF-8, or read from a zip), its
     encoding and origin."""
     raw = src.read_bytes()
-    path = src.path if not src.zipped else Path(src.member)
+    path = src.path if not src.zipped else Path(src.member or "")
     if raw.startswith(codecs.BOM_UTF8):
         raw = raw[len(codecs.BOM_UTF8):]
     as_is = raw if src.zipped else src.path  # GDAL reads a plain UTF-8 file itself
@@ -772,8 +782,7 @@ def source_info(spec, where: str | None = None) -> SourceInfo:
         if quick is not None:
             return quick
         gdf = _read_parquet(path, where, columns=[])
-        bounds = tuple(map(float, gdf.total_bounds)) if len(gdf) else None
-        return SourceInfo(path, driver, None, gdf.crs, bounds, len(gdf))
+        return SourceInfo(path, driver, None, gdf.crs, _box(gdf.total_bounds) if len(gdf) else None, len(gdf))
     layer = _choose_layer(src, spec.layer, where)
     target: bytes | Path | str = src.gdal_path
     if driver == GEOJSON:
@@ -790,7 +799,7 @@ def source_info(spec, where: str | None = None) -> SourceInfo:
     count = int(info.get("features") or 0)
     if bounds is None or count == 0 or not np.all(np.isfinite(bounds)):
         bounds = None
-    return SourceInfo(path, driver, layer, crs, None if bounds is None else tuple(map(float, bounds)), count)
+    return SourceInfo(path, driver, layer, crs, None if bounds is None else _box(bounds), count)
 
 
 def _parquet_info(path: Path) -> SourceInfo | None:
@@ -808,8 +817,7 @@ def _parquet_info(path: Path) -> SourceInfo | None:
             return None
         crs = column.get("crs", "OGC:CRS84")  # absent crs means OGC:CRS84 (GeoParquet spec)
         crs = None if crs is None else CRS.from_user_input(crs)
-        bounds = tuple(float(v) for v in bbox) if meta.num_rows else None
-        return SourceInfo(path, GEOPARQUET, None, crs, bounds, int(meta.num_rows))
+        return SourceInfo(path, GEOPARQUET, None, crs, _box(bbox) if meta.num_rows else None, int(meta.num_rows))
     except Exception:
         return None
 

@@ -307,10 +307,12 @@ def test_local_parts_hold_the_query_box():
     size = tiles.size[0] / (1 << level)
     xmin = tiles.origin_x[0] + tiles.ci[node] * size - size / 2
     ymin = tiles.origin_y[0] + tiles.cj[node] * size - size / 2
-    assert ((qb[:, 0] >= xmin) & (qb[:, 2] <= xmin + 2 * size) & (qb[:, 1] >= ymin) & (qb[:, 3] <= ymin + 2 * size)).all()
+    assert ((qb[:, 0] >= xmin) & (qb[:, 2] <= xmin + 2 * size)
+            & (qb[:, 1] >= ymin) & (qb[:, 3] <= ymin + 2 * size)).all()
     assert (level > 0).mean() > 0.9  # almost every query gets a local part, not the whole polygon
     # and the part agrees with the polygon inside the query box
     boxes = shapely.box(*qb.T)
     parts = tiles.geometry[node]
-    np.testing.assert_allclose(shapely.area(shapely.intersection(np.where(shapely.is_missing(parts), shapely.Polygon(), parts), boxes)),
+    present = np.where(shapely.is_missing(parts), shapely.Polygon(), parts)
+    np.testing.assert_allclose(shapely.area(shapely.intersection(present, boxes)),
                                shapely.area(shapely.intersection(big[0], boxes)), rtol=1e-9, atol=1e-6)

@@ -22,14 +22,13 @@ import shapely
 import yaml
 from pyproj import Transformer
 
+from data import generate as gen
+from data import variants
 from layers.area import ellipsoidal_area
 from layers.codes import CONSTRUCTION_SANDIAO, CULTIVATED, SANDIAO_CODES
 from layers.fields import standard_name
 from layers.manifest import load_manifest
 from layers.webcoords import gcj02_to_wgs84
-
-from data import generate as gen
-from data import variants
 
 SAMPLE = Path(gen.__file__).resolve().parent / "sample"
 CRS = "EPSG:4547"
@@ -145,8 +144,8 @@ def test_sample_lies_in_the_county_frame(sample):
     tr = Transformer.from_crs(4547, 4490, always_xy=True)
     x0, y0, x1, y1 = L["xzq"].total_bounds
     lon, lat = tr.transform([x0, x1, x0, x1], [y0, y0, y1, y1])
-    assert 115.0 <= min(lon) and max(lon) <= 115.3
-    assert 37.05 <= min(lat) and max(lat) <= 37.3
+    assert min(lon) >= 115.0 and max(lon) <= 115.3
+    assert min(lat) >= 37.05 and max(lat) <= 37.3
     assert L["dltb"].crs.to_epsg() == 4547 and L["cameras"].crs.to_epsg() == 4490
 
 
@@ -652,8 +651,10 @@ def test_construction_and_cultivated_conflicts_are_exactly_the_planted_ones(samp
     yj = shapely.union_all(L["yjjbnt"].geometry.values)
     st = shapely.union_all(L["stbhhx"].geometry.values)
     c = planted["conflicts"]
-    assert polygonal_area(built.intersection(yj)) == pytest.approx(c["construction_in_yjjbnt"]["total_area_m2"], abs=0.02)
-    assert polygonal_area(built.intersection(st)) == pytest.approx(c["construction_in_stbhhx"]["total_area_m2"], abs=0.02)
+    assert polygonal_area(built.intersection(yj)) == pytest.approx(c["construction_in_yjjbnt"]["total_area_m2"],
+                                                                   abs=0.02)
+    assert polygonal_area(built.intersection(st)) == pytest.approx(c["construction_in_stbhhx"]["total_area_m2"],
+                                                                   abs=0.02)
     assert polygonal_area(not_cult.intersection(yj)) == pytest.approx(c["yjjbnt_not_cultivated"]["total_area_m2"],
                                                                       abs=0.02)
     for kind in ("construction_in_yjjbnt", "construction_in_stbhhx", "yjjbnt_not_cultivated"):
@@ -939,5 +940,5 @@ def test_negative_variants_meet_their_expected_outcome(small, tmp_path, name):
     else:
         loaded = load_role(m, "yjjbnt", resolve_target_epsg(m))
         assert loaded.gdf.crs.to_epsg() == 4547
-        assert np.allclose(np.sort(loaded.gdf["area_m2"]), np.sort(np.round(area(county.layers["yjjbnt"].geometry.values), 2)),
-                           atol=0.01)
+        expected = np.round(area(county.layers["yjjbnt"].geometry.values), 2)
+        assert np.allclose(np.sort(loaded.gdf["area_m2"]), np.sort(expected), atol=0.01)

@@ -14,11 +14,10 @@ import shapely
 import yaml
 from pyproj import Transformer
 
-from tests import indicators_fixtures as fx
-from analysis.indicators import BUILTINS, Expression, compute_indicators, parse_registry
-from analysis.indicators import wide_table
+from analysis.indicators import BUILTINS, Expression, compute_indicators, parse_registry, wide_table
 from layers.errors import CodeSetError, FieldError, RuleError
 from services.jobs.indicators import BUILTIN_REGISTRY
+from tests import indicators_fixtures as fx
 
 GEOD = pyproj.Geod(a=6378137.0, rf=298.257222101)
 TO_LONLAT = Transformer.from_crs(fx.EPSG, 4490, always_xy=True)
@@ -256,7 +255,7 @@ def test_rollups_balance_at_every_level(result, code, column, decimals):
     for parent, kids in ((fx.COUNTY, [fx.T1, fx.T2]), (fx.T1, [fx.V["A"], fx.V["B"]]),
                          (fx.T2, [fx.V["C"], fx.V["D"]])):
         assert sum(units(v.loc[k, column]) for k in kids) == units(v.loc[parent, column])
-    for unit, row in v.iterrows():
+    for _, row in v.iterrows():
         factor = {"value_m2": 1, "value_ha": 1e-4, "value_mu": 3 / 2000}[column]
         assert abs(row[column] - row["value"] * factor) < 10 ** -decimals
 
@@ -383,7 +382,7 @@ def test_unknown_column_names_the_layer_columns(layers, registry_doc):
 
 
 def test_builtins_declare_their_sources(registry):
-    for code, ind in registry.indicators.items():
+    for ind in registry.indicators.values():
         if ind.kind == "builtin":
             assert ind.sources == BUILTINS[ind.builtin][0]
 

@@ -9,6 +9,7 @@ from layers.area import ellipsoidal_area
 from layers.errors import CRSError
 from tests.layers_fixtures import geodesic_area  # pyproj.Geod on rings densified to 1 m
 
+
 def blob(cx, cy, radius, n=60, holes=()):
     t = np.linspace(0, 2 * np.pi, n, endpoint=False)
     ring = np.column_stack([cx + radius * np.cos(t) * (1 + 0.25 * np.sin(3 * t)), cy + radius * np.sin(t)])
@@ -39,7 +40,7 @@ def test_matches_geodesic_area(name, geom, epsg):
 def test_prefixed_zone_and_geographic_inputs_agree():
     geom = blob(615_000, 4_118_000, 75)
     base = ellipsoidal_area([geom], 4547)[0]
-    prefixed = shapely.transform(geom, lambda xy: xy + [38_000_000, 0])
+    prefixed = shapely.transform(geom, lambda xy: xy + np.array([38_000_000, 0]))
     assert ellipsoidal_area([prefixed], 4526)[0] == pytest.approx(base, rel=1e-9)
     tr = Transformer.from_crs(4547, 4490, always_xy=True)
     lonlat = shapely.transform(shapely.segmentize(geom, 5.0), lambda xy: np.column_stack(tr.transform(*xy.T)))

@@ -75,7 +75,8 @@ def test_no_prj_six_digit_and_nothing_else_to_place_the_region(tmp_path):
         resolve_target_epsg(m)
     m = manifest(tmp_path, {"dltb": "dltb.shp"}, crs="EPSG:4547")
     with pytest.raises(CRSError, match=r"layer 'dltb' has no CRS and a 6-digit easting, and no other layer places "
-                                       r"the region; set crs: EPSG:45xx in the manifest \(EPSG:4547 if it is zone 38\)"):
+                                       r"the region; set crs: EPSG:45xx in the manifest "
+                                       r"\(EPSG:4547 if it is zone 38\)"):
         load_role(m, "dltb", resolve_target_epsg(m))
     m = manifest(tmp_path, {"dltb": {"path": "dltb.shp", "crs": "EPSG:4547"}}, crs="EPSG:4547")
     loaded = load_role(m, "dltb", 4547)

@@ -7,8 +7,7 @@ import shapely
 from pyproj import Geod
 
 from layers.load import load_role, resolve_target_epsg
-from layers.webcoords import (bd09_to_gcj02, bd09_to_wgs84, gcj02_to_bd09, gcj02_to_wgs84, wgs84_to_bd09,
-                              wgs84_to_gcj02)
+from layers.webcoords import bd09_to_gcj02, bd09_to_wgs84, gcj02_to_bd09, gcj02_to_wgs84, wgs84_to_bd09, wgs84_to_gcj02
 from tests.layers_fixtures import X0, Y0, manifest, write, write_xzq
 
 GEOD = Geod(a=6378137.0, rf=298.257222101)

@@ -22,8 +22,7 @@ from layers.manifest import LayerSpec
 from layers.read import read_source, source_info
 from layers.store import open_store
 from services.cli import cli
-from tests.layers_fixtures import (dltb_frame, geodesic_area, manifest, patch_boxes, write, write_xzq,
-                                   xzq_frame)
+from tests.layers_fixtures import dltb_frame, geodesic_area, manifest, patch_boxes, write, write_xzq, xzq_frame
 from tests.test_store_atomic import assert_same_snapshot, snapshot
 
 DLMC = ["水田", "旱地", "农村宅基地", "农村道路", "乔木林地", "商业服务业设施用地"] * 2
@@ -151,10 +150,11 @@ def test_several_shapefiles_in_one_zip_need_member_or_layer(tmp_path):
     xzq = gbk_shapefile(tmp_path / "b", "XZQ", n=3)
     archive = make_zip(tmp_path / "sandiao.zip", {**shapefile_members(dltb, "三调/地类"),
                                                  **shapefile_members(xzq, "三调/行政区"),
-                                                 "三调/说明.txt": "说明".encode("utf-8")})
+                                                 "三调/说明.txt": "说明".encode()})
     with pytest.raises(SourceError) as err:
         read_source(spec(archive))
-    assert str(err.value) == (f"layer 'dltb': {archive} holds 2 vector datasets (三调/地类/DLTB.shp, 三调/行政区/XZQ.shp); "
+    assert str(err.value) == (f"layer 'dltb': {archive} holds 2 vector datasets "
+                              "(三调/地类/DLTB.shp, 三调/行政区/XZQ.shp); "
                               "set member: <path inside the zip> in the manifest (or layer: <shapefile name>)")
     assert len(read_source(spec(archive, member="三调/行政区/XZQ.shp")).gdf) == 3
     assert len(read_source(spec(archive, member="xzq.shp")).gdf) == 3  # a file name unique in the zip will do
@@ -270,9 +270,11 @@ BROKEN = [
     ("missing_dbf", r"shapefile 2024年度变更/地类图斑/DLTB.shp in {zip} lacks its .dbf file\(s\); put all files of "
                     r"the shapefile \(.shp .shx .dbf .prj .cpg\) into the zip, in the same folder"),
     ("missing_shx_dbf", r"shapefile .*DLTB.shp in {zip} lacks its .shx and .dbf file\(s\)"),
-    ("no_vector_data", r"{zip} holds no vector data \(files: 2024年度变更/地类图斑/DLTB.dbf, readme.txt, 统计表.xlsx\); "
+    ("no_vector_data", r"{zip} holds no vector data "
+                       r"\(files: 2024年度变更/地类图斑/DLTB.dbf, readme.txt, 统计表.xlsx\); "
                        r"give a zip holding a shapefile"),
-    ("nested_zip", r"{zip} holds no vector data \(files: 交付/地类图斑.zip\); it holds zip files \(交付/地类图斑.zip\): "
+    ("nested_zip", r"{zip} holds no vector data \(files: 交付/地类图斑.zip\); "
+                   r"it holds zip files \(交付/地类图斑.zip\): "
                    r"extract the outer zip"),
     ("password", r"2024年度变更/地类图斑/DLTB.shp in {zip} is password-protected; zip the layer again without a "
                  r"password"),
