@@ -147,8 +147,8 @@ def test_selfeval_of_a_township_uses_its_own_targets(sample):
     ev = svc.self_evaluate(run, targets, "130599101")
     rows = ev.rows.set_index("三级指标")
     checked = values(run, "patches_checked", "township")["value"]["130599101"]
-    assert rows.loc["卫片图斑调查核实数量", "年度指标值"] == 5
-    assert rows.loc["卫片图斑调查核实数量", "得分"] == round(10 * min(checked / 5, 1), 2)
+    assert rows.loc["卫片图斑调查核实数量", "年度指标值"] == 6
+    assert rows.loc["卫片图斑调查核实数量", "得分"] == round(10 * min(checked / 6, 1), 2)
     no_target = rows[rows["年度指标值"].isna()]
     assert sorted(no_target.index) == sorted(["耕地保有面积", "永久基本农田保护率", "三线冲突面积", "违法占用耕地比例",
                                               "批而未供土地面积", "群众满意度", "预算完成情况"])
@@ -158,3 +158,19 @@ def test_selfeval_of_a_township_uses_its_own_targets(sample):
     assert county.rows.set_index("三级指标").loc["预算完成情况", "得分"] == 9.5  # seed 000's step rule
     md = selfeval.selfeval_markdown(ev)
     assert "| 无目标 |" in md and "(有目标的指标分值合计 30)" in md
+    assert not [w for w in county.warnings if "不在本次指标运行中" in w["label"]]
+
+
+def test_selfeval_warns_of_targets_for_units_the_run_does_not_have(sample):
+    """A per-unit target whose code is not a unit of the run (a typo, a 乡镇 merged away) would silently never
+    be used: the evaluation says so, naming the codes."""
+    from pathlib import Path
+
+    _, run, _ = sample
+    doc = yaml.safe_load((Path(__file__).resolve().parent.parent / "data" / "targets.sample.yaml")
+                         .read_text(encoding="utf-8"))
+    doc["items"][0]["targets"].update({"130599199": 3, "13059910": 2})
+    ev = svc.self_evaluate(run, svc.parse_targets(doc))
+    stray = [w for w in ev.warnings if "不在本次指标运行中" in w["label"]]
+    assert len(stray) == 1 and stray[0]["item"] == "卫片图斑调查核实数量"
+    assert stray[0]["label"] == "目标中的行政区代码不在本次指标运行中: 13059910, 130599199 (核对 targets 文件)"

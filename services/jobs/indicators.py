@@ -310,12 +310,21 @@ def self_evaluate(run: IndicatorRun, targets: Targets, unit_code: str | None = N
     unit_name = str(unit_rows["unit_name"].iloc[0])
     by_code = unit_rows.set_index("indicator")
     registry = run.registry
-    rows, scores, warnings = [], [], []
+    rows: list[dict] = []
+    scores: list = []
+    warnings: list[dict] = []
     file_unit = targets.unit_code
     if file_unit is None:  # a file without unit_code is the county's
         counties = values.loc[values["level"] == "county", "unit_code"].unique()
         file_unit = str(counties[0]) if len(counties) == 1 else None
+    known_units = set(values["unit_code"].astype(str))
     for item in targets.items:
+        strangers = sorted({code for code, _ in (*item.targets, *item.actuals)} - known_units)
+        if strangers:  # a typo, or a 乡镇 merged away: its target would silently never be used
+            warnings.append({"item": item.level3, "value": None, "op": "", "threshold": None,
+                             "label": f"目标中的行政区代码不在本次指标运行中: {', '.join(strangers)} "
+                                      "(核对 targets 文件)",
+                             "severity": "warning"})
         ind = registry.indicators.get(item.indicator) if (registry and item.indicator) else None
         if item.indicator is not None and ind is None:
             raise RuleError(f"targets: item {item.level3!r} names indicator {item.indicator!r}, which the run's "
