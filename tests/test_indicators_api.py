@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -93,7 +94,10 @@ def test_drilldown_to_patches(api, run, store):
     patches = body["layers"]["flagged_patches"]
     assert patches["id_field"] == "JCBH" and patches["total"] == int(ref["value"])
     assert sorted(patches["ids"]) == sorted(ref["record_ids"]["flagged_patches"])
-    assert sorted(r["JCBH"] for r in patches["records"]) == sorted(patches["ids"])
+    assert [r["JCBH"] for r in patches["records"]] == patches["ids"]  # in the order of ids
+    stored = open_store(store).read_layer("flagged_patches").set_index("JCBH")
+    for r in patches["records"]:  # lists as arrays, as /api/patches serves them
+        assert r["source_ids"] == json.loads(stored.loc[r["JCBH"], "source_ids"]) and r["JCBH"] in r["source_ids"]
     # nothing judged yet: 未批先建 and 少批多占 count until checked
     assert {r["verdict"] for r in patches["records"]} == {"suspected_illegal", "partly_approved"}
 
@@ -105,7 +109,7 @@ def test_drilldown_to_survey_patches_with_paging(api, run):
                    headers=bearer(PLANNER)).json()
     dltb = body["layers"]["dltb"]
     assert dltb["total"] == len(ids) and dltb["ids"] == ids[5:10]
-    assert sorted(r["yzt_fid"] for r in dltb["records"]) == sorted(ids[5:10])
+    assert [r["yzt_fid"] for r in dltb["records"]] == ids[5:10]
     assert all(r["DLBM"] in ("0101", "0102", "0103") for r in dltb["records"])
 
 
@@ -122,6 +126,9 @@ def test_drilldown_to_planning_conflicts_by_conflict_id(api, run, store):
     assert sorted(records) == conflicts["ids"]
     assert sum(r["area_m2"] for r in records.values()) == pytest.approx(float(ref["value"]), abs=0.01)
     assert {r["conflict_id"].split("-")[1] for r in records.values()} == {"YS", "YC", "SC"}
+    stored = stored.set_index("conflict_id")
+    for cid, r in records.items():
+        assert r["left_ids"] == json.loads(stored.loc[cid, "left_ids"]) and isinstance(r["right_ids"], list)
 
 
 @pytest.mark.parametrize("path, status, words", [

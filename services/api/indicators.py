@@ -38,6 +38,7 @@ from layers.store.query import ROW_ID, In
 
 from ..errors import RequestError
 from ..jobs import indicators as jobs
+from ..jobs.patches import LIST_COLUMNS, json_list
 from ..plain import plain, plain_record
 from ..reports.indicators import long_records, report_tables
 from ..reports.selfeval import selfeval_xlsx as write_selfeval_xlsx
@@ -297,7 +298,11 @@ def drilldown(code: str, who: Planner, desk: Desk, page: Page,
                            for i in rows)
             frame = desk.store.read_layer(name, where=In(column, values))
             frame = pd.DataFrame(frame.drop(columns=frame.geometry.name))
-            records = [plain_record(r) for r in frame.to_dict("records")]
+            for col in LIST_COLUMNS:  # stored as JSON text; served as arrays, as /api/patches serves them
+                if col in frame.columns:
+                    frame[col] = [json_list(v) for v in frame[col]]
+            by_id = {str(r[column]): plain_record(r) for r in frame.to_dict("records")}
+            records = [by_id[str(i)] for i in values if str(i) in by_id]  # in the order of ids
         out_layers[name] = {"id_field": field, "total": len(ids), "ids": rows, "records": records}
     return {"run_id": found["run_id"], "indicator": code, "unit_code": unit_code_, "value": plain(found["value"]),
             "unit": found["unit"], "rule": found["rule"], "limit": page.limit, "offset": page.offset,

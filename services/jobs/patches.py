@@ -23,7 +23,7 @@ import shapely
 from pydantic import BaseModel, Field
 from pyproj import Transformer
 
-from analysis.judge import VERDICT_ZH
+from analysis.records import VERDICT_ZH
 from analysis.workflow import Workflow
 from layers.area import ellipsoidal_area
 from layers.codes import SANDIAO_CODES
@@ -42,8 +42,9 @@ LIST_FIELDS = ["JCBH", "case_id", "XZQDM", "village", "township_code", "township
                "area_yjjbnt", "area_stbhhx", "area_outside_czkfbj", "area_approved", "approved_share", "orig_dlbm",
                "now_dlbm", "verdict", "verdict_zh", "status", "judgement", "version", "source_ids", "sources", "rounds",
                "n_sources", "updated_at", "updated_by"]
+# columns the analysis stores as JSON text (flagged_patches, planning_conflicts) and the API serves as arrays
 LIST_COLUMNS = ("source_ids", "sources", "rounds", "approval_ids", "orig_ids", "yjjbnt_ids", "stbhhx_ids",
-                "czkfbj_ids")
+                "czkfbj_ids", "left_ids", "right_ids")
 
 
 class PatchFilter(BaseModel):
@@ -117,7 +118,7 @@ def _choices(raw: str | None, name: str, allowed: dict[str, str]) -> list[str] |
     return out
 
 
-def _json_list(value) -> list:
+def json_list(value) -> list:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return []
     if isinstance(value, list):
@@ -202,7 +203,7 @@ class PatchBook:
             frame = self.store.read_layer(LAYER)
             for col in LIST_COLUMNS:
                 if col in frame.columns:
-                    frame[col] = [_json_list(v) for v in frame[col]]
+                    frame[col] = [json_list(v) for v in frame[col]]
             epsg = frame.crs.to_epsg()
             geoms = np.asarray(frame.geometry.values, dtype=object)
             lonlat = _round_coords(to_lonlat(geoms, epsg))
