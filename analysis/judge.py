@@ -325,6 +325,7 @@ def judge_patches(patches: gpd.GeoDataFrame, *, dltb: gpd.GeoDataFrame, rules: R
         "rounds": lists("rounds", singles("ROUND")),
         "n_sources": (patches["n_sources"].astype(int).to_numpy() if "n_sources" in patches.columns
                       else np.array([len(json.loads(s)) for s in sources], dtype=int)),
+        "n_issued": issued_members(patches, n),
         "n_pieces": (patches["n_pieces"].astype(int).to_numpy() if "n_pieces" in patches.columns
                      else np.zeros(n, dtype=int)),
         "QSX": dates_as_given(patches, "QSX", n),
@@ -360,6 +361,16 @@ def judge_patches(patches: gpd.GeoDataFrame, *, dltb: gpd.GeoDataFrame, rules: R
         "judgement": np.array([None] * n, dtype=object),
         "version": np.ones(n, dtype=int),
     }, geometry=gpd.GeoSeries(list(geoms), crs=crs), crs=crs)
+
+
+def issued_members(patches: gpd.GeoDataFrame, n: int) -> np.ndarray:
+    """Issued monitoring patches in each record: members less piece units after dedupe; before it, 1 for an
+    issued patch and 0 for a survey piece unit (``derived``)."""
+    if "n_members" in patches.columns and "n_pieces" in patches.columns:
+        return (patches["n_members"].astype(int) - patches["n_pieces"].astype(int)).to_numpy()
+    if "derived" in patches.columns:
+        return (~patches["derived"].fillna(False).astype(bool)).astype(int).to_numpy()
+    return np.ones(n, dtype=int)
 
 
 def dates_as_given(patches: gpd.GeoDataFrame, column: str, n: int) -> np.ndarray:

@@ -17,7 +17,7 @@ INITIAL_STATUS = "待核查"
 
 # Output columns of flagged_patches, in order (run_id is added by the service that writes them).
 FLAGGED_COLUMNS = [
-    "JCBH", "source_ids", "sources", "rounds", "n_sources", "n_pieces", "QSX", "HSX", "XZQDM", "area_m2",
+    "JCBH", "source_ids", "sources", "rounds", "n_sources", "n_issued", "n_pieces", "QSX", "HSX", "XZQDM", "area_m2",
     "area_cultivated", "area_tiankan", "area_agri_other", "area_construction", "area_unused",
     "area_unclassified", "orig_dlbm",
     "orig_layer", "orig_ids", "now_dlbm", "area_yjjbnt", "yjjbnt_ids", "area_stbhhx", "stbhhx_ids",

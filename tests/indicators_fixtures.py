@@ -101,7 +101,7 @@ def yjjbnt() -> gpd.GeoDataFrame:
 # approved share of each record's area and of its 耕地 (as yzt analyse measures them: area_approved and the 耕地
 # under the union of the approvals); the rest is the unapproved part
 APPROVED = {"WP1": (0.0, 0.0), "WP2": (1.0, 1.0), "WP3": (0.0, 0.0), "WP4": (0.6, 0.5), "WP5": (0.0, 0.0),
-            "WP6": (0.02, 0.0), "WP7": (0.7, 0.8)}
+            "WP6": (0.02, 0.0), "WP7": (0.7, 0.8), "BG-8": (0.0, 0.0)}
 
 
 def flagged_patches() -> gpd.GeoDataFrame:
@@ -114,12 +114,14 @@ def flagged_patches() -> gpd.GeoDataFrame:
         ("WP5", "D", "other", "已核查", "其他", (210, 110, 240, 140)),
         ("WP6", "B", "suspected_illegal", "已核查", "合法", (10, 110, 40, 140)),
         ("WP7", "C", "partly_approved", "待核查", None, (200, 60, 240, 90)),
+        # a change only the annual survey found (no monitoring patch issued for it): judged, never 下发
+        ("BG-8", "A", "suspected_illegal", "立案", "违法", (160, 50, 190, 80)),
     ]
     out = []
     geoms = []
     for jcbh, key, verdict, status, judgement, (x0, y0, x1, y1) in rows:
         out.append({"JCBH": jcbh, "XZQDM": V[key], "verdict": verdict, "status": status, "judgement": judgement,
-                    "source_ids": json.dumps([jcbh])})
+                    "source_ids": json.dumps([jcbh]), "n_issued": 0 if jcbh.startswith("BG-") else 1})
         geoms.append(box(x0, y0, x1, y1))
     gdf = _frame(out, geoms)
     # 耕地 share of each patch (as yzt analyse writes it): half of the area on 耕地, net of 10 % 田坎

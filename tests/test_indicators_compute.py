@@ -184,8 +184,9 @@ def test_patch_counts_and_areas(result, layers):
     for village in fx.V.values():
         mine = patches[patches["XZQDM"] == village]
         illegal = mine[[is_illegal(r) for _, r in mine.iterrows()]]
-        checked = mine[mine["status"] != "待核查"]
-        assert value(result, "patches_issued", village)["value"] == len(mine)
+        issued = mine[~mine["JCBH"].str.startswith("BG-")]  # the fixture's survey-only change is BG-8
+        checked = issued[issued["status"] != "待核查"]
+        assert value(result, "patches_issued", village)["value"] == len(issued)
         assert value(result, "patches_checked", village)["value"] == len(checked)
         assert value(result, "illegal_count", village)["value"] == len(illegal)
         want_area = sum(illegal_part(r, "area_m2", "area_unapproved") for _, r in illegal.iterrows())
@@ -194,13 +195,26 @@ def test_patch_counts_and_areas(result, layers):
         assert value(result, "illegal_cultivated_area", village)["value"] == pytest.approx(want_cult, abs=1e-9)
         ids = value(result, "illegal_count", village)["record_ids"]
         assert ids.get("flagged_patches", []) == sorted(illegal["JCBH"])
-    # WP1 (待核查, 未批先建), WP3 (立案), WP4 (judged 违法), WP7 (待核查, 少批多占); WP6 judged 合法 on site
-    assert value(result, "illegal_count", fx.COUNTY)["value"] == 4
-    # by hand: WP1 100 × 50 unapproved whole; WP3 100 × 50 whole; WP4 20 × 20 × 0.4; WP7 40 × 30 × 0.3 (planar
-    # boxes: the ellipsoidal areas are within 0.2 % of these at the fixture's place)
-    assert value(result, "illegal_area", fx.COUNTY)["value"] == pytest.approx(5000 + 5000 + 160 + 360, rel=3e-3)
+    # WP1 (待核查, 未批先建), WP3 (立案), WP4 (judged 违法), WP7 (待核查, 少批多占), BG-8 (立案, found only by the
+    # survey: illegal all the same); WP6 judged 合法 on site
+    assert value(result, "illegal_count", fx.COUNTY)["value"] == 5
+    # by hand: WP1 100 × 50 unapproved whole; WP3 100 × 50 whole; WP4 20 × 20 × 0.4; WP7 40 × 30 × 0.3; BG-8
+    # 30 × 30 (planar boxes: the ellipsoidal areas are within 0.2 % of these at the fixture's place)
+    assert value(result, "illegal_area", fx.COUNTY)["value"] == pytest.approx(5000 + 5000 + 160 + 360 + 900,
+                                                                              rel=3e-3)
+    # 7 issued records, 5 past 待核查 (WP2 WP3 WP4 WP5 WP6); BG-8 is checked but was never issued
+    assert value(result, "patches_issued", fx.COUNTY)["value"] == 7
     assert value(result, "survey_rate", fx.COUNTY)["value"] == pytest.approx(500 / 7)
     assert value(result, "survey_rate", fx.V["A"])["value"] == 50.0
+
+
+def test_records_without_n_issued_are_refused_with_the_remedy(layers, registry):
+    """A flagged_patches layer written before n_issued existed cannot tell issued patches from survey-only
+    changes: 下发图斑数 would be wrong, so the run stops and says how to fix the store."""
+    old = dict(layers, flagged_patches=layers["flagged_patches"].drop(columns="n_issued"))
+    with pytest.raises(FieldError, match=r"flagged_patches has no n_issued column .*re-run yzt analyse "
+                                         r"\(statuses and judgements are kept\)"):
+        compute_indicators(old, registry)
 
 
 def test_illegal_cultivated_ratio_and_its_warnings(result, layers):
@@ -269,7 +283,8 @@ def test_drill_down_ids(result, layers):
     assert county == sorted(dltb.loc[dltb["DLBM"].isin(CULTIVATED), "yzt_fid"])
     # a ratio carries the ids of what it is made of
     ratio = value(result, "survey_rate", fx.COUNTY)["record_ids"]
-    assert ratio == {"flagged_patches": sorted(layers["flagged_patches"]["JCBH"])}
+    issued = layers["flagged_patches"]["JCBH"][~layers["flagged_patches"]["JCBH"].str.startswith("BG-")]
+    assert ratio == {"flagged_patches": sorted(issued)}  # the issued records: BG-8 was never 下发
 
 
 THREE_LINES = ["yjjbnt_stbhhx", "yjjbnt_czkfbj", "stbhhx_czkfbj"]
@@ -395,12 +410,12 @@ def test_illegal_basis_is_an_option(layers, registry_doc):
     doc = copy.deepcopy(registry_doc)
     doc["options"]["illegal_basis"] = "verdict"
     res = compute_indicators(layers, parse_registry(doc))
-    # pre-judgement only: WP1, WP3, WP6 are 未批先建, WP4 and WP7 少批多占
-    assert value(res, "illegal_count", fx.COUNTY)["record_ids"] == {"flagged_patches": ["WP1", "WP3", "WP4", "WP6",
-                                                                                        "WP7"]}
+    # pre-judgement only: BG-8, WP1, WP3, WP6 are 未批先建, WP4 and WP7 少批多占
+    assert value(res, "illegal_count", fx.COUNTY)["record_ids"] == {"flagged_patches": ["BG-8", "WP1", "WP3", "WP4",
+                                                                                        "WP6", "WP7"]}
     doc["options"]["illegal_basis"] = "judgement"
     res = compute_indicators(layers, parse_registry(doc))
-    assert value(res, "illegal_count", fx.COUNTY)["record_ids"] == {"flagged_patches": ["WP3", "WP4"]}
+    assert value(res, "illegal_count", fx.COUNTY)["record_ids"] == {"flagged_patches": ["BG-8", "WP3", "WP4"]}
 
 
 def test_checked_patches_without_a_judgement_column_are_refused(layers, registry):

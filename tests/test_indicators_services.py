@@ -69,7 +69,8 @@ def test_run_is_stored_with_its_provenance(store_path, run):
     values = store.read_table(svc.VALUES)
     assert set(values["run_id"]) == {run.run_id}
     row = values[(values["indicator"] == "illegal_count") & (values["unit_code"] == fx.COUNTY)].iloc[0]
-    assert row["value"] == 4 and json.loads(row["record_ids"]) == {"flagged_patches": ["WP1", "WP3", "WP4", "WP7"]}
+    assert row["value"] == 5 and json.loads(row["record_ids"]) == {"flagged_patches": ["BG-8", "WP1", "WP3", "WP4",
+                                                                                        "WP7"]}
     assert "现场认定" in row["rule"]
     warnings = store.read_table(svc.WARNINGS)
     assert set(warnings["indicator"]) == {"illegal_cultivated_ratio", "three_line_conflict_area"}

@@ -113,8 +113,11 @@ def _drop_duplicate_patches(gdf: gpd.GeoDataFrame, layer: str, notes: list[str])
 
 
 def prepare_patches(gdf: gpd.GeoDataFrame, options: dict) -> gpd.GeoDataFrame:
-    """flagged_patches with ``checked`` (past 待核查), ``illegal`` (per options.illegal_basis) and the parts the
-    enforcement indicators add up, each record on one basis (docs/indicators.md, 执法监管):
+    """flagged_patches with ``issued``, ``checked`` (past 待核查), ``illegal`` (per options.illegal_basis) and the
+    parts the enforcement indicators add up, each record on one basis (docs/indicators.md, 执法监管):
+
+    * ``issued``: the record holds at least one issued monitoring patch (``n_issued`` > 0, written by yzt analyse);
+      a change only the annual survey found was never 下发 and is not counted in 下发图斑数 / 调查率;
 
     * ``illegal_area_m2`` / ``illegal_cultivated_m2``: the illegal part of a record — its unapproved part
       (area_unapproved / area_cultivated_unapproved) when its verdict is one of options.unapproved_part_verdicts
@@ -132,6 +135,11 @@ def prepare_patches(gdf: gpd.GeoDataFrame, options: dict) -> gpd.GeoDataFrame:
                          "every issued patch starts as 待核查 — re-run yzt analyse")
     unchecked = status.isin(options["unchecked_statuses"])
     out["checked"] = ~unchecked
+    if "n_issued" not in out.columns:
+        raise FieldError("flagged_patches has no n_issued column (written by an older yzt analyse), so the issued "
+                         "patches cannot be told from changes only the survey found; re-run yzt analyse "
+                         "(statuses and judgements are kept)")
+    out["issued"] = pd.to_numeric(out["n_issued"], errors="coerce").fillna(0).to_numpy() > 0
     basis = options["illegal_basis"]
     jfield = options["judgement_field"]
     if basis in ("judgement", "judgement_else_verdict"):
