@@ -135,7 +135,7 @@ class RasterLayer:
         gx, gy = np.meshgrid(minx + centres, maxy - centres)
         sx, sy = _transformer(self.crs_wkt).transform(gx.ravel(), gy.ravel())
         with rasterio.open(self.path) as src:
-            col, row = ~src.transform * (np.asarray(sx), np.asarray(sy))
+            col, row = ~src.transform @ (np.asarray(sx), np.asarray(sy))
             inside = (col >= 0) & (col < src.width) & (row >= 0) & (row < src.height)
             if not inside.any():
                 return None
