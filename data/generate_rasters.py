@@ -38,6 +38,8 @@ from affine import Affine
 from rasterio.enums import ColorInterp
 from rasterio.features import rasterize
 from rasterio.shutil import copy as rio_copy
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 EPSG = 4547
 DEM_RES = 10.0
@@ -284,24 +286,20 @@ def build_images(dltb, monitoring, scene_bounds, rng):
 
 
 def _overlap_groups(geoms) -> list[list[int]]:
+    """Indices of the geometries that overlap (by area, transitively), group by group in order of first member."""
     n = len(geoms)
-    parent = list(range(n))
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    if n:
-        tree = shapely.STRtree(geoms)
-        a, b = tree.query(geoms, predicate="intersects")
-        for i, j in zip(a, b):
-            if i < j and shapely.area(shapely.intersection(geoms[i], geoms[j])) > 0:
-                parent[find(int(j))] = find(int(i))
+    if not n:
+        return []
+    tree = shapely.STRtree(geoms)
+    a, b = tree.query(geoms, predicate="intersects")
+    keep = a < b
+    a, b = a[keep], b[keep]
+    overlap = shapely.area(shapely.intersection(geoms[a], geoms[b])) > 0
+    graph = coo_matrix((np.ones(int(overlap.sum())), (a[overlap], b[overlap])), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
     groups: dict[int, list[int]] = {}
     for i in range(n):
-        groups.setdefault(find(i), []).append(i)
+        groups.setdefault(int(label[i]), []).append(i)
     return sorted(groups.values(), key=lambda g: g[0])
 
 
