@@ -72,7 +72,6 @@ def install(app: FastAPI, settings: Settings) -> None:
             LOGGER.warning("workflow: %d flagged_patches rows re-synchronised from workflow_state", fixed)
     except Exception as exc:
         LOGGER.info("workflow: layer mirror not synchronised at start (%s)", exc)
-    app.add_middleware(patches.UploadLimit, limit=settings.max_upload_bytes)
     for router in ROUTERS:
         app.include_router(router)
     for module in MAP_MODULES:

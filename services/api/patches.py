@@ -39,7 +39,7 @@ from starlette.concurrency import run_in_threadpool
 
 from layers.errors import NotFoundError
 
-from ..errors import PayloadTooLarge, PreconditionRequired, RequestError, UnsupportedMediaType, error_response
+from ..errors import PayloadTooLarge, PreconditionRequired, RequestError, UnsupportedMediaType
 from ..jobs.evidence import checks_for_upload
 from ..jobs.patches import PatchBook, PatchFilter, geojson_geometry
 from ..reports.patches import export_frame, export_gpkg, export_shp, export_xlsx
@@ -52,7 +52,6 @@ router = APIRouter(prefix="/api", tags=["workbench 图斑核查"], responses=ERR
 # Evidence: accepted file types, recognised by their first bytes (the declared content type is not trusted).
 EVIDENCE_TYPES = {"image/jpeg": (b"\xff\xd8\xff", ".jpg"), "image/png": (b"\x89PNG\r\n\x1a\n", ".png"),
                   "image/webp": (b"RIFF", ".webp"), "application/pdf": (b"%PDF-", ".pdf")}
-MULTIPART_OVERHEAD = 64 * 1024  # form fields and boundaries on top of the file itself
 EXPORT_TYPES = {"gpkg": "application/geopackage+sqlite3", "shp": "application/zip",
                 "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 
@@ -224,27 +223,6 @@ def _written(book: PatchBook, outcome, who: Principal, response: Response) -> di
 
 IfMatch = Annotated[str | None, Header(alias="If-Match", description='the patch\'s ETag: "<version>"')]
 Filters = Annotated[PatchFilter, Query()]
-
-
-class UploadLimit:
-    """Refuse an evidence upload by its Content-Length before the multipart body is read (plain ASGI
-    middleware: nothing happens for any other request)."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["method"] == "POST":
-            path = scope["path"]
-            if path.startswith("/api/patches/") and path.endswith("/evidence"):
-                length = Request(scope).headers.get("content-length", "")
-                if length.isdigit() and int(length) > self.limit + MULTIPART_OVERHEAD:
-                    response = error_response(PayloadTooLarge(
-                        f"the upload is {int(length):,} bytes; the limit is {self.limit:,} bytes per "
-                        "file (settings.max_upload_bytes)"))
-                    await response(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
 
 
 # --- routes -------------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ COMMANDS = {
     "charts": "indicators:charts",
     "raster": "raster:raster",
     "serve": "serve:serve",
+    "token": "token:token",
 }
 
 
