@@ -39,10 +39,13 @@ def audit(who: Planner, book: Book, page: Page, user: str | None = None, jcbh: s
         raise RequestError(f"action={action!r} is unknown; use judgement, transition or evidence")
     if since is not None:
         try:
-            since = dt.datetime.fromisoformat(since.replace("Z", "+00:00")).astimezone(dt.UTC) \
-                .strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            when = dt.datetime.fromisoformat(since.replace("Z", "+00:00"))
+            when = when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+            since = when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         except ValueError:
-            raise RequestError(f"since={since!r} is not an ISO 8601 time") from None
+            raise RequestError(f"since={since[:40]!r} is not an ISO 8601 time, e.g. 2024-07-01T00:00:00Z") from None
+        except OverflowError:
+            raise RequestError(f"since={since[:40]!r} lies outside the years 1–9999 once in UTC") from None
     rows, total = book.flow.audit(user=user, jcbh=jcbh, action=action, since=since, limit=page.limit,
                                   offset=page.offset)
     return {"total": total, "limit": page.limit, "offset": page.offset, "items": rows}

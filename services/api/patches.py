@@ -197,8 +197,9 @@ def parse_if_match(value: str | None) -> int:
     if text.startswith("W/"):
         text = text[2:]
     text = text.strip('"')
-    if not text.isdigit():
-        raise RequestError(f'If-Match {value!r} is not a version; send If-Match: "<version>" (the ETag of the patch)')
+    if not text.isdigit() or len(text) > 18:
+        shown = value if len(value) <= 40 else value[:37] + "…"
+        raise RequestError(f'If-Match {shown!r} is not a version; send If-Match: "<version>" (the ETag of the patch)')
     return int(text)
 
 
@@ -210,7 +211,12 @@ def parse_taken_at(raw: str) -> str:
         raise RequestError(f"taken_at={raw!r} is not an ISO 8601 time, e.g. 2024-06-30T10:15:00+08:00") from None
     if value.tzinfo is None:
         raise RequestError(f"taken_at={raw!r} has no time zone; add one, e.g. +08:00 (China Standard Time)")
-    utc = value.astimezone(dt.UTC)
+    try:
+        utc = value.astimezone(dt.UTC)
+    except OverflowError:
+        raise RequestError(f"taken_at={raw!r} lies outside the years 1–9999 once in UTC") from None
+    if utc.year < 1900:
+        raise RequestError(f"taken_at={raw!r} is before 1900; give the time the photo was taken")
     if utc > dt.datetime.now(dt.UTC) + dt.timedelta(hours=1):
         raise RequestError(f"taken_at={raw!r} lies in the future")
     return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
