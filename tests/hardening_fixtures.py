@@ -10,6 +10,7 @@ and temp folder measured, and a raw HTTP client that streams a body and stops as
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -67,14 +68,13 @@ class ServedApp:
         total = 0
         for root, _, files in os.walk(self.tmp):
             for f in files:
-                try:
+                with contextlib.suppress(OSError):  # a spooled file removed while we look
                     total += os.path.getsize(os.path.join(root, f))
-                except OSError:
-                    pass
         return total
 
     def log_text(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def stop(self) -> None:

@@ -77,8 +77,8 @@ def test_a_body_over_the_limit_is_cut_at_the_limit(server, path, ctype, token, c
                                              chunked=chunked)
     assert status == 413, body[:300]
     answer = json.loads(body)
-    assert answer["code"] == "PayloadTooLarge" and "the limit is" in answer["description"] or \
-        "larger than the limit" in answer["description"]
+    assert answer["code"] == "PayloadTooLarge"
+    assert "the limit is" in answer["description"] or "larger than the limit" in answer["description"]
     assert sent < SENT_BEFORE_ANSWER + (2 * MB if chunked else 0), sent
     assert rss < RSS_GROWTH, rss
     assert tmp <= 1 * MB + 64 * 1024, tmp  # at most one upload's worth, and only on the upload route

@@ -47,7 +47,7 @@ CASES = [
     ("get", f"/ogc/collections/dltb/items/{BIG}", None, None, 404, "not"),
     ("get", f"/ogc/collections/dltb/items/-{BIG}", None, None, 404, "not"),
     ("get", f"/ogc/collections/dltb/items?SJNF={BIG}", None, None, 400, "SJNF"),
-    ("get", f"/ogc/collections/dltb/items?TBMJ=1e999", None, None, 400, "TBMJ"),
+    ("get", "/ogc/collections/dltb/items?TBMJ=1e999", None, None, 400, "TBMJ"),
     ("get", f"/ogc/collections/dltb/items?filter=SJNF%20%3D%20{BIG}", None, None, 400, "SJNF"),
     ("get", f"/ogc/collections/dltb/items?filter=TBMJ%20%3E%20{HUGE}0000000", None, None, 200, None),
     ("get", f"/api/audit?offset={HUGE}", PLANNER, None, 400, "offset"),
