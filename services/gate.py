@@ -30,7 +30,7 @@ UPLOAD_ROUTES = (re.compile(r"^/api/patches/[^/]+/evidence$"), re.compile(r"^/ap
 
 
 class Gate:
-    def __init__(self, app, settings: Settings):
+    def __init__(self, app, settings: Settings) -> None:
         self.app = app
         self.ogc = settings.ogc_prefix.rstrip("/") or "/"
         self.anonymous_read = settings.anonymous_read

@@ -64,7 +64,8 @@ class _Writer:
         if isinstance(n, (And, Or)):
             # a chain of the same operator is written flat, (a OR b OR c …): SQLite's parser stack (100 entries
             # before 3.46) overflows on ((a OR b) OR c) … nested some 45 deep
-            parts, stack = [], [n]
+            parts: list[str] = []
+            stack: list[Expr] = [n]
             while stack:
                 m = stack.pop()
                 if type(m) is type(n):

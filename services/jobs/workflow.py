@@ -443,12 +443,13 @@ class PatchWorkflow:
             last = tx.select(AUDIT, newest_first=True, limit=1)
             prev_hash = str(last[0]["hash"]) if last else GENESIS
             audit_row["prev_hash"] = prev_hash
-            audit_row["hash"] = self.seal.row_hash(prev_hash, audit_row)
+            row_hash = self.seal.row_hash(prev_hash, audit_row)
+            audit_row["hash"] = row_hash
             seq = tx.append(AUDIT, audit_row)
             if self.seal.keyed:
-                tx.put_head({"name": "audit", "seq": seq, "hash": audit_row["hash"], "at": stamp,
-                             "mac": self.seal.head_mac("audit", seq, audit_row["hash"])})
-        self.seal.write_anchor(self.store.url, seq, audit_row["hash"])  # after the commit: never ahead of it
+                tx.put_head({"name": "audit", "seq": seq, "hash": row_hash, "at": stamp,
+                             "mac": self.seal.head_mac("audit", seq, row_hash)})
+        self.seal.write_anchor(self.store.url, seq, row_hash)  # after the commit: never ahead of it
         return Outcome(new, _audit_out({"seq": seq, **audit_row}), move_name)
 
     def sync_layer(self) -> int:

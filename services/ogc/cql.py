@@ -161,10 +161,10 @@ def _coerce_text(value: str, kind: str):
     if kind == "int":
         if len(value) > 24:
             raise ValueError(value)
-        number = int(value)
-        if not INT64[0] <= number <= INT64[1]:
+        integer = int(value)
+        if not INT64[0] <= integer <= INT64[1]:
             raise ValueError(value)
-        return number
+        return integer
     if kind == "float":
         number = float(value)
         if not math.isfinite(number):
