@@ -260,6 +260,8 @@ def _parse_layer(role: str, raw, folder: Path, where: str) -> LayerSpec:
     extra = set(raw) - known
     if extra:
         raise ManifestError(f"{where} has unknown keys {sorted(extra)}; allowed: {sorted(known)}")
+    if "\x00" in str(raw["path"]):
+        raise ManifestError(f"{where}.path {str(raw['path'])!r} holds a NUL character; write the file's name plainly")
     path = Path(str(raw["path"]))
     if not path.is_absolute():
         path = folder / path
