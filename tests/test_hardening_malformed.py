@@ -119,3 +119,13 @@ def test_evidence_times_at_the_ends_of_the_calendar(api, taken_at):
                  files={"file": ("a.png", b"\x89PNG\r\n\x1a\n" + b"0" * 100, "image/png")},
                  data={"taken_at": taken_at, "lon": "115.1", "lat": "37.1"})
     assert r.status_code == 400 and "taken_at" in r.json()["description"], r.text[:300]
+
+
+def test_evidence_for_a_patch_that_does_not_exist_leaves_no_folder(api):
+    folder = api.app.state.settings.evidence_dir
+    r = api.post("/api/patches/NOPE-404/evidence", headers={**bearer(INSPECTOR), "If-Match": '"1"'},
+                 files={"file": ("a.png", b"\x89PNG\r\n\x1a\n" + b"0" * 100, "image/png")},
+                 data={"taken_at": "2024-07-01T10:00:00+08:00", "lon": "115.1", "lat": "37.1"})
+    assert r.status_code == 404 and "NOPE-404" in r.json()["description"], r.text
+    assert not (folder / "NOPE-404").exists()
+    assert not folder.exists() or not any(p.suffix in (".png", ".part") for p in folder.rglob("*"))

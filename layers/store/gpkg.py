@@ -363,12 +363,15 @@ class GeoPackageStore(Store):
 
     # --- writing ---------------------------------------------------------------------------------
     def write_layers(self, layers: Mapping[str, gpd.GeoDataFrame], records: list[LoadRecord],
-                     meta: Mapping[str, str] | None = None, findings: list[Finding] | None = None) -> None:
+                     meta: Mapping[str, str] | None = None, findings: list[Finding] | None = None,
+                     tables: Mapping[str, pd.DataFrame] | None = None) -> None:
         meta = {str(k): str(v) for k, v in (meta or {}).items()}
+        plain = prepare_tables(tables) if tables else {}
         with self.writer_lock():
             self._recover()
             epsg = resolve_store_epsg(self.meta(), meta, layers, self.url)
-            refuse_kind_clash(self.url, "layer", layers, self.table_names())
+            refuse_kind_clash(self.url, "layer", layers, [*self.table_names(), *plain])
+            refuse_kind_clash(self.url, "table", plain, [*self.layer_names(), *layers])
             prepared = {name: prepare_layer(name, gdf, epsg) for name, gdf in layers.items()}
             tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:12]}.tmp.gpkg")
             try:
@@ -382,6 +385,8 @@ class GeoPackageStore(Store):
                 try:
                     con.execute("BEGIN")
                     _append_internal(con, records, meta, findings)
+                    for name, table in plain.items():
+                        _replace_attribute_table(con, name, table)
                     con.execute("COMMIT")
                     free, pages = (con.execute(f"PRAGMA {p}").fetchone()[0] for p in ("freelist_count",
                                                                                         "page_count"))

@@ -368,6 +368,8 @@ async def upload_evidence(jcbh: str, who: Inspector, book: Book, settings: AppSe
         for f in (tmp, target):
             with contextlib.suppress(OSError):
                 f.unlink()
+        with contextlib.suppress(OSError):  # a folder made for this upload alone goes too (a patch that does
+            target_dir.rmdir()  # not exist must leave no trace); one holding other evidence stays (not empty)
         raise
     return await run_in_threadpool(_written, book, outcome, who, response)
 
