@@ -84,7 +84,10 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 def load_yaml_text(text: str, what: str, error: type[YztError] = RuleError):
     """The YAML document in ``text`` (None if empty); ``error`` (naming ``what``) if it is not YAML, nested
     too deeply or expands too far."""
-    loader = _BoundedLoader(text)
+    try:
+        loader = _BoundedLoader(text)
+    except yaml.YAMLError as exc:  # the reader refuses the text itself (a NUL, a control character)
+        raise error(f"{what} cannot be read as YAML (not valid YAML): {exc}") from None
     try:
         node = loader.get_single_node()
         if node is None:

@@ -48,6 +48,7 @@ from . import (
     exchange,
     glyphs,
     indicators,
+    openapi,
     patches,
     rasters,
     reports,
@@ -113,3 +114,4 @@ def install(app: FastAPI, settings: Settings) -> None:
         app.include_router(router)
     for module in MAP_MODULES:
         module.install(app, settings)
+    openapi.install(app)

@@ -83,6 +83,11 @@ class OgcService:
 
     def __init__(self, settings: Settings):
         upstream.install()
+        # pygeoapi offers its CSV formatter on every feature collection (links rel=alternate f=csv); this
+        # service does not serve CSV (params.FORMATS: f=csv answers 400), so it must not link to it either
+        from pygeoapi.plugin import PLUGINS
+
+        PLUGINS["formatter"].pop("CSV", None)
         self.settings = settings
         self.reader = reader_for(str(settings.store))
         self.generation: int | None = None
@@ -175,6 +180,10 @@ async def server_error(request: Request, exc: Exception) -> Response:
 def to_response(headers: dict, status: int, content) -> Response:
     response = Response(content, status_code=int(status))
     response.headers.update(headers or {})
+    if int(status) >= 400 and not response.headers.get("content-type", "").startswith("text/html"):
+        # pygeoapi labels an exception with the requested format (f=jsonld → application/ld+json); the body
+        # is the OGC API exception, plain JSON
+        response.headers["content-type"] = "application/json"
     return response
 
 
@@ -276,7 +285,7 @@ async def queryables(request: Request) -> Response:
         if not wanted or name in wanted:
             props[name] = {"title": name, **spec}
     doc = {"type": "object", "title": title, "properties": props,
-           "$schema": "http://json-schema.org/draft/2019-09/schema", "$id": doc_id,
+           "$schema": "https://json-schema.org/draft/2020-12/schema", "$id": doc_id,
            "additionalProperties": False}  # a filter on any other name is refused
     headers = req.get_response_headers(**api.api_headers)
     if req.format == "html":
