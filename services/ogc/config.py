@@ -128,17 +128,17 @@ def build_openapi(config: dict) -> dict:
 
 # --- what the document says, as this service answers it ---------------------------------------------------
 
-EXCEPTION = {"type": "object", "required": ["code", "description"],
+EXCEPTION: dict = {"type": "object", "required": ["code", "description"],
              "properties": {"code": {"type": "string"}, "type": {"type": "string"}, "description": {"type": "string"}}}
-HTML = {"text/html": {"schema": {"type": "string"}}}
-OBJECT = {"type": "object"}
-FEATURES = {"type": "object", "required": ["type", "features"],
+HTML: dict = {"text/html": {"schema": {"type": "string"}}}
+OBJECT: dict = {"type": "object"}
+FEATURES: dict = {"type": "object", "required": ["type", "features"],
             "properties": {"type": {"type": "string", "enum": ["FeatureCollection"]},
                            "features": {"type": "array", "items": {"type": "object"}},
                            "numberMatched": {"type": "integer", "minimum": 0},
                            "numberReturned": {"type": "integer", "minimum": 0},
                            "links": {"type": "array", "items": {"type": "object"}}}}
-FEATURE = {"type": "object", "required": ["type", "geometry", "properties"],
+FEATURE: dict = {"type": "object", "required": ["type", "geometry", "properties"],
            "properties": {"type": {"type": "string", "enum": ["Feature"]},
                           "id": {"anyOf": [{"type": "integer"}, {"type": "string"}]}}}
 ERRORS = {"400": "a parameter is malformed or not served (its value and the remedy in the description)",
@@ -171,6 +171,7 @@ def _kind(path: str) -> str:
 
 
 def _success(kind: str) -> dict:
+    content: dict[str, dict]
     if kind == "openapi":
         content = {"application/vnd.oai.openapi+json;version=3.0": {"schema": OBJECT}, **HTML}
     elif kind in ("queryables", "schema"):
