@@ -330,7 +330,10 @@ async def selfeval_xlsx_post(request: Request, who: Planner, desk: Desk, setting
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RequestError(f"the body is not UTF-8 text: {exc}") from None
-    doc = load_yaml_text(text, "the targets document (the body)", RequestError) if body.strip() else None
+    try:
+        doc = load_yaml_text(text, "it", RequestError) if body.strip() else None
+    except RequestError as exc:
+        raise RequestError(f"the body is not a YAML / JSON targets document: {exc}") from None
     if doc is None:
         raise RequestError("the body is empty: send the targets document (see data/targets.sample.yaml)")
     targets = parse_targets(doc)

@@ -58,8 +58,12 @@ def _hoist_defs(node: Any, schemas: dict) -> Any:
 
 def _route_auth(app: FastAPI) -> dict[tuple[str, str], str]:
     """(path, method) → "required" / "optional" from each route's dependencies (services/auth.py)."""
+    from fastapi import routing
+    from fastapi.openapi.utils import _get_api_route_for_openapi  # how get_openapi itself walks the routes
+
     out: dict[tuple[str, str], str] = {}
-    for route in app.routes:
+    for context in routing.iter_route_contexts(app.routes):
+        route = _get_api_route_for_openapi(context)
         dependant = getattr(route, "dependant", None)
         if dependant is None:
             continue
@@ -73,7 +77,7 @@ def _route_auth(app: FastAPI) -> dict[tuple[str, str], str]:
             "optional" if "optional_principal" in names else None
         if kind:
             for method in getattr(route, "methods", ()) or ():
-                out[(route.path, method.lower())] = kind  # type: ignore[attr-defined]
+                out[(route.path_format, method.lower())] = kind  # type: ignore[union-attr]
     return out
 
 

@@ -178,8 +178,7 @@ def _success(kind: str) -> dict:
         content = {"application/schema+json": {"schema": OBJECT}, **HTML}
     elif kind in ("items", "item"):
         body = FEATURES if kind == "items" else FEATURE
-        content = {"application/json": {"schema": body}, "application/geo+json": {"schema": body},
-                   "application/ld+json": {"schema": OBJECT}, **HTML}
+        content = {"application/geo+json": {"schema": body}, "application/ld+json": {"schema": OBJECT}, **HTML}
     else:
         content = {"application/json": {"schema": OBJECT}, "application/ld+json": {"schema": OBJECT}, **HTML}
     return {"description": "successful operation", "content": content}
