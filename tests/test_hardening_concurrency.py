@@ -123,9 +123,10 @@ def run_load(server: ServedApp, store: str, writes: int = WRITES) -> dict:
 
 
 def check(out: dict) -> None:
-    print(f"\n{CLIENTS} clients × {WRITES} judgements: {out['acked']} acknowledged, {out['stale']} stale (412), "  # noqa: T201
-          f"{out['reads']} reads, {len(out['write_5xx']) + len(out['read_5xx'])} × 5xx, analyse exit "
-          f"{out['analyse'][0]}, {out['seconds']} s")
+    print(f"\nhardening: concurrency: {CLIENTS} clients × {WRITES} judgements: {out['acked']} acknowledged, "  # noqa: T201
+          f"{out['stale']} stale (412), {out['reads']} reads, "
+          f"{len(out['write_5xx']) + len(out['read_5xx'])} × 5xx, analyse exit {out['analyse'][0]}, "
+          f"audit rows {out['audit_total']}, chain ok {out['verify']['ok']}, {out['seconds']} s")
     assert out["write_5xx"] == [] and out["read_5xx"] == [], (out["write_5xx"][:3], out["read_5xx"][:3])
     assert out["other"] == [], out["other"][:3]
     assert out["analyse"][0] == 0, out["analyse"]

@@ -117,6 +117,8 @@ def test_kill_on_geopackage(kind, analysed_gpkg, tmp_path):
     for name, event in _gpkg_events(store).items():
         killed, out = run_and_kill(_command(kind, str(store)), event)
         assert killed, f"{kind} finished before '{name}' was seen:\n{out[-2000:]}"
+        print(f"\nhardening: crash: yzt {kind} on GeoPackage killed at '{name}': store byte-identical "  # noqa: T201
+              f"{_digest(store) == before}")
         assert _digest(store) == before, f"the store changed after a kill at '{name}'"
         assert _check_gpkg_whole(store) == state
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -186,6 +188,7 @@ def test_kill_on_postgis(kind, analysed_gpkg, pg_url):
             killed, out = run_and_kill(_command(kind, url), make_event())
             blocker.rollback()
             assert killed, f"{kind} finished before '{name}' was seen:\n{out[-2000:]}"
+            print(f"\nhardening: crash: yzt {kind} on PostGIS killed at '{name}'")  # noqa: T201
             deadline = time.monotonic() + 30  # the server notices the dropped connection and rolls back
             while watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'yizhangtu' "
                                   "AND query LIKE %s AND state <> 'idle'", (f"%{schema}%",)).fetchone()[0]:

@@ -106,7 +106,7 @@ def fuzz(schema, per_operation: int, headers: dict | None = None) -> tuple[int, 
 @pytest.mark.slow
 def test_app_document(app_schema):
     calls, failures = fuzz(app_schema, 60, bearer(ADMIN))
-    print(f"\nschemathesis /openapi.json: {calls} requests, {len(failures)} failures")  # noqa: T201
+    print(f"\nhardening: schemathesis /openapi.json: {calls} requests, {len(failures)} failures")  # noqa: T201
     assert failures == [], "\n".join(failures)
     assert calls >= 1000
 
@@ -114,6 +114,6 @@ def test_app_document(app_schema):
 @pytest.mark.slow
 def test_ogc_document(ogc_schema):
     calls, failures = fuzz(ogc_schema, 16)
-    print(f"\nschemathesis /ogc/openapi: {calls} requests, {len(failures)} failures")  # noqa: T201
+    print(f"\nhardening: schemathesis /ogc/openapi: {calls} requests, {len(failures)} failures")  # noqa: T201
     assert failures == [], "\n".join(failures)
     assert calls >= 1000

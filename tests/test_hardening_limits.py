@@ -56,6 +56,8 @@ def _measured(server, method, path, headers, total, chunked=True):
 def test_a_body_without_a_token_is_refused_unread(server, path, ctype):
     status, body, sent, rss, tmp = _measured(server, "POST", path.format(jcbh=server.jcbh),
                                              {"Content-Type": ctype}, 400 * MB)
+    print(f"\nhardening: limits: POST {path} without a token, 400 MB chunked: {status} after {sent / MB:.1f} MB "  # noqa: T201
+          f"sent, server memory +{rss / MB:.1f} MB, temp files +{tmp} B")
     assert status == 401, body[:300]
     assert json.loads(body)["code"] == "Unauthorized" and "the body was not read" in json.loads(body)["description"]
     assert sent < SENT_BEFORE_ANSWER, sent
@@ -75,6 +77,8 @@ def test_a_body_over_the_limit_is_cut_at_the_limit(server, path, ctype, token, c
     headers = {"Content-Type": ctype, "Authorization": f"Bearer {token}", "If-Match": '"1"'}
     status, body, sent, rss, tmp = _measured(server, "POST", path.format(jcbh=server.jcbh), headers, 300 * MB,
                                              chunked=chunked)
+    print(f"\nhardening: limits: POST {path} with a token, 300 MB {'chunked' if chunked else 'Content-Length'}: "  # noqa: T201
+          f"{status} after {sent / MB:.1f} MB sent, server memory +{rss / MB:.1f} MB, temp files +{tmp / MB:.2f} MB")
     assert status == 413, body[:300]
     answer = json.loads(body)
     assert answer["code"] == "PayloadTooLarge"
