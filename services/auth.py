@@ -295,14 +295,22 @@ def _identify(state, headers, client: str) -> Principal | None:
     if token is None:
         return None
     limiter: FailureLimiter = state.auth_limiter
-    limiter.check(client)
+    try:
+        limiter.check(client)
+    except TooManyAttempts:
+        LOGGER.warning("auth: %s refused (too many unknown tokens in the last %g s)", client, limiter.window_s)
+        raise
     registry: TokenRegistry = state.tokens
     entry = registry.lookup(token) if len(token) <= MAX_TOKEN_CHARS else None
     if entry is None:
         limiter.fail(client)
+        LOGGER.warning("auth: unknown token from %s (sha256 prefix %s)", client,
+                       hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()[:8])
         extra = f" (the tokens file is unusable: {registry.file_error})" if registry.file_error else ""
         raise AuthenticationError(f"the token presented is not known{extra}; {HOW}")
     if entry.expires is not None and entry.expires <= dt.datetime.now(dt.UTC):
+        LOGGER.warning("auth: expired token %s of user %r from %s", entry.token_id or "(inline)",
+                       entry.principal.user, client)
         raise AuthenticationError(f"the token of user {entry.principal.user!r} expired at "
                                   f"{entry.expires.isoformat()}; ask an admin for a new one (`yzt token add`)")
     return entry.principal
