@@ -214,8 +214,7 @@ def _choose_layer(src: "_Source", wanted: str | None, where: str) -> str | None:
     try:
         listed = pyogrio.list_layers(src.gdal_path)
     except Exception as exc:
-        raise SourceError(f"{where}: cannot open {path}: {exc}; check the file is complete (copy or export it "
-                          "again)") from None
+        raise _open_error(where, path, exc) from None
     names = [str(n) for n, _ in listed]
     spatial = [str(n) for n, gtype in listed if gtype is not None]
     if wanted is not None:
@@ -778,14 +777,12 @@ def _geojson_bytes(src: _Source, declared: str | None, where: str) -> tuple[byte
                         "manifest")
 
 
-_GDAL_ADVICE = re.compile(r"[;,.]?\s*(It might help to )?prefix(ing)? the (file )?(path|name) with [^.;]*[.;]?\s*",
-                          re.IGNORECASE)
-
-
 def _open_error(where: str, path: Path | str, exc: Exception) -> SourceError:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    # GDAL's advice to "prefix the path with DRIVER:" is for GDAL users; a manifest names files, not drivers
-    text = _GDAL_ADVICE.sub(" ", text).strip().rstrip(";,") or "not a readable file of its format"
+    # GDAL's advice to "specify the driver by prefixing the file path with '<DRIVER>:'" is for GDAL users; a
+    # manifest names files, not drivers: that sentence goes
+    sentences = [t for t in re.split(r"(?<=[.;])\s+", text) if "prefix" not in t.lower() and "driver" not in t.lower()]
+    text = " ".join(sentences).strip().rstrip(".;, ") or "not a readable file of its format"
     if str(path) in text:
         text = text.replace(f"'{path}'", "it").replace(str(path), "it")
     return SourceError(f"{where}: cannot read {path}: {text}; check that the file is complete and not corrupted "

@@ -59,7 +59,7 @@ def test_bad_input(case: Case, good, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("yzt: error: "), result.stderr
     assert "Traceback" not in result.output
-    assert "DRIVER:" not in lines[0], lines[0]  # GDAL's advice is for GDAL users
+    assert "DRIVER" not in lines[0] and "prefix" not in lines[0], lines[0]  # GDAL's advice is for GDAL users
     for words in case.words:
         assert words in lines[0], (words, lines[0])
     assert _digest(store_dir) == before  # the store byte for byte as it was, nothing left beside it
