@@ -25,3 +25,4 @@ bench: setup
 	.venv/bin/python bench/bench_ogc.py
 	.venv/bin/python bench/bench_tiles.py
 	.venv/bin/python bench/bench_raster.py
+	.venv/bin/python bench/bench_hardening.py

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .crs import central_meridian, zone_of_gk_epsg
-from .errors import ManifestError
+from .errors import ManifestError, SourceError
 from .fields import ROLES
 from .georef import survey_region
 from .load import _Context, load_role, package_version, resolve_target_epsg
@@ -126,18 +126,34 @@ def _select_roles(manifest: Manifest, roles) -> list[str]:
     return [r for r in ROLES if r in roles]
 
 
-def ingest(manifest: Manifest, store: Store | str | Path, roles=None, progress: bool = True) -> IngestResult:
+def ingest(manifest: Manifest, store: Store | str | Path, roles=None, progress: bool = True,
+           allow_empty: bool = False) -> IngestResult:
     """Load ``roles`` (default: all) of ``manifest`` and replace them in ``store`` atomically.
 
+    A layer that comes out empty never replaces a stored layer that has features, unless ``allow_empty``.
     Raises the loader's YztError (nothing written) or StoreError (store left as it was).
     """
     if isinstance(store, Store):
-        return _ingest(manifest, store, roles, progress)
+        return _ingest(manifest, store, roles, progress, allow_empty)
     with open_store(store) as opened:
-        return _ingest(manifest, opened, roles, progress)
+        return _ingest(manifest, opened, roles, progress, allow_empty)
 
 
-def _ingest(manifest: Manifest, store: Store, roles, progress: bool) -> IngestResult:
+def refuse_emptying(store: Store, loaded, manifest: Manifest) -> None:
+    """SourceError if a loaded layer has no features where the store's layer of that role has some."""
+    stored = set(store.layer_names())
+    for layer in loaded:
+        if len(layer.gdf) or layer.role not in stored:
+            continue
+        held = store.count(layer.role)
+        if held:
+            raise SourceError(f"layer '{layer.role}' ({layer.record.source_path}) has no features, and the store's "
+                              f"{layer.role} holds {held:,}: the empty layer would replace it. Check the file "
+                              "(an export or copy that stopped early?); to empty the layer on purpose, ingest with "
+                              "--allow-empty")
+
+
+def _ingest(manifest: Manifest, store: Store, roles, progress: bool, allow_empty: bool = False) -> IngestResult:
     started = time.monotonic()
     selected = _select_roles(manifest, roles)
     context = _Context(survey_region(manifest))
@@ -164,6 +180,8 @@ def _ingest(manifest: Manifest, store: Store, roles, progress: bool) -> IngestRe
         if bar is not None:
             bar.close()
 
+    if not allow_empty:
+        refuse_emptying(store, loaded, manifest)
     records = [layer.record for layer in loaded]
     findings = [f for layer in loaded for f in layer.findings]
     findings += cross_layer_findings({layer.role: layer.gdf for layer in loaded}, manifest.options)

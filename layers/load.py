@@ -26,7 +26,7 @@ import shapely
 from .area import ellipsoidal_area
 from .codes import CODE_SET_NAMES, SANDIAO, YDYH, crosswalk, detect_code_set, unknown_codes
 from .crs import gk_epsg, to_crs, zone_for_longitude, zone_of_gk_epsg
-from .errors import CRSError, GeometryError, ManifestError, YztError
+from .errors import CRSError, FieldError, GeometryError, ManifestError, YztError
 from .fields import AREA, FID, FIELDS, ROLES, ROUND, SOURCE, SURVEY_ROLES
 from .geometry import chunked, clean_geometries
 from .georef import Georef, Region, RegionSurvey, georeference, survey_region
@@ -144,8 +144,48 @@ def _where(spec, several: bool) -> str:
     return f"layer '{spec.role}'" + (f" ({Path(spec.path).name})" if several else "")
 
 
+MAX_COORDINATE = 1e9  # metres or degrees: any real coordinate in China's CRSs is far below (GK eastings < 5e7)
+
+
+def check_values(frame: pd.DataFrame, where: str, source: str) -> None:
+    """FieldError for a NUL character in a text value or a column name: SQLite and GDAL end a string at NUL,
+    so the value would be stored cut short without a word."""
+    for column in frame.columns:
+        if isinstance(column, str) and "\x00" in column:
+            raise FieldError(f"{where} ({source}): column name {column!r} holds a NUL character; rename the column")
+        series = frame[column]
+        if column == "geometry" or not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
+            continue
+        has_nul = series.astype("string").str.contains("\x00", regex=False).fillna(False).to_numpy(dtype=bool)
+        if has_nul.any():
+            row = int(np.flatnonzero(has_nul)[0])
+            value = str(series.iloc[row])
+            raise FieldError(f"{where} ({source}): {int(has_nul.sum())} value(s) of {column} hold a NUL character "
+                             f"(row {row + 1}: {value[:40]!r}); a NUL would cut the text short — remove it from the "
+                             "source")
+
+
+def check_coordinates(geoms: np.ndarray, ids: np.ndarray, where: str, source: str) -> None:
+    """GeometryError for a vertex that is not finite or lies beyond any real coordinate (1e300 …): it would
+    make the layer's extent and spatial index meaningless (an R-tree bound of inf)."""
+    present = np.flatnonzero(~shapely.is_missing(geoms))
+    if not len(present):
+        return
+    coords, index = shapely.get_coordinates(geoms[present], return_index=True)
+    bad = ~np.isfinite(coords).all(axis=1) | (np.abs(np.nan_to_num(coords, nan=0.0)) > MAX_COORDINATE).any(axis=1)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        row = int(present[index[k]])
+        x, y = coords[k]
+        n = len(np.unique(index[bad]))
+        raise GeometryError(f"{where} ({source}): {n} feature(s) have a vertex that is not a real coordinate "
+                            f"(feature {ids[row]}: ({x:g}, {y:g})); fix the geometry in the source")
+
+
 def _load_part(spec, role: str, target_epsg: int, region: Region | None, progress: bool, where: str) -> _Part:
     data = read_source(spec, progress=progress, where=where)
+    source = data.location
+    check_values(data.gdf, where, source)
     findings = list(data.findings)
     fmap = map_fields(list(data.gdf.columns), role, spec.fields, where)
     attrs, value_findings = normalise_attributes(data.gdf, role, fmap, where)
@@ -160,6 +200,7 @@ def _load_part(spec, role: str, target_epsg: int, region: Region | None, progres
                 mapping[code] = f"(manifest {key}: {value})"
     ids = row_ids(attrs.get(ID_FIELDS.get(role)), len(attrs))
     geoms = np.asarray(data.gdf.geometry.values, dtype=object)
+    check_coordinates(geoms, ids, where, source)
     if len(geoms) and shapely.has_z(geoms).any():
         geoms = shapely.force_2d(geoms)
         findings.append(Finding(layer=role, check="z_dropped", severity=INFO, count=len(geoms),

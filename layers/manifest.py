@@ -42,10 +42,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from .errors import ManifestError
 from .fields import RASTER_ROLES, ROLES
+from .yamlfile import load_yaml_text
 
 MULTI_ROLES = {"monitoring", "approvals"}  # roles that may come from several files
 WEB_COORDS = {"gcj02", "bd09"}
@@ -264,6 +263,8 @@ def _parse_layer(role: str, raw, folder: Path, where: str) -> LayerSpec:
     extra = set(raw) - known
     if extra:
         raise ManifestError(f"{where} has unknown keys {sorted(extra)}; allowed: {sorted(known)}")
+    if "\x00" in str(raw["path"]):
+        raise ManifestError(f"{where}.path {str(raw['path'])!r} holds a NUL character; write the file's name plainly")
     path = Path(str(raw["path"]))
     if not path.is_absolute():
         path = folder / path
@@ -327,10 +328,24 @@ def parse_manifest(doc: dict, path: Path) -> Manifest:
             raise ManifestError(f"manifest {path}: unknown raster role {role!r}; roles are {sorted(RASTER_ROLES)}")
         rasters[role] = _parse_layer(role, raw, folder, f"rasters.{role}")
     opt_raw = doc.get("options") or {}
-    try:
-        options = Options(**{k: float(v) for k, v in opt_raw.items()})
-    except TypeError as exc:
-        raise ManifestError(f"manifest {path}: options: {exc}") from None
+    if not isinstance(opt_raw, dict):
+        raise ManifestError(f"manifest {path}: options must be a mapping such as {{area_tolerance: 0.001}}, "
+                            f"got {opt_raw!r}")
+    known = Options.__dataclass_fields__
+    values = {}
+    for key, value in opt_raw.items():
+        if key not in known:
+            raise ManifestError(f"manifest {path}: options: {key!r} is not an option; options are "
+                                f"{', '.join(known)}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if isinstance(value, bool) or not math.isfinite(number) or number < 0:
+            raise ManifestError(f"manifest {path}: options: {key}: {value!r} is not a number ≥ 0; write e.g. "
+                                f"{key}: {getattr(Options, key)}")
+        values[key] = number
+    options = Options(**values)
     return Manifest(path=path, region_code=code, region_name=str(region.get("name", code)), crs=crs or "auto",
                     layers=layers, rasters=rasters, options=options)
 
@@ -341,7 +356,10 @@ def load_manifest(path: str | Path) -> Manifest:
     if not path.is_file():
         raise ManifestError(f"manifest {path} does not exist")
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"manifest {path} is not valid UTF-8 YAML: {exc}") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"manifest {path} is not valid UTF-8 YAML: {exc}; save it as UTF-8") from None
+    except OSError as exc:
+        raise ManifestError(f"manifest {path} cannot be read: {exc.strerror}") from None
+    doc = load_yaml_text(text, f"manifest {path}", ManifestError)
     return parse_manifest(doc, path)

@@ -32,8 +32,11 @@ as floating point and would lose their last digits; their exact text is taken fr
 from __future__ import annotations
 
 import codecs
+import errno
 import hashlib
 import io
+import os
+import re
 import unicodedata
 import warnings
 import zipfile
@@ -166,8 +169,27 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _missing(path: Path, where: str, what: str) -> SourceError:
+    """The error for a path that cannot be opened: a symbolic link loop or a dangling link said as such."""
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return SourceError(f"{where}: {path} is a symbolic link that loops back on itself (ELOOP); point it at "
+                               "the real file, or give that file's path in the manifest")
+        if path.is_symlink():
+            return SourceError(f"{where}: {path} is a symbolic link to {os.readlink(path)!r}, which does not exist; "
+                               "fix the link or the path: in the manifest")
+        if exc.errno == errno.EACCES:
+            return SourceError(f"{where}: {path} cannot be opened: permission denied; let this user read it")
+    return SourceError(f"{where}: {what} {path} does not exist; fix path: in the manifest (relative paths start at "
+                       "the manifest's folder)")
+
+
 def _check_exists(path: Path, where: str) -> str:
     driver = source_format(path)
+    if not path.exists():
+        raise _missing(path, where, "FileGDB folder" if driver == FILEGDB else "file")
     if driver == FILEGDB:
         if not path.is_dir():
             raise SourceError(f"{where}: FileGDB folder {path} does not exist; give the path of the .gdb folder")
@@ -197,8 +219,7 @@ def _choose_layer(src: _Source, wanted: str | None, where: str) -> str | None:
     try:
         listed = pyogrio.list_layers(src.gdal_path)
     except Exception as exc:
-        raise SourceError(f"{where}: cannot open {path}: {exc}; check the file is complete (copy or export it "
-                          "again)") from None
+        raise _open_error(where, path, exc) from None
     names = [str(n) for n, _ in listed]
     spatial = [str(n) for n, gtype in listed if gtype is not None]
     if wanted is not None:
@@ -768,8 +789,87 @@ def _geojson_bytes(src: _Source, declared: str | None, where: str) -> tuple[byte
 
 def _open_error(where: str, path: Path | str, exc: Exception) -> SourceError:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # GDAL's advice to "specify the driver by prefixing the file path with '<DRIVER>:'" is for GDAL users; a
+    # manifest names files, not drivers: that sentence goes
+    sentences = [t for t in re.split(r"(?<=[.;])\s+", text) if "prefix" not in t.lower() and "driver" not in t.lower()]
+    text = " ".join(sentences).strip().rstrip(".;, ") or "not a readable file of its format"
+    if str(path) in text:
+        text = text.replace(f"'{path}'", "it").replace(str(path), "it")
     return SourceError(f"{where}: cannot read {path}: {text}; check that the file is complete and not corrupted "
                        "(copy or export it again)")
+
+
+def _head_and_size(src: _Source, suffix: str, n: int) -> tuple[bytes, int, bytes | None] | None:
+    """(first ``n`` bytes, size, whole content if it was read) of a shapefile part, None if it is absent."""
+    found = src.sidecar(suffix) if suffix != ".shp" or src.zipped else src.path
+    if found is None:
+        return None
+    if isinstance(found, Path):
+        with open(found, "rb") as fh:
+            return fh.read(n), found.stat().st_size, None
+    data = src._read(found)
+    return data[:n], len(data), data
+
+
+def check_shapefile(src: _Source, where: str) -> None:
+    """SourceError if the .shp, .shx and .dbf of a shapefile disagree with their own headers or with each
+    other: a file cut short (a copy interrupted, a download stopped) reads as fewer rows in GDAL, silently
+    for a .dbf and with a mere warning for a .shp — a damaged layer must not be stored in place of a good one."""
+    stem = src.member or src.path.name
+    base = stem.rsplit(".", 1)[0]
+    remedy = "export or copy the shapefile again (all of its .shp, .shx and .dbf)"
+    shp = _head_and_size(src, ".shp", 100)
+    if shp is None:
+        raise SourceError(f"{where}: {stem} is missing; {remedy}")
+    head, size, _ = shp
+    if size < 100 or int.from_bytes(head[0:4], "big") != 9994:
+        raise SourceError(f"{where}: {stem} is not a shapefile (no shapefile header in its first 100 bytes, "
+                          f"{size:,} bytes in all); {remedy}")
+    declared = int.from_bytes(head[24:28], "big") * 2
+    if size < declared:
+        raise SourceError(f"{where}: {stem} is cut short: its header says {declared:,} bytes, the file has "
+                          f"{size:,}; {remedy}")
+    n_shapes = None
+    shx = _head_and_size(src, ".shx", 100)
+    if shx is not None:
+        xhead, xsize, xdata = shx
+        xdeclared = int.from_bytes(xhead[24:28], "big") * 2 if len(xhead) >= 28 else 0
+        if xsize < 100 or int.from_bytes(xhead[0:4], "big") != 9994:
+            raise SourceError(f"{where}: {base}.shx is not a shapefile index ({xsize:,} bytes); {remedy}")
+        if xsize < xdeclared:
+            raise SourceError(f"{where}: {base}.shx is cut short: its header says {xdeclared:,} bytes, the file "
+                              f"has {xsize:,}; {remedy}")
+        n_shapes = max(xdeclared - 100, 0) // 8
+        if n_shapes:
+            found = src.sidecar(".shx")
+            if xdata is None and isinstance(found, Path):
+                with open(found, "rb") as fh:
+                    fh.seek(100 + 8 * (n_shapes - 1))
+                    last = fh.read(8)
+            else:
+                last = (xdata or b"")[100 + 8 * (n_shapes - 1):100 + 8 * n_shapes]
+            if len(last) == 8:
+                end = (int.from_bytes(last[0:4], "big") + 4 + int.from_bytes(last[4:8], "big")) * 2
+                if end > size:
+                    raise SourceError(f"{where}: {stem} is cut short: its record {n_shapes:,} ends at byte {end:,}, "
+                                      f"the file has {size:,}; {remedy}")
+    dbf = _head_and_size(src, ".dbf", 32)
+    if dbf is not None:
+        dhead, dsize, _ = dbf
+        if dsize < 32:
+            raise SourceError(f"{where}: {base}.dbf is not a DBF file (only {dsize} bytes); {remedy}")
+        n_records = int.from_bytes(dhead[4:8], "little")
+        header_len = int.from_bytes(dhead[8:10], "little")
+        record_len = int.from_bytes(dhead[10:12], "little")
+        expected = header_len + n_records * record_len
+        if dsize < expected:
+            whole = max(dsize - header_len, 0) // record_len if record_len else 0
+            raise SourceError(f"{where}: {base}.dbf is cut short: its header says {n_records:,} records "
+                              f"({expected:,} bytes), the file has {dsize:,} bytes ({whole:,} whole records); "
+                              f"{remedy}")
+        if n_shapes is not None and n_shapes != n_records:
+            raise SourceError(f"{where}: {base}.shx indexes {n_shapes:,} shapes but {base}.dbf holds {n_records:,} "
+                              f"records: the files do not belong together or one is damaged; {remedy}")
 
 
 def source_info(spec, where: str | None = None) -> SourceInfo:
@@ -777,6 +877,8 @@ def source_info(spec, where: str | None = None) -> SourceInfo:
     where = where or f"layer '{spec.role}'"
     src = _locate(spec, where)
     path, driver = src.path, src.driver
+    if driver == SHAPEFILE:
+        check_shapefile(src, where)
     if driver == GEOPARQUET:
         quick = _parquet_info(path)
         if quick is not None:
@@ -842,6 +944,8 @@ def read_source(spec, progress: bool = False, where: str | None = None, geometry
     src = _locate(spec, where)
     src.verify()  # a zipped dataset: every member's CRC-32, before GDAL reads it
     path, driver = src.path, src.driver
+    if driver == SHAPEFILE:
+        check_shapefile(src, where)
     findings: list[Finding] = []
     layer = None
     if driver == GEOPARQUET:
@@ -856,6 +960,10 @@ def read_source(spec, progress: bool = False, where: str | None = None, geometry
             gdal_encoding = "ISO-8859-1"  # byte-transparent: text is decoded below, in Python
         elif driver == GEOJSON:
             source, encoding, enc_origin = _geojson_bytes(src, spec.encoding, where)
+            raw = source if isinstance(source, bytes) else Path(source).read_bytes()
+            if re.search(rb"\\u0000", raw, re.IGNORECASE):  # GDAL would end the text there, without a word
+                raise SourceError(f"{where}: {src.label} holds a NUL character (\\u0000) in a text value; a NUL "
+                                  "would cut the text short — remove it from the file")
         else:
             encoding, enc_origin = "utf-8", "format"
         try:

@@ -83,7 +83,15 @@ class MethodNotAllowed(YztError, PermissionError):
 
 
 class PayloadTooLarge(YztError, ValueError):
-    """An upload or body larger than settings.max_upload_bytes."""
+    """An upload or body larger than settings.max_upload_bytes / settings.max_body_bytes."""
+
+
+class TooManyAttempts(YztError, PermissionError):
+    """Too many unknown tokens from one client address (settings.auth_max_failures)."""
+
+    def __init__(self, message: str, retry_after: int = 60):
+        super().__init__(message)
+        self.headers = {"Retry-After": str(int(retry_after))}
 
 
 class UnsupportedMediaType(YztError, ValueError):
@@ -103,6 +111,7 @@ STATUS_CODES: dict[type[Exception], tuple[int, str]] = {
     StaleVersionError: (412, "PreconditionFailed"),
     ConflictError: (409, "Conflict"),  # illegal state transition (analysis.workflow.TransitionError) and races
     PayloadTooLarge: (413, "PayloadTooLarge"),
+    TooManyAttempts: (429, "TooManyRequests"),
     UnsupportedMediaType: (415, "UnsupportedMediaType"),
     PreconditionRequired: (428, "PreconditionRequired"),
     CRSError: (400, "InvalidCRS"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROLES = ("planner", "inspector", "admin")  # read; judge patches; ingest and configuration
@@ -14,6 +14,8 @@ RANK = {role: i + 1 for i, role in enumerate(ROLES)}  # planner 1 < inspector 2 
 class Principal(BaseModel):
     user: str
     role: str  # one of ROLES
+    # the 行政区代码 the token is scoped to (a county / township code); None = the whole store
+    unit: str | None = None
 
 
 class Settings(BaseSettings):
@@ -23,10 +25,18 @@ class Settings(BaseSettings):
     base_url: str = "http://localhost:8000"  # public URL of the app root (OGC links are built from it)
     ogc_prefix: str = "/ogc"  # where the OGC API (pygeoapi) is mounted
     anonymous_read: bool = True  # open the read-only OGC endpoints and pages to anonymous users
-    tokens: dict[str, Principal] = {}  # bearer token / API key -> user and role
-    tokens_file: Path | None = None  # YAML {token: {user, role}}; merged into tokens
+    # bearer token / API key (or "sha256:<hex>" of one) -> user, role, optional unit and expires
+    tokens: dict[str, Principal] = {}
+    tokens_file: Path | None = None  # written by `yzt token add` (hashes only); re-read when it changes
+    auth_max_failures: int = 10  # unknown tokens per client address within auth_failure_window_s, then 429
+    auth_failure_window_s: float = 60.0
+    # the audit chain's HMAC key (keep it outside the store); or a file holding it; None = a key file
+    # created beside the store (.<store>.audit-key) — see docs/security.md
+    audit_key: SecretStr | None = None
+    audit_key_file: Path | None = None
     evidence_dir: Path = Path("out/evidence")  # uploaded evidence files (photos)
-    max_upload_bytes: int = 20 * 1024 * 1024
+    max_upload_bytes: int = 20 * 1024 * 1024  # per uploaded file (evidence, 合规性审查 shapefile zips)
+    max_body_bytes: int = 2 * 1024 * 1024  # any other request body (JSON / YAML documents)
     page_limit_max: int = 10_000
     workdir: Path = Path("out/serve")  # generated pygeoapi config / OpenAPI document
     # Rule files a bureau may replace; None = the packaged defaults (see the README).

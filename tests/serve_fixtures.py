@@ -44,7 +44,8 @@ def client_for(store, tmp_path: Path, **overrides):
 
     from services.app import create_app
 
-    return TestClient(create_app(settings_for(store, tmp_path, **overrides)), raise_server_exceptions=True)
+    raise_errors = overrides.pop("raise_server_exceptions", True)
+    return TestClient(create_app(settings_for(store, tmp_path, **overrides)), raise_server_exceptions=raise_errors)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from layers.errors import RuleError
-from services.auth import load_tokens
+from services.auth import TokenRegistry
 from services.settings import Principal
 from tests.serve_fixtures import (  # noqa: F401
     ADMIN,
@@ -34,15 +34,16 @@ def test_tokens_file_is_merged(tmp_path):
     path.write_text("tok-file-0123456: {user: 钱七, role: admin}\n", encoding="utf-8")
     s = settings_for(tmp_path / "s.gpkg", tmp_path, tokens={"tok-inline-0123": {"user": "孙八", "role": "planner"}},
                      tokens_file=path)
-    tokens = load_tokens(s)
-    assert tokens == {"tok-inline-0123": Principal(user="孙八", role="planner"),
-                      "tok-file-0123456": Principal(user="钱七", role="admin")}
+    tokens = TokenRegistry(s)
+    assert tokens.lookup("tok-inline-0123").principal == Principal(user="孙八", role="planner")
+    assert tokens.lookup("tok-file-0123456").principal == Principal(user="钱七", role="admin")
+    assert tokens.lookup("tok-file-0123457") is None
 
 
 @pytest.mark.parametrize("text, words", [
     ("tok-0123456789: {user: a, role: boss}\n", "role 'boss'"),
     ("tok-0123456789: alice\n", "must map to {user, role}"),
-    ("- just a list\n", "must map each token"),
+    ("- just a list\n", "must hold `tokens:`"),
     ("short: {user: a, role: admin}\n", "shorter than 8 characters"),
     ("tok: [unclosed\n", "cannot be read as YAML"),
 ])
@@ -50,13 +51,13 @@ def test_bad_tokens_files(tmp_path, text, words):
     path = tmp_path / "tokens.yaml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(RuleError) as info:
-        load_tokens(settings_for(tmp_path / "s.gpkg", tmp_path, tokens={}, tokens_file=path))
+        TokenRegistry(settings_for(tmp_path / "s.gpkg", tmp_path, tokens={}, tokens_file=path))
     assert words in str(info.value)
 
 
 def test_missing_tokens_file(tmp_path):
     with pytest.raises(RuleError, match="does not exist"):
-        load_tokens(settings_for(tmp_path / "s.gpkg", tmp_path, tokens={}, tokens_file=tmp_path / "none.yaml"))
+        TokenRegistry(settings_for(tmp_path / "s.gpkg", tmp_path, tokens={}, tokens_file=tmp_path / "none.yaml"))
 
 
 @pytest.mark.parametrize("headers, status, words", [

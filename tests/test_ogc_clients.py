@@ -78,14 +78,20 @@ def test_owslib_reads_the_same(served, ogc_layers):
     assert {"DLBM", "TBMJ", "geometry"} <= set(q["properties"])
 
 
-def _ogctests(scope: str, url: str, tmp_path) -> tuple[int, dict[str, str]]:
-    """Run the ogctests suite in a subprocess (it is a pytest run of its own); (exit code, outcome per test)."""
+def _ogctests(scope: str, url: str, tmp_path, plugins: tuple[str, ...] = ()) -> tuple[int, dict[str, str]]:
+    """Run the ogctests suite in a subprocess (it is a pytest run of its own); (exit code, outcome per test).
+    ``plugins``: pytest plugins (module names) loaded into that run."""
+    import os
+    from pathlib import Path
+
     report = tmp_path / f"{scope.replace('/', '_')}.xml"
+    extra = [flag for name in plugins for flag in ("-p", name)]
     code = ("import sys; from ogctests.main import run_ogctests; "
             f"sys.exit(run_ogctests({scope!r}, instance_url={url!r}, "
-            f"flags=['-q', '-p', 'no:cacheprovider', '-W', 'ignore', '--junitxml={report}']))")
+            f"flags=['-q', '-p', 'no:cacheprovider', '-W', 'ignore', '--junitxml={report}', *{extra!r}]))")
+    root = str(Path(__file__).resolve().parent.parent)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
-                          cwd=tmp_path)
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": root})
     outcomes = {}
     for case in ET.parse(report).getroot().iter("testcase"):
         bad = case.find("failure") is not None or case.find("error") is not None
@@ -102,10 +108,24 @@ def test_ogctests_core_passes(served_gpkg, tmp_path):
 
 @pytest.mark.slow
 def test_ogctests_filtering(served_gpkg, tmp_path):
-    """ogctests 0.1.15's filtering suite: ct1 ct2 ct4 ct6 pass. ct3 fails inside the suite (its Link-header parser
-    stores the target under "iri", so it requests the URL ``[None]``: TypeError), and ct5 ct7–ct10 read keys ct3
-    would have stored (KeyError 'queryable' …). See docs/ogc.md."""
+    """ogctests 0.1.15's filtering suite, with the suite's link-parsing bug worked around by
+    tests/ogctests_workaround.py (its parser drops every link target, so ct2 finds no queryables URI and ct3
+    requests the URL [None]): ct1 ct2 ct3 ct4 ct6 ct9 pass. ct5 ct7 ct8 ct10 fail inside the suite for reasons
+    of its own, whatever the server answers (docs/ogc.md, "ogctests"): ct5 wants ?{queryable}=valid-value
+    accepted and =[invalid-value] refused for any queryable (a number column must refuse the first, a text
+    column must accept the second); ct7 sends its filter_langs fixture's dicts as filter-lang and wants
+    `{queryable}=valid` — a comparison with the unknown property "valid" — to succeed, while ct9 wants unknown
+    properties refused; ct8 indexes the queryable's name as a dict (TypeError); ct10 calls str.format on a
+    template holding JSON braces (KeyError). A release that fixes them makes this test fail: then tighten it."""
+    code, outcomes = _ogctests("features/filtering", served_gpkg.base, tmp_path, ("tests.ogctests_workaround",))
+    assert {k for k, v in outcomes.items() if v == "passed"} == {"test_ct1", "test_ct2", "test_ct3", "test_ct4",
+                                                                 "test_ct6", "test_ct9"}, outcomes
+    assert {k for k, v in outcomes.items() if v != "passed"} == {"test_ct5", "test_ct7", "test_ct8", "test_ct10"}
+
+
+@pytest.mark.slow
+def test_ogctests_filtering_without_the_workaround(served_gpkg, tmp_path):
+    """The suite's link-parsing bug as it stands in ogctests 0.1.15: without the workaround its Link-header parser
+    keeps the quotes of rel="…" and drops the targets, so ct2 (and everything after it) fails."""
     code, outcomes = _ogctests("features/filtering", served_gpkg.base, tmp_path)
-    assert {k for k, v in outcomes.items() if v == "passed"} == {"test_ct1", "test_ct2", "test_ct4", "test_ct6"}
-    assert {k for k, v in outcomes.items() if v != "passed"} == {"test_ct3", "test_ct5", "test_ct7", "test_ct8",
-                                                                 "test_ct9", "test_ct10"}
+    assert {k for k, v in outcomes.items() if v == "passed"} == {"test_ct1", "test_ct4", "test_ct6"}, outcomes

@@ -109,3 +109,32 @@ def test_install_replaces_the_helpers_pygeoapi_calls():
     from pygeoapi.util import to_json as stock_to_json
 
     assert upstream.original("pygeoapi.api.itemtypes.to_json") is stock_to_json
+
+
+def test_upstream_logs_a_400_as_an_error_with_its_traceback(caplog):
+    """pygeoapi's get_exception logs any answered exception at ERROR with the traceback being handled."""
+    from pygeoapi.api import API
+
+    class Fake:
+        def __init__(self):
+            self.tpl_config, self.config, self.pretty_print = {}, {"server": {"templates": {}}}, False
+
+    upstream.install()
+    get_exception = upstream.original("pygeoapi.api.API.get_exception")
+    assert get_exception is not API.get_exception  # ours is installed
+    logger = __import__("logging").getLogger("pygeoapi.api")
+    filters = list(logger.filters)
+    for f in filters:  # look at upstream alone: without our filter
+        logger.removeFilter(f)
+    try:
+        with caplog.at_level("INFO", logger="pygeoapi.api"):
+            try:
+                raise ValueError("bbox='x' is malformed")
+            except ValueError:
+                _, status, _ = get_exception(Fake(), 400, {}, "json", "InvalidParameterValue", "bbox='x'")
+    finally:
+        for f in filters:
+            logger.addFilter(f)
+    assert status == 400
+    record = next(r for r in caplog.records if r.name == "pygeoapi.api")
+    assert record.levelname == "ERROR" and record.exc_info is not None

@@ -109,8 +109,10 @@ class Store(ABC):
 
     @abstractmethod
     def write_layers(self, layers: Mapping[str, gpd.GeoDataFrame], records: list[LoadRecord],
-                     meta: Mapping[str, str] | None = None, findings: list[Finding] | None = None) -> None:
-        """Replace the given layers (and append their load records and findings, update meta) atomically.
+                     meta: Mapping[str, str] | None = None, findings: list[Finding] | None = None,
+                     tables: Mapping[str, pd.DataFrame] | None = None) -> None:
+        """Replace the given layers (and append their load records and findings, update meta) atomically;
+        ``tables``: plain tables replaced in the same write (an analysis run's row beside its layers).
 
         On any failure, or interruption, the store is left exactly as before and readable.
         """

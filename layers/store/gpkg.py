@@ -23,6 +23,7 @@ Atomicity.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import os
 import shutil
@@ -66,6 +67,7 @@ from .base import (
     write_failed,
 )
 from .base import quote_ident as _q
+from .gpkg_sqlite import connect, gpkg_wkb
 
 _GPKG_TYPES = {"str": "TEXT", "int": "INTEGER", "float": "REAL", "bool": "BOOLEAN", "date": "DATE",
                "datetime": "DATETIME"}
@@ -262,12 +264,32 @@ class GeoPackageStore(Store):
         sql_where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         return sql_where, attrs
 
-    def _run_sql(self, sql: str, what: str) -> pa.Table:
+    def _run_sql(self, sql: str, what: str, kinds: Mapping[str, str], geom_col: str | None = None) -> pa.Table:
+        """The rows of ``sql`` as an Arrow table typed by ``kinds`` (column → str int float bool date datetime),
+        the geometry column as standard WKB.
+
+        Read with Python's sqlite3, never with GDAL: GDAL (pyogrio) links its own copy of SQLite, and two SQLite
+        libraries in one process break each other's file locks — POSIX locks belong to the process, so when
+        one library closes the store file every lock the other holds on it is gone (sqlite.org/howtocorrupt.html
+        §2.2.1). A workflow write in progress then looked unlocked to other processes: a concurrent `yzt
+        analyse` found its journal "hot" ("attempt to write a readonly database") and readers got "database is
+        locked". One library per file, with a busy timeout, keeps SQLite's locking whole."""
         try:
-            _meta, table = pyogrio.read_arrow(self.path, sql=sql)
-        except Exception as exc:  # GDAL / SQLite errors: bad where clause, damaged file
+            con = connect(self.path, readonly=True, timeout=60)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open GeoPackage store {self.url}: {exc}") from None
+        try:
+            cur = con.execute(sql)
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        except sqlite3.Error as exc:  # a bad where clause, a damaged file, a lock held longer than the timeout
             raise StoreError(f"reading {what} from {self.url} failed: {exc}") from None
-        return table
+        finally:
+            con.close()
+        columns = list(zip(*rows)) if rows else [() for _ in names]
+        arrays = [pa.array([gpkg_wkb(v) for v in values], pa.binary()) if name == geom_col
+                  else _arrow_values(values, kinds.get(name, "str")) for name, values in zip(names, columns)]
+        return pa.table(dict(zip(names, arrays))) if names else pa.table({})
 
     def read_layer(self, name: str, bbox: BBox | None = None, columns: list[str] | None = None,
                    where: Where | None = None, limit: int | None = None, offset: int = 0) -> gpd.GeoDataFrame:
@@ -277,12 +299,13 @@ class GeoPackageStore(Store):
             geom_col, _ = self._layer_geometry(con, name)
             sql_where, attrs = self._select(con, name, columns, bbox, where, geom_col)
             epsg = self._srs(con, name)
+            kinds = self._columns(con, name)
         select = ", ".join([*(_q(c) for c in attrs), _q(geom_col)])
         sql = f"SELECT {select} FROM {_q(name)}{sql_where} ORDER BY fid"
         if limit is not None or offset:
             sql += f" LIMIT {-1 if limit is None else int(limit)} OFFSET {int(offset)}"
-        table = self._run_sql(sql, f"layer {name!r}")
-        geom_field = geom_col if geom_col in table.column_names else table.column_names[-1]
+        table = self._run_sql(sql, f"layer {name!r}", kinds, geom_col)
+        geom_field = geom_col
         frame = frame_from_arrow(table, geom_field, epsg)
         return frame[[*attrs, GEOMETRY]]
 
@@ -302,7 +325,8 @@ class GeoPackageStore(Store):
                     return int(con.execute(f"SELECT count(*) FROM {_q(name)}{sql_where}").fetchone()[0])
                 except sqlite3.Error as exc:
                     raise StoreError(f"counting {name!r} in {self.url} failed: {exc}") from None
-        table = self._run_sql(f"SELECT count(*) AS n FROM {_q(name)}{sql_where}", f"the count of {name!r}")
+        table = self._run_sql(f"SELECT count(*) AS n FROM {_q(name)}{sql_where}", f"the count of {name!r}",
+                              {"n": "int"})
         return int(table.column(0)[0].as_py())
 
     def _srs(self, con, name: str) -> int | None:
@@ -321,11 +345,12 @@ class GeoPackageStore(Store):
                 raise NotFoundError(f"table {name!r} is not in store {self.url}; tables: "
                                     f"{', '.join(self.table_names()) or 'none'}")
             sql_where, attrs = self._select(con, name, columns, None, where, None)
+            kinds = self._columns(con, name)
             if not attrs:
                 n = con.execute(f"SELECT count(*) FROM {_q(name)}{sql_where}").fetchone()[0]
                 return pd.DataFrame(index=pd.RangeIndex(n))
         table = self._run_sql(f"SELECT {', '.join(_q(c) for c in attrs)} FROM {_q(name)}{sql_where} ORDER BY fid",
-                              f"table {name!r}")
+                              f"table {name!r}", kinds)
         return frame_from_arrow(table, None, None)[attrs]
 
     def _history(self, table: str, columns: list[str], **equal) -> list[dict]:
@@ -338,12 +363,15 @@ class GeoPackageStore(Store):
 
     # --- writing ---------------------------------------------------------------------------------
     def write_layers(self, layers: Mapping[str, gpd.GeoDataFrame], records: list[LoadRecord],
-                     meta: Mapping[str, str] | None = None, findings: list[Finding] | None = None) -> None:
+                     meta: Mapping[str, str] | None = None, findings: list[Finding] | None = None,
+                     tables: Mapping[str, pd.DataFrame] | None = None) -> None:
         meta = {str(k): str(v) for k, v in (meta or {}).items()}
+        plain = prepare_tables(tables) if tables else {}
         with self.writer_lock():
             self._recover()
             epsg = resolve_store_epsg(self.meta(), meta, layers, self.url)
-            refuse_kind_clash(self.url, "layer", layers, self.table_names())
+            refuse_kind_clash(self.url, "layer", layers, [*self.table_names(), *plain])
+            refuse_kind_clash(self.url, "table", plain, [*self.layer_names(), *layers])
             prepared = {name: prepare_layer(name, gdf, epsg) for name, gdf in layers.items()}
             tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:12]}.tmp.gpkg")
             try:
@@ -357,6 +385,8 @@ class GeoPackageStore(Store):
                 try:
                     con.execute("BEGIN")
                     _append_internal(con, records, meta, findings)
+                    for name, table in plain.items():
+                        _replace_attribute_table(con, name, table)
                     con.execute("COMMIT")
                     free, pages = (con.execute(f"PRAGMA {p}").fetchone()[0] for p in ("freelist_count",
                                                                                         "page_count"))
@@ -414,6 +444,22 @@ def _check_where(con: sqlite3.Connection, name: str, where: str) -> None:
         raise StoreError(f"where clause {where!r} on {name!r} is not valid SQL over its columns: {exc}") from None
     finally:
         con.setconfig(sqlite3.SQLITE_DBCONFIG_DQS_DML, True)
+
+
+def _arrow_values(values, kind: str) -> pa.Array:
+    """Column values as SQLite hands them out, as the Arrow type of the column's kind (GDAL's types)."""
+    if kind == "int":
+        return pa.array([None if v is None else int(v) for v in values], pa.int64())
+    if kind == "float":
+        return pa.array([None if v is None else float(v) for v in values], pa.float64())
+    if kind == "bool":
+        return pa.array([None if v is None else bool(v) for v in values], pa.bool_())
+    if kind == "date":
+        return pa.array([None if v is None else dt.date.fromisoformat(str(v)[:10]) for v in values], pa.date32())
+    if kind == "datetime":
+        stamps = pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="ISO8601")
+        return pa.array(stamps, pa.timestamp("ms", tz="UTC"))
+    return pa.array([None if v is None else v if isinstance(v, str) else str(v) for v in values], pa.string())
 
 
 def _has_table(con: sqlite3.Connection, name: str) -> bool:

@@ -17,9 +17,9 @@ from .workflow import (
     AUDIT,
     COLUMNS,
     EVIDENCE,
-    STATE,
     TABLES,
     TITLES,
+    UNIQUE,
     MissingTable,
     WorkflowTables,
     WorkflowTx,
@@ -78,7 +78,7 @@ class GeoPackageWorkflowTables(WorkflowTables):
         for table, cols in COLUMNS.items():
             if table in have:
                 continue
-            decl = "".join(f", {_q(c)} {_SQLITE[k]}{' UNIQUE' if (table, c) == (STATE, 'case_id') else ''}"
+            decl = "".join(f", {_q(c)} {_SQLITE[k]}{' UNIQUE' if (table, c) in UNIQUE else ''}"
                            for c, k in cols.items())
             tx._run(f'CREATE TABLE {_q(table)} ("fid" INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL{decl})')
             tx._run("DELETE FROM gpkg_contents WHERE table_name = ?", (table,))

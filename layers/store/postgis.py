@@ -470,14 +470,24 @@ class PostGISStore(Store):
                      "%(minx)s, %(miny)s, %(maxx)s, %(maxy)s)", {"name": name, **entry})
 
     def write_layers(self, layers: Mapping[str, gpd.GeoDataFrame], records: list[LoadRecord],
-                     meta: Mapping[str, str] | None = None, findings: list[Finding] | None = None) -> None:
+                     meta: Mapping[str, str] | None = None, findings: list[Finding] | None = None,
+                     tables: Mapping[str, pd.DataFrame] | None = None) -> None:
         from psycopg.types.json import Jsonb
 
         meta = {str(k): str(v) for k, v in (meta or {}).items()}
+        plain = prepare_tables(tables) if tables else {}
+        refuse_kind_clash(self.url, "table", plain, list(layers))
         with self._writing("layers", layers) as conn:
             current = dict(conn.execute(f"SELECT key, value FROM {self._t(META_TABLE)}").fetchall())
             epsg = resolve_store_epsg(current, meta, layers, self.url)
             self._refuse_clash(conn, "layer", layers)
+            self._refuse_clash(conn, "table", plain)
+            for name, table_attrs in plain.items():  # the plain tables of the same write (an analysis run)
+                tmp = f"_yzt_new_{uuid.uuid4().hex[:16]}"
+                self._create_and_fill(conn, tmp, table_attrs, None, None)
+                self._swap(conn, tmp, name, {"kind": "table", "geometry_type": None, "epsg": None,
+                                             "has_z": None, "n_rows": table_attrs.num_rows, "minx": None,
+                                             "miny": None, "maxx": None, "maxy": None})
             staged = []
             for name, gdf in layers.items():
                 attrs, geoms, kind, has_z = prepare_layer(name, gdf, epsg)

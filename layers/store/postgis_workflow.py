@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import StoreError
 from .base import quote_ident as _q
 from .postgis import CATALOG, PostGISStore, SharedConnection, first_line
-from .workflow import APPEND_ONLY, COLUMNS, STATE, TABLES, MissingTable, WorkflowTables, WorkflowTx
+from .workflow import APPEND_ONLY, COLUMNS, TABLES, UNIQUE, MissingTable, WorkflowTables, WorkflowTx
 
 _PG = {"str": "text", "int": "bigint", "float": "double precision"}
 
@@ -73,7 +73,7 @@ class PostGISWorkflowTables(WorkflowTables):
         for table, cols in COLUMNS.items():
             if table in have:
                 continue
-            decl = "".join(f", {_q(c)} {_PG[k]}{' UNIQUE NOT NULL' if (table, c) == (STATE, 'case_id') else ''}"
+            decl = "".join(f", {_q(c)} {_PG[k]}{' UNIQUE NOT NULL' if (table, c) in UNIQUE else ''}"
                            for c, k in cols.items())
             tx._run(f"CREATE TABLE {self._t(table)} (fid bigserial PRIMARY KEY{decl})")
             if table in APPEND_ONLY:

@@ -61,10 +61,19 @@ class _Writer:
         return _literal(v, self.dialect)
 
     def node(self, n: Expr) -> str:
-        if isinstance(n, And):
-            return f"({self.node(n.left)} AND {self.node(n.right)})"
-        if isinstance(n, Or):
-            return f"({self.node(n.left)} OR {self.node(n.right)})"
+        if isinstance(n, (And, Or)):
+            # a chain of the same operator is written flat, (a OR b OR c …): SQLite's parser stack (100 entries
+            # before 3.46) overflows on ((a OR b) OR c) … nested some 45 deep
+            parts: list[str] = []
+            stack: list[Expr] = [n]
+            while stack:
+                m = stack.pop()
+                if type(m) is type(n):
+                    assert isinstance(m, (And, Or))
+                    stack += [m.right, m.left]
+                else:
+                    parts.append(self.node(m))  # left to right: the parameters follow the text
+            return "(" + (" AND " if isinstance(n, And) else " OR ").join(parts) + ")"
         if isinstance(n, Not):
             return f"(NOT {self.node(n.operand)})"
         if isinstance(n, Const):

@@ -10,6 +10,9 @@ Tables (next to the layers; listed by ``store.table_names()`` and readable with 
 - ``workflow_audit``: one row per change, never updated or deleted (triggers refuse UPDATE / DELETE, and
   TRUNCATE on PostGIS).
 - ``workflow_evidence``: evidence files' metadata, append-only like the audit log.
+- ``workflow_head``: the head of the audit chain (one row per chain: its last seq and hash, sealed by the
+  caller's key), replaced with every audit row: deleting the log's last rows leaves a head that no longer
+  matches, and a new head cannot be written without the key.
 
 Every row read comes with ``seq``, its row id (1, 2, … in append order). What the rows mean — moves, hashes,
 who may do what — is the business of the caller (services/jobs/workflow.py); this module only stores.
@@ -33,8 +36,8 @@ from .query import Expr
 from .sql import PK, compile_filter
 
 LAYER = "flagged_patches"  # the layer whose rows carry the mirror columns
-STATE, AUDIT, EVIDENCE = "workflow_state", "workflow_audit", "workflow_evidence"
-TABLES = (STATE, AUDIT, EVIDENCE)
+STATE, AUDIT, EVIDENCE, HEAD = "workflow_state", "workflow_audit", "workflow_evidence", "workflow_head"
+TABLES = (STATE, AUDIT, EVIDENCE, HEAD)
 APPEND_ONLY = (AUDIT, EVIDENCE)
 MIRROR_COLUMNS = ("status", "judgement", "version")
 
@@ -48,8 +51,11 @@ EVIDENCE_COLUMNS = {"evidence_id": "str", "case_id": "str", "JCBH": "str", "kind
                     "path": "str", "content_type": "str", "bytes": "int", "sha256": "str", "taken_at": "str",
                     "lon": "float", "lat": "float", "azimuth": "float", "note": "str", "uploaded_at": "str",
                     "uploaded_by": "str"}
-COLUMNS = {STATE: STATE_COLUMNS, AUDIT: AUDIT_COLUMNS, EVIDENCE: EVIDENCE_COLUMNS}
-TITLES = {STATE: "图斑核查状态", AUDIT: "操作留痕 (append-only)", EVIDENCE: "核查举证 (append-only)"}
+HEAD_COLUMNS = {"name": "str", "seq": "int", "hash": "str", "mac": "str", "at": "str"}
+COLUMNS = {STATE: STATE_COLUMNS, AUDIT: AUDIT_COLUMNS, EVIDENCE: EVIDENCE_COLUMNS, HEAD: HEAD_COLUMNS}
+TITLES = {STATE: "图斑核查状态", AUDIT: "操作留痕 (append-only)", EVIDENCE: "核查举证 (append-only)",
+          HEAD: "留痕链头 (audit chain head)"}
+UNIQUE = {(STATE, "case_id"), (HEAD, "name")}
 
 
 def json_list_pattern(value: str) -> str:
@@ -151,6 +157,11 @@ class WorkflowTx:
         ph = self.ph
         self._run(f"UPDATE {self.t(LAYER)} SET status = {ph}, judgement = {ph}, version = {ph} "
                   f"WHERE {_q('JCBH')} = {ph}", (status, judgement, int(version), jcbh))
+
+    def put_head(self, row: dict) -> None:
+        """Replace the head row named ``row["name"]``."""
+        self._run(f"DELETE FROM {self.t(HEAD)} WHERE name = {self.ph}", (row["name"],))
+        self.append(HEAD, row)
 
     def append(self, table: str, row: dict) -> int:
         """Append a row (missing columns are NULL); its seq."""

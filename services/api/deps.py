@@ -3,9 +3,10 @@ by :func:`services.api.install` and kept in ``app.state``), paging, and a guard 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from pydantic import BaseModel
@@ -69,8 +70,11 @@ class Paging:
     offset: int
 
 
+MAX_OFFSET = 2**53 - 1  # the largest integer every JSON client reads exactly
+
+
 def paging(request: Request, limit: int = Query(100, ge=1, description="rows per page (≤ settings.page_limit_max)"),
-           offset: int = Query(0, ge=0)) -> Paging:
+           offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> Paging:
     most = request.app.state.settings.page_limit_max
     if limit > most:
         raise RequestError(f"query parameter 'limit': Input should be less than or equal to {most} (got {limit})")
@@ -78,6 +82,32 @@ def paging(request: Request, limit: int = Query(100, ge=1, description="rows per
 
 
 Page = Annotated[Paging, Depends(paging)]
+
+
+MAX_JSON_DEPTH = 64  # nested arrays / objects in a JSON body (GeoJSON needs four)
+
+
+def parse_json(body: bytes, what: str = "the body") -> Any:
+    """The JSON value of a request body; RequestError naming what is wrong (not UTF-8, not JSON, nested deeper
+    than MAX_JSON_DEPTH levels)."""
+    try:
+        doc = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RequestError(f"{what} is not UTF-8 text") from None
+    except RecursionError:
+        raise RequestError(f"{what} is nested too deeply; at most {MAX_JSON_DEPTH} levels") from None
+    except ValueError as exc:
+        raise RequestError(f"{what} is not valid JSON: {exc}") from None
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise RequestError(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep")
+        if isinstance(value, dict):
+            stack += [(v, depth + 1) for v in value.values()]
+        elif isinstance(value, list):
+            stack += [(v, depth + 1) for v in value]
+    return doc
 
 
 async def read_body(request: Request, limit: int, what: str = "the body") -> bytes:

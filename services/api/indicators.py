@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
@@ -35,6 +34,7 @@ from analysis.indicators import LEVEL_ZH, LEVELS
 from analysis.scoring import Targets, parse_targets
 from layers.errors import NotFoundError
 from layers.store.query import ROW_ID, In
+from layers.yamlfile import load_yaml_text
 
 from ..errors import RequestError
 from ..jobs import indicators as jobs
@@ -330,10 +330,14 @@ def selfeval_xlsx(who: Planner, desk: Desk, targets: str = Query(...), unit: str
                  "application/json": {"schema": {"type": "object"}}}}})
 async def selfeval_xlsx_post(request: Request, who: Planner, desk: Desk, settings: AppSettings,
                              unit: str | None = None, run_id: str | None = None):
-    body = await read_body(request, settings.max_upload_bytes, "the targets document")
+    body = await read_body(request, settings.max_body_bytes, "the targets document")
     try:
-        doc = yaml.safe_load(body.decode("utf-8")) if body.strip() else None
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(f"the body is not UTF-8 text: {exc}") from None
+    try:
+        doc = load_yaml_text(text, "it", RequestError) if body.strip() else None
+    except RequestError as exc:
         raise RequestError(f"the body is not a YAML / JSON targets document: {exc}") from None
     if doc is None:
         raise RequestError("the body is empty: send the targets document (see data/targets.sample.yaml)")

@@ -39,7 +39,7 @@ from starlette.concurrency import run_in_threadpool
 
 from layers.errors import NotFoundError
 
-from ..errors import PayloadTooLarge, PreconditionRequired, RequestError, UnsupportedMediaType, error_response
+from ..errors import PayloadTooLarge, PreconditionRequired, RequestError, UnsupportedMediaType
 from ..jobs.evidence import checks_for_upload
 from ..jobs.patches import PatchBook, PatchFilter, geojson_geometry
 from ..reports.patches import export_frame, export_gpkg, export_shp, export_xlsx
@@ -52,7 +52,6 @@ router = APIRouter(prefix="/api", tags=["workbench 图斑核查"], responses=ERR
 # Evidence: accepted file types, recognised by their first bytes (the declared content type is not trusted).
 EVIDENCE_TYPES = {"image/jpeg": (b"\xff\xd8\xff", ".jpg"), "image/png": (b"\x89PNG\r\n\x1a\n", ".png"),
                   "image/webp": (b"RIFF", ".webp"), "application/pdf": (b"%PDF-", ".pdf")}
-MULTIPART_OVERHEAD = 64 * 1024  # form fields and boundaries on top of the file itself
 EXPORT_TYPES = {"gpkg": "application/geopackage+sqlite3", "shp": "application/zip",
                 "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 
@@ -198,8 +197,9 @@ def parse_if_match(value: str | None) -> int:
     if text.startswith("W/"):
         text = text[2:]
     text = text.strip('"')
-    if not text.isdigit():
-        raise RequestError(f'If-Match {value!r} is not a version; send If-Match: "<version>" (the ETag of the patch)')
+    if not text.isdigit() or len(text) > 18:
+        shown = value if len(value) <= 40 else value[:37] + "…"
+        raise RequestError(f'If-Match {shown!r} is not a version; send If-Match: "<version>" (the ETag of the patch)')
     return int(text)
 
 
@@ -211,7 +211,12 @@ def parse_taken_at(raw: str) -> str:
         raise RequestError(f"taken_at={raw!r} is not an ISO 8601 time, e.g. 2024-06-30T10:15:00+08:00") from None
     if value.tzinfo is None:
         raise RequestError(f"taken_at={raw!r} has no time zone; add one, e.g. +08:00 (China Standard Time)")
-    utc = value.astimezone(dt.UTC)
+    try:
+        utc = value.astimezone(dt.UTC)
+    except OverflowError:
+        raise RequestError(f"taken_at={raw!r} lies outside the years 1–9999 once in UTC") from None
+    if utc.year < 1900:
+        raise RequestError(f"taken_at={raw!r} is before 1900; give the time the photo was taken")
     if utc > dt.datetime.now(dt.UTC) + dt.timedelta(hours=1):
         raise RequestError(f"taken_at={raw!r} lies in the future")
     return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -224,27 +229,6 @@ def _written(book: PatchBook, outcome, who: Principal, response: Response) -> di
 
 IfMatch = Annotated[str | None, Header(alias="If-Match", description='the patch\'s ETag: "<version>"')]
 Filters = Annotated[PatchFilter, Query()]
-
-
-class UploadLimit:
-    """Refuse an evidence upload by its Content-Length before the multipart body is read (plain ASGI
-    middleware: nothing happens for any other request)."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["method"] == "POST":
-            path = scope["path"]
-            if path.startswith("/api/patches/") and path.endswith("/evidence"):
-                length = Request(scope).headers.get("content-length", "")
-                if length.isdigit() and int(length) > self.limit + MULTIPART_OVERHEAD:
-                    response = error_response(PayloadTooLarge(
-                        f"the upload is {int(length):,} bytes; the limit is {self.limit:,} bytes per "
-                        "file (settings.max_upload_bytes)"))
-                    await response(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
 
 
 # --- routes -------------------------------------------------------------------------------------------------
@@ -384,6 +368,8 @@ async def upload_evidence(jcbh: str, who: Inspector, book: Book, settings: AppSe
         for f in (tmp, target):
             with contextlib.suppress(OSError):
                 f.unlink()
+        with contextlib.suppress(OSError):  # a folder made for this upload alone goes too (a patch that does
+            target_dir.rmdir()  # not exist must leave no trace); one holding other evidence stays (not empty)
         raise
     return await run_in_threadpool(_written, book, outcome, who, response)
 

@@ -4,7 +4,6 @@ with the control lines, the planning zones and the current land use, with a pass
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -13,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..errors import RequestError, UnsupportedMediaType
 from ..jobs.review import SUPPORTED
-from .deps import AppSettings, Planner, Review, only_params, read_body
+from .deps import AppSettings, Planner, Review, only_params, parse_json, read_body
 from .models import ERROR_RESPONSES, Strict
 
 router = APIRouter(prefix="/api", tags=["合规性审查"], responses=ERROR_RESPONSES)
@@ -98,12 +97,7 @@ async def review(request: Request, who: Planner, reviewer: Review, settings: App
                                    "application/json")
     if not body.strip():
         raise RequestError("the body is empty: send a GeoJSON Polygon, MultiPolygon, Feature or FeatureCollection")
-    try:
-        doc = json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise RequestError("the body is not UTF-8 text") from None
-    except ValueError as exc:
-        raise RequestError(f"the body is not valid JSON: {exc}") from None
+    doc = parse_json(body)
     return await run_in_threadpool(reviewer.review, doc, crs)
 
 

@@ -10,7 +10,6 @@ GeoJSON to draw, and the result as a PDF.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,7 @@ from layers.errors import GeometryError
 
 from ..errors import PayloadTooLarge, RequestError
 from ..jobs.review import _xy, parse_crs, parse_site
-from .deps import Planner
+from .deps import Planner, parse_json
 from .models import BINARY
 from .review import ReviewAnswer
 
@@ -61,10 +60,7 @@ async def read_site(request: Request, limit: int) -> tuple[dict, str | None, dic
         raise PayloadTooLarge(f"the body is larger than {limit:,} bytes (settings.max_upload_bytes)")
     if not body.strip():
         raise RequestError("the body is empty: send a GeoJSON polygon or a multipart file")
-    try:
-        doc = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise RequestError(f"the body is not GeoJSON: {exc}") from None
+    doc = parse_json(body, "the body (GeoJSON)")
     return doc, crs, {"format": "GeoJSON (drawn or sent)"}
 
 

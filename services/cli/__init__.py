@@ -28,6 +28,7 @@ COMMANDS = {
     "charts": "indicators:charts",
     "raster": "raster:raster",
     "serve": "serve:serve",
+    "token": "token:token",
 }
 
 
@@ -45,8 +46,9 @@ class YztGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except YztError as exc:
-            click.echo(f"yzt: error: {exc}", err=True)
+        except YztError as exc:  # one line, whatever the message holds (a YAML error spans several)
+            text = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+            click.echo(f"yzt: error: {text}", err=True)
             sys.exit(2)
 
 

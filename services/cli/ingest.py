@@ -24,16 +24,20 @@ from .options import json_opt, manifest_arg, store_opt
 @click.option("--role", "roles", multiple=True, metavar="ROLE",
               help="ingest only this role (repeatable); the store's other layers stay as they are")
 @click.option("--no-progress", is_flag=True, help="no progress bars on stderr")
+@click.option("--allow-empty", is_flag=True,
+              help="let a layer with no features replace a stored layer that has some (refused otherwise)")
 @json_opt
-def ingest(manifest: Path, store: str, roles: tuple[str, ...], no_progress: bool, as_json: bool) -> None:
+def ingest(manifest: Path, store: str, roles: tuple[str, ...], no_progress: bool, allow_empty: bool,
+           as_json: bool) -> None:
     """Load every layer of MANIFEST into STORE in one atomic write (入库).
 
-    Any error (unreadable file, unknown CRS, missing required field, another region in the store …)
-    stops before anything is written: the store keeps its previous content.
+    Any error (unreadable or damaged file, unknown CRS, missing required field, another region in the store,
+    an empty layer in place of a stored one …) stops before anything is written: the store keeps its previous
+    content.
     """
     from ..jobs.ingest import load
 
-    result = load(manifest, store, roles=list(roles) or None, progress=not no_progress)
+    result = load(manifest, store, roles=list(roles) or None, progress=not no_progress, allow_empty=allow_empty)
     click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) if as_json else result.to_text())
 
 

@@ -15,7 +15,7 @@ from .options import store_opt
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--tokens-file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
-              help="YAML {token: {user, role}} (roles: planner, inspector, admin); merged with YZT_TOKENS")
+              help="the tokens file written by `yzt token add` (re-read when it changes); merged with YZT_TOKENS")
 @click.option("--base-url", default=None, help="public URL of the app root (default http://HOST:PORT)")
 @click.option("--anonymous-read/--no-anonymous-read", default=None,
               help="open the read-only OGC API to callers without a token (default: YZT_ANONYMOUS_READ, on)")

@@ -8,9 +8,9 @@ Order of work:
 4. judge each ground change; keep the workflow columns (status, judgement, version …) of records judged
    before, matched by JCBH or a shared source id;
 5. planning conflicts, each named by its stable conflict_id (analysis.conflicts.conflict_ids);
-6. write flagged_patches + planning_conflicts in ONE atomic write_layers call (with a load record per layer
-   whose load_id is the run id, and the run id / rules checksum in the store meta), then append the run to
-   the analysis_runs table (one atomic write_tables call).
+6. write flagged_patches + planning_conflicts, their load records (load_id = the run id), the run id / rules
+   checksum in the store meta and the run appended to analysis_runs in ONE atomic write_layers call: a kill at
+   any point leaves the previous run whole.
 """
 
 from __future__ import annotations
@@ -291,10 +291,10 @@ def _sync_workflow(store: Store) -> None:
 
 
 def _write(store: Store, result: AnalysisResult, rules: Rules, crs) -> None:
+    """The result layers, their load records and the run's row in analysis_runs: ONE atomic write, so a run
+    is stored whole or not at all (never layers whose run_id names no run)."""
     records = [_record(FLAGGED, result, result.dedupe.n_input, len(result.flagged), crs),
                _record(CONFLICTS, result, 0, len(result.conflicts), crs)]
-    store.write_layers({FLAGGED: result.flagged, CONFLICTS: result.conflicts}, records=records,
-                       meta={"analysis_run_id": result.run_id, "analysis_rules_sha256": result.rules_sha256})
     row = pd.DataFrame([{
         "run_id": result.run_id,
         "started_at": result.started_at,
@@ -311,7 +311,9 @@ def _write(store: Store, result: AnalysisResult, rules: Rules, crs) -> None:
         previous = None
     runs = row if previous is None or len(previous) == 0 else pd.concat(
         [previous.astype(object), row.astype(object)], ignore_index=True)
-    store.write_tables({RUNS_TABLE: runs})
+    store.write_layers({FLAGGED: result.flagged, CONFLICTS: result.conflicts}, records=records,
+                       meta={"analysis_run_id": result.run_id, "analysis_rules_sha256": result.rules_sha256},
+                       tables={RUNS_TABLE: runs})
 
 
 def summary_text(result: AnalysisResult) -> str:

@@ -16,9 +16,10 @@ def check(manifest_path: str | Path) -> CheckReport:
 
 
 def load(manifest_path: str | Path, store_target: str | Path, *, roles: list[str] | None = None,
-         progress: bool = True) -> IngestResult:
+         progress: bool = True, allow_empty: bool = False) -> IngestResult:
     """Load every layer (or only ``roles``) of the manifest into the store, in one atomic write: any error
-    stops before anything is written and the store keeps its previous content."""
+    stops before anything is written and the store keeps its previous content. An empty layer does not
+    replace a stored one that has features unless ``allow_empty``."""
     manifest = load_manifest(manifest_path)
     with open_store(store_target) as store:
-        return ingest(manifest, store, roles=roles or None, progress=progress)
+        return ingest(manifest, store, roles=roles or None, progress=progress, allow_empty=allow_empty)

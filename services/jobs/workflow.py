@@ -11,17 +11,26 @@ Which moves are allowed is data (analysis/workflow.yaml, checked by analysis.wor
 - A state row belongs to the patch whose JCBH equals its case_id / JCBH or that shares a source id with it
   (analysis.workflow.match_states), so statuses survive re-runs of ``yzt analyse``, re-issued rounds and
   different dedupe merges. ``yzt analyse`` carries the mirror columns over itself (analysis.records).
-- Audit rows are chained by SHA-256 (``prev_hash`` → ``hash``), so an edit made behind the service's back (a
-  trigger dropped by hand) is found by :meth:`PatchWorkflow.verify_audit`.
+- Audit rows are chained (``prev_hash`` → ``hash``) by HMAC-SHA-256 under the service's audit key
+  (:class:`AuditSeal`; the key is kept outside the store), and the chain's head — its last seq and hash — is
+  sealed too, in the store (``workflow_head``) and in an anchor file beside the key. :meth:`verify_audit`
+  finds a row edited, removed or inserted behind the service's back (a trigger dropped by hand), the last rows
+  deleted, a head replayed from an older copy, a row re-hashed without the key, and a ``workflow_state`` row
+  that disagrees with the audit row that last changed it. Rows written before the key (plain SHA-256, the
+  older chain) are protected by the first keyed row after them, which seals their hash.
 - Every change runs in ONE store transaction holding the store's writer lock: read the current version,
   refuse a stale one (StaleVersionError → 412), check the move, write state, mirror, evidence and audit row.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import hashlib
+import hmac
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +47,7 @@ from layers.store.workflow import (
     AUDIT_COLUMNS,
     EVIDENCE,
     EVIDENCE_COLUMNS,
+    HEAD,
     LAYER,
     STATE,
     STATE_COLUMNS,
@@ -81,9 +91,77 @@ def _ids(text: Any) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
-def audit_hash(prev_hash: str, row: dict) -> str:
+KEYED = "hmac-sha256:"  # the prefix of a keyed row hash; a bare 64-hex hash is the older, unkeyed chain
+
+
+def _payload(prev_hash: str, row: dict) -> bytes:
     body = {k: row.get(k) for k in AUDIT_COLUMNS if k not in ("prev_hash", "hash")}
-    return hashlib.sha256((prev_hash + "\n" + _json(body)).encode("utf-8")).hexdigest()
+    return (prev_hash + "\n" + _json(body)).encode("utf-8")
+
+
+def audit_hash(prev_hash: str, row: dict) -> str:
+    """The unkeyed SHA-256 of a row (the chain before issue 12; still read, never written by a keyed seal)."""
+    return hashlib.sha256(_payload(prev_hash, row)).hexdigest()
+
+
+class AuditSeal:
+    """The audit chain's key and the anchor file of its head (both outside the store).
+
+    ``key`` None: the older unkeyed SHA-256 chain (store-level tools and tests); the service always passes a
+    key (services/api: settings.audit_key / audit_key_file). ``anchor``: a JSON file {store url: {seq, hash}}
+    holding the highest head this service has written — a copy of an older ``workflow_head`` row put back
+    after deleting the rows since cannot fool it."""
+
+    def __init__(self, key: bytes | None = None, anchor: Path | None = None):
+        if key is not None and len(key) < 16:
+            raise ValueError("the audit key must be at least 16 bytes")
+        self.key, self.anchor = key, anchor
+
+    @property
+    def keyed(self) -> bool:
+        return self.key is not None
+
+    def row_hash(self, prev_hash: str, row: dict) -> str:
+        if self.key is None:
+            return audit_hash(prev_hash, row)
+        return KEYED + hmac.new(self.key, _payload(prev_hash, row), hashlib.sha256).hexdigest()
+
+    def head_mac(self, name: str, seq: int, hash_: str) -> str:
+        assert self.key is not None
+        return hmac.new(self.key, f"head\n{name}\n{int(seq)}\n{hash_}".encode(), hashlib.sha256).hexdigest()
+
+    def read_anchor(self, url: str) -> dict | None:
+        if self.anchor is None or not self.anchor.is_file():
+            return None
+        try:
+            doc = json.loads(self.anchor.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {"error": f"the anchor file {self.anchor} cannot be read"}
+        return doc.get(url)
+
+    def write_anchor(self, url: str, seq: int, hash_: str) -> None:
+        """Record the head of ``url``'s chain if it is newer than the one recorded (several processes may write:
+        the file only moves forward)."""
+        if self.anchor is None:
+            return
+        self.anchor.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.anchor.with_name(f".{self.anchor.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            doc: dict = {}
+            with contextlib.suppress(OSError, ValueError):
+                doc = json.loads(self.anchor.read_text(encoding="utf-8"))
+            old = doc.get(url) or {}
+            if int(old.get("seq") or 0) >= int(seq):
+                return
+            doc[url] = {"seq": int(seq), "hash": hash_, "at": now_utc()}
+            tmp = self.anchor.with_name(f".{self.anchor.name}.tmp")
+            tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.anchor)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
 
 @dataclass
@@ -128,10 +206,11 @@ def _without_seq(row: dict) -> dict:
 class PatchWorkflow:
     """The workflow of the flagged patches of one store. Use :func:`open_patch_workflow`."""
 
-    def __init__(self, tables: WorkflowTables, workflow: Workflow):
+    def __init__(self, tables: WorkflowTables, workflow: Workflow, seal: AuditSeal | None = None):
         self.tables = tables
         self.store = tables.store
         self.workflow = workflow
+        self.seal = seal or AuditSeal()
 
     def close(self) -> None:
         self.tables.close()
@@ -205,18 +284,96 @@ class PatchWorkflow:
         return _without_seq(rows[0])
 
     def verify_audit(self) -> dict:
-        """Recompute the hash chain: {rows, ok, first_bad_seq, reason}."""
-        rows = self.tables.select(AUDIT)
-        prev = GENESIS
+        """Check the audit chain, its head and the state table against it: {rows, ok, first_bad_seq, reason,
+        keyed, head_seq, anchored, states}. ``first_bad_seq``: the first row found wrong (or the row after
+        the last one left, when rows were deleted from the end)."""
+        with self.tables.transaction() as tx:  # one snapshot of the three tables
+            rows = tx.select(AUDIT)
+            heads = tx.select(HEAD) if HEAD in tx.has_tables() else []
+            states = tx.select(STATE)
+        out = {"rows": len(rows), "ok": True, "first_bad_seq": None, "reason": None, "keyed": False,
+               "head_seq": None, "anchored": False, "states": len(states)}
+
+        def bad(seq: int | None, reason: str) -> dict:
+            return {**out, "ok": False, "first_bad_seq": seq, "reason": reason}
+
+        prev, keyed_from = GENESIS, None
         for r in rows:
+            seq, hash_ = int(r["seq"]), str(r["hash"] or "")
             if r["prev_hash"] != prev:
-                return {"rows": len(rows), "ok": False, "first_bad_seq": r["seq"],
-                        "reason": f"row {r['seq']} does not follow row before it (a row was removed or reordered)"}
-            if audit_hash(prev, r) != r["hash"]:
-                return {"rows": len(rows), "ok": False, "first_bad_seq": r["seq"],
-                        "reason": f"row {r['seq']} was altered after it was written"}
-            prev = r["hash"]
-        return {"rows": len(rows), "ok": True, "first_bad_seq": None, "reason": None}
+                return bad(seq, f"row {seq} does not follow the row before it (a row was removed, inserted or "
+                                "reordered)")
+            if hash_.startswith(KEYED):
+                if not self.seal.keyed:
+                    return bad(seq, f"row {seq} is sealed with the audit key, which this check was not given; "
+                                    "verify with the service's audit key (settings.audit_key_file)")
+                if not hmac.compare_digest(self.seal.row_hash(prev, r), hash_):
+                    return bad(seq, f"row {seq} was altered after it was written (its seal does not match)")
+                keyed_from = keyed_from or seq
+            else:
+                if keyed_from is not None:
+                    return bad(seq, f"row {seq} carries an unkeyed hash where the chain is sealed with the audit "
+                                    "key: it was written or re-hashed without the key")
+                if audit_hash(prev, r) != hash_:
+                    return bad(seq, f"row {seq} was altered after it was written")
+            prev = hash_
+        out["keyed"] = keyed_from is not None
+        last_seq, last_hash = (int(rows[-1]["seq"]), str(rows[-1]["hash"])) if rows else (0, GENESIS)
+        head = next((h for h in heads if h["name"] == "audit"), None)
+        if self.seal.keyed and (keyed_from is not None or head is not None):
+            if head is None:
+                return bad(last_seq + 1, "the head of the audit chain (workflow_head) is missing: it was deleted, "
+                                         "perhaps with the last rows of the log")
+            hseq, hhash = int(head["seq"] or 0), str(head["hash"] or "")
+            out["head_seq"] = hseq
+            if not hmac.compare_digest(self.seal.head_mac("audit", hseq, hhash), str(head["mac"] or "")):
+                return bad(min(hseq, last_seq + 1), "the head of the audit chain was altered or forged (its seal "
+                                                    "does not match)")
+            if hseq > last_seq:
+                return bad(last_seq + 1, f"rows {last_seq + 1}…{hseq} were deleted: the log ends at row {last_seq}, "
+                                         f"its sealed head is row {hseq}")
+            if hseq != last_seq or hhash != last_hash:
+                return bad(hseq + 1 if hseq < last_seq else hseq,
+                           f"the log goes on past its sealed head (row {hseq}): rows {hseq + 1}…{last_seq} were "
+                           "added without the key" if hseq < last_seq else f"row {hseq} is not the sealed head")
+        anchor = self.seal.read_anchor(self.store.url)
+        if anchor is not None:
+            if "error" in anchor:
+                return bad(None, anchor["error"])
+            aseq, ahash = int(anchor["seq"]), str(anchor["hash"])
+            held = next((r for r in rows if int(r["seq"]) == aseq), None)
+            if held is None:
+                return bad(min(aseq, last_seq + 1), f"row {aseq}, the head recorded in the anchor file "
+                                                    f"{self.seal.anchor}, is gone: rows were deleted and an older "
+                                                    "head put back")
+            if str(held["hash"]) != ahash:
+                return bad(aseq, f"row {aseq} differs from the head recorded in the anchor file {self.seal.anchor}")
+            out["anchored"] = True
+        # the state table: each case as its last audit row left it, and no case without its audit rows
+        last_of: dict[str, dict] = {}
+        for r in rows:
+            if r["case_id"]:
+                last_of[str(r["case_id"])] = r
+        seen = set()
+        for st in states:
+            case = str(st["case_id"])
+            seen.add(case)
+            a = last_of.get(case)
+            if a is None:
+                return bad(None, f"workflow_state holds case {case} (status {st['status']}) that no audit row "
+                                 "records: it was written behind the service's back")
+            have = (st["status"], st["judgement"] or None, int(st["version"]))
+            want = (a["to_status"], a["to_judgement"] or None, int(a["version_after"]))
+            if have != want:
+                return bad(int(a["seq"]), f"workflow_state of case {case} says status {have[0]}, judgement "
+                                          f"{have[1]}, version {have[2]}; its last audit row {a['seq']} says "
+                                          f"{want[0]}, {want[1]}, {want[2]}: the state was edited behind the "
+                                          "service's back")
+        missing = sorted(set(last_of) - seen)
+        if missing:
+            return bad(int(last_of[missing[0]]["seq"]), f"workflow_state has no row for case {missing[0]}, which "
+                                                        "the audit log records: it was deleted")
+        return out
 
     # --- writing -------------------------------------------------------------------------------------
     def apply(self, jcbh: str, expected_version: int, who: Principal, action: str, *, to: str | None = None,
@@ -286,8 +443,13 @@ class PatchWorkflow:
             last = tx.select(AUDIT, newest_first=True, limit=1)
             prev_hash = str(last[0]["hash"]) if last else GENESIS
             audit_row["prev_hash"] = prev_hash
-            audit_row["hash"] = audit_hash(prev_hash, audit_row)
+            row_hash = self.seal.row_hash(prev_hash, audit_row)
+            audit_row["hash"] = row_hash
             seq = tx.append(AUDIT, audit_row)
+            if self.seal.keyed:
+                tx.put_head({"name": "audit", "seq": seq, "hash": row_hash, "at": stamp,
+                             "mac": self.seal.head_mac("audit", seq, row_hash)})
+        self.seal.write_anchor(self.store.url, seq, row_hash)  # after the commit: never ahead of it
         return Outcome(new, _audit_out({"seq": seq, **audit_row}), move_name)
 
     def sync_layer(self) -> int:
@@ -340,8 +502,9 @@ class PatchWorkflow:
         tx.mirror(s.JCBH, s.status, s.judgement, s.version)
 
 
-def open_patch_workflow(target: str | Path | Store, workflow: Workflow | None = None) -> PatchWorkflow:
+def open_patch_workflow(target: str | Path | Store, workflow: Workflow | None = None,
+                        seal: AuditSeal | None = None) -> PatchWorkflow:
     """The workflow of the flagged patches in the store at ``target`` (a path, a URL or a Store);
-    ``workflow`` None → the packaged analysis/workflow.yaml."""
+    ``workflow`` None → the packaged analysis/workflow.yaml; ``seal`` None → the unkeyed chain."""
     store = open_store(target)
-    return PatchWorkflow(open_workflow_tables(store), workflow if workflow is not None else load_workflow())
+    return PatchWorkflow(open_workflow_tables(store), workflow if workflow is not None else load_workflow(), seal)

@@ -83,6 +83,11 @@ class OgcService:
 
     def __init__(self, settings: Settings):
         upstream.install()
+        # pygeoapi offers its CSV formatter on every feature collection (links rel=alternate f=csv); this
+        # service does not serve CSV (params.FORMATS: f=csv answers 400), so it must not link to it either
+        from pygeoapi.plugin import PLUGINS
+
+        PLUGINS["formatter"].pop("CSV", None)
         self.settings = settings
         self.reader = reader_for(str(settings.store))
         self.generation: int | None = None
@@ -175,6 +180,10 @@ async def server_error(request: Request, exc: Exception) -> Response:
 def to_response(headers: dict, status: int, content) -> Response:
     response = Response(content, status_code=int(status))
     response.headers.update(headers or {})
+    if int(status) >= 400 and not response.headers.get("content-type", "").startswith("text/html"):
+        # pygeoapi labels an exception with the requested format (f=jsonld → application/ld+json); the body
+        # is the OGC API exception, plain JSON
+        response.headers["content-type"] = "application/json"
     return response
 
 
@@ -185,7 +194,7 @@ def link_header(request: Request, headers: dict, base: str) -> None:
     for f, rel, mime in (("json", "self", "application/geo+json"), ("html", "alternate", "text/html")):
         links.append(f'<{base}?{urlencode([*params, ("f", f)])}>; rel="{rel}"; type="{mime}"')
     # the queryables of the collection (OGC API Features Part 3, /req/queryables/get-queryables-uris)
-    links.append(f'<{base.rsplit("/", 1)[0]}/queryables>; rel=http://www.opengis.net/def/rel/ogc/1.0/queryables; '
+    links.append(f'<{base.rsplit("/", 1)[0]}/queryables>; rel="http://www.opengis.net/def/rel/ogc/1.0/queryables"; '
                  'type="application/schema+json"')
     headers["Link"] = ", ".join(links)
 
@@ -276,7 +285,7 @@ async def queryables(request: Request) -> Response:
         if not wanted or name in wanted:
             props[name] = {"title": name, **spec}
     doc = {"type": "object", "title": title, "properties": props,
-           "$schema": "http://json-schema.org/draft/2019-09/schema", "$id": doc_id,
+           "$schema": "https://json-schema.org/draft/2020-12/schema", "$id": doc_id,
            "additionalProperties": False}  # a filter on any other name is refused
     headers = req.get_response_headers(**api.api_headers)
     if req.format == "html":
@@ -300,14 +309,23 @@ async def items(request: Request) -> Response:
     headers, status, content = await run(request, itemtypes_api.get_collection_items, cid, format_check=False)
     if int(status) == 200 and "json" in str(headers.get("Content-Type", "")):
         link_header(request, headers, f"{svc.current().base_url}/collections/{cid}/items")
-    return to_response(headers, status, content)
+    return to_response(*as_geojson(headers, status, content))
+
+
+def as_geojson(headers: dict, status: int, content) -> tuple[dict, int, str]:
+    """Features are GeoJSON: pygeoapi labels them application/json, their links (and OGC API Features §7.15)
+    say application/geo+json."""
+    if int(status) == 200 and str(headers.get("Content-Type", "")).startswith("application/json"):
+        headers = {**headers, "Content-Type": "application/geo+json"}
+    return headers, status, content
 
 
 async def item(request: Request) -> Response:
     svc = service(request)
     cid = svc.collection(request)
     check_item_request(request.query_params, svc.reader)
-    return to_response(*await run(request, itemtypes_api.get_collection_item, cid, request.path_params["item_id"]))
+    return to_response(*as_geojson(*await run(request, itemtypes_api.get_collection_item, cid,
+                                              request.path_params["item_id"])))
 
 
 async def processes(request: Request) -> Response:

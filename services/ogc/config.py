@@ -119,10 +119,125 @@ def build_config(reader: PagedReader, base_url: str, prefix: str, limit_max: int
 # --- OpenAPI ------------------------------------------------------------------------------------------
 
 def build_openapi(config: dict) -> dict:
-    """pygeoapi's OpenAPI document for ``config`` with every external ``$ref`` made local."""
+    """pygeoapi's OpenAPI document for ``config`` with every external ``$ref`` made local, made true to what
+    this service serves (:func:`truthful`)."""
     from pygeoapi.openapi import get_oas
 
-    return localise_refs(get_oas(copy.deepcopy(config)))
+    return truthful(localise_refs(get_oas(copy.deepcopy(config))))
+
+
+# --- what the document says, as this service answers it ---------------------------------------------------
+
+EXCEPTION: dict = {"type": "object", "required": ["code", "description"],
+             "properties": {"code": {"type": "string"}, "type": {"type": "string"}, "description": {"type": "string"}}}
+HTML: dict = {"text/html": {"schema": {"type": "string"}}}
+OBJECT: dict = {"type": "object"}
+FEATURES: dict = {"type": "object", "required": ["type", "features"],
+            "properties": {"type": {"type": "string", "enum": ["FeatureCollection"]},
+                           "features": {"type": "array", "items": {"type": "object"}},
+                           "numberMatched": {"type": "integer", "minimum": 0},
+                           "numberReturned": {"type": "integer", "minimum": 0},
+                           "links": {"type": "array", "items": {"type": "object"}}}}
+FEATURE: dict = {"type": "object", "required": ["type", "geometry", "properties"],
+           "properties": {"type": {"type": "string", "enum": ["Feature"]},
+                          "id": {"anyOf": [{"type": "integer"}, {"type": "string"}]}}}
+ERRORS = {"400": "a parameter is malformed or not served (its value and the remedy in the description)",
+          "401": "a token that is not known or has expired, or none while anonymous_read is off",
+          "404": "no such collection or feature",
+          "429": "too many unknown tokens from this address; see Retry-After"}
+FILTER_PARAMETERS = [
+    {"name": "filter", "in": "query", "required": False, "style": "form", "explode": False,
+     "description": "CQL2 text filter on the queryables (docs/ogc.md lists what is supported)",
+     "schema": {"type": "string"}},
+    {"name": "filter-lang", "in": "query", "required": False, "style": "form", "explode": False,
+     "schema": {"type": "string", "enum": ["cql2-text"]}},
+    {"name": "filter-crs", "in": "query", "required": False, "style": "form", "explode": False,
+     "description": "CRS of the filter's geometry literals (default CRS84)", "schema": {"type": "string"}},
+]
+NOT_SERVED = {"datetime", "vendorSpecificParameters"}  # datetime: no collection has a temporal property
+
+
+def _kind(path: str) -> str:
+    if path == "/":
+        return "landing"
+    if path == "/openapi":
+        return "openapi"
+    if path.endswith("/items/{featureId}"):
+        return "item"
+    for tail in ("/items", "/queryables", "/schema"):
+        if path.endswith(tail):
+            return tail[1:]
+    return "document"
+
+
+def _success(kind: str) -> dict:
+    content: dict[str, dict]
+    if kind == "openapi":
+        content = {"application/vnd.oai.openapi+json;version=3.0": {"schema": OBJECT}, **HTML}
+    elif kind in ("queryables", "schema"):
+        content = {"application/schema+json": {"schema": OBJECT}, **HTML}
+    elif kind in ("items", "item"):
+        body = FEATURES if kind == "items" else FEATURE
+        content = {"application/geo+json": {"schema": body}, "application/ld+json": {"schema": OBJECT}, **HTML}
+    else:
+        content = {"application/json": {"schema": OBJECT}, "application/ld+json": {"schema": OBJECT}, **HTML}
+    return {"description": "successful operation", "content": content}
+
+
+def _parameter(p: dict, components: dict) -> dict | None:
+    """A parameter as an inline object (a ``$ref`` resolved), None when it is not served."""
+    ref = p.get("$ref")
+    if ref:
+        kind, name = ref.split("/", 3)[2:]
+        if kind == "schemas":  # pygeoapi refers to a *schema* as a parameter (sortby): not OpenAPI
+            p = {"name": name, "in": "query", "required": False, "style": "form", "explode": False,
+                 "description": "comma-separated properties, each with an optional + or - (descending)",
+                 "schema": {"type": "string"}}
+        else:
+            p = copy.deepcopy(components.get("parameters", {}).get(name) or {})
+    else:
+        p = copy.deepcopy(p)
+    if not p.get("name") or p["name"] in NOT_SERVED:
+        return None
+    schema = p.get("schema") or {}
+    if p["name"] == "f" and "enum" in schema:  # f=csv answers 400: not offered
+        schema["enum"] = [v for v in schema["enum"] if v != "csv"]
+    return p
+
+
+def truthful(oas: dict) -> dict:
+    """The OpenAPI document as this service answers: GET only (the API is read-only: POST / OPTIONS are not
+    served), every parameter an inline parameter object (no schema ``$ref`` standing for one, so the document
+    is valid OpenAPI 3.0), parameters not served left out (datetime, f=csv), the filter parameters declared,
+    and each operation's answers declared with the types it sends (JSON, GeoJSON, JSON-LD, HTML, JSON
+    Schema) and its errors (400, 401, 404, 429) as OGC API exceptions."""
+    components = oas.setdefault("components", {})
+    for path, item in oas.get("paths", {}).items():
+        for method in [m for m in item if m in ("put", "post", "delete", "options", "head", "patch", "trace")]:
+            del item[method]
+        op = item.get("get")
+        if op is None:
+            continue
+        kind = _kind(path)
+        params = [q for q in (_parameter(p, components) for p in op.get("parameters", [])) if q is not None]
+        if kind == "items":
+            params += copy.deepcopy(FILTER_PARAMETERS)
+        seen, unique = set(), []
+        for q in params:
+            if (q["name"], q["in"]) not in seen:
+                seen.add((q["name"], q["in"]))
+                unique.append(q)
+        op["parameters"] = unique
+        responses = {"200": _success(kind)}
+        for code, text in ERRORS.items():
+            if code == "404" and kind in ("landing", "openapi", "document") and "/collections/" not in path:
+                continue
+            responses[code] = {"description": text,
+                               "content": {"application/json": {"schema": EXCEPTION}, **HTML}}
+        op["responses"] = responses
+    for unused in ("vendorSpecificParameters",):
+        components.get("parameters", {}).pop(unused, None)
+    return oas
 
 
 _STUB_PARAMETERS = {

@@ -21,6 +21,8 @@ predicate that is a top-level conjunct also bounds the rows for the store's inde
 from __future__ import annotations
 
 import datetime as dt
+import math
+import re
 from dataclasses import dataclass
 
 import pygeofilter.ast as A
@@ -55,14 +57,63 @@ class FilterError(RequestError):
     """The filter cannot be parsed or evaluated exactly (HTTP 400 with this message)."""
 
 
+# Bounds on what one filter may ask (every store must be able to compile it: SQLite before 3.46 overflows its
+# parser stack some 45 parentheses deep, and Python recursion ends at 1 000).
+MAX_FILTER_CHARS = 64 * 1024
+MAX_OPERATORS = 256  # AND / OR / NOT
+MAX_DEPTH = 20  # nested parentheses in the text; alternating AND / OR / NOT in the parsed filter
+INT64 = (-(2**63), 2**63 - 1)
+_OPERATOR = re.compile(r"\b(AND|OR|NOT)\b", re.IGNORECASE)
+_QUOTED = re.compile(r"'(?:[^']|'')*'")
+
+
+def check_size(text: str) -> None:
+    """FilterError for a filter too long, with too many boolean operators or nested too deeply (before any
+    parser sees it)."""
+    if len(text) > MAX_FILTER_CHARS:
+        raise FilterError(f"filter is {len(text):,} characters; at most {MAX_FILTER_CHARS:,}")
+    bare = _QUOTED.sub("''", text)  # operators and parentheses inside string literals do not count
+    ops = len(_OPERATOR.findall(bare))
+    if ops > MAX_OPERATORS:
+        raise FilterError(f"filter has {ops} AND / OR / NOT operators; at most {MAX_OPERATORS} (use IN (…) for a "
+                          "list of values)")
+    depth = deepest = 0
+    for ch in bare:
+        if ch == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch == ")":
+            depth -= 1
+    if deepest > MAX_DEPTH + 4:  # a WKT multipolygon adds three levels of its own
+        raise FilterError(f"filter is nested {deepest} parentheses deep; at most {MAX_DEPTH}")
+
+
 def parse(text: str):
     """Parse CQL2 text; FilterError with the position of the problem."""
     if not text or not text.strip():
         raise FilterError("filter is empty; give a CQL2 text expression such as DLBM = '0101'")
+    check_size(text)
     try:
         return parse_cql2_text(text)
+    except RecursionError:
+        raise FilterError(f"filter is nested too deeply; at most {MAX_DEPTH} levels") from None
     except Exception as exc:  # lark raises several classes; all mean "not CQL2 text we understand"
-        raise FilterError(f"filter {text!r} is not valid CQL2 text: {_short(exc)}") from None
+        raise FilterError(f"filter {text[:200]!r} is not valid CQL2 text: {_short(exc)}") from None
+
+
+def _depth(expr: Q.Expr) -> int:
+    """Levels of the filter as a store writes it (a chain of one operator is one level), without recursion."""
+    deepest = 0
+    stack: list[tuple[Q.Expr, int]] = [(expr, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(node, (Q.And, Q.Or)):
+            for child in (node.left, node.right):
+                stack.append((child, level if type(child) is type(node) else level + 1))
+        elif isinstance(node, Q.Not):
+            stack.append((node.operand, level + 1))
+    return deepest
 
 
 def _short(exc: Exception) -> str:
@@ -86,7 +137,14 @@ def translate(ast, columns: dict[str, str], storage_epsg: int, filter_crs="CRS84
     ``geometry_names``: the names that mean the feature's geometry (``geometry``, and the provider's geom_field)."""
     ctx = _Ctx(columns=columns, storage_epsg=int(storage_epsg), filter_crs=filter_crs,
                geometry_names=tuple(geometry_names))
-    return _node(ast, ctx)
+    try:
+        expr = _node(ast, ctx)
+    except RecursionError:
+        raise FilterError(f"filter is nested too deeply; at most {MAX_DEPTH} levels") from None
+    depth = _depth(expr)
+    if depth > MAX_DEPTH:
+        raise FilterError(f"filter is nested {depth} levels deep (AND / OR / NOT); at most {MAX_DEPTH}")
+    return expr
 
 
 def property_equals(name: str, value: str, columns: dict[str, str]) -> Q.Expr:
@@ -101,9 +159,17 @@ def property_equals(name: str, value: str, columns: dict[str, str]) -> Q.Expr:
 
 def _coerce_text(value: str, kind: str):
     if kind == "int":
-        return int(value)
+        if len(value) > 24:
+            raise ValueError(value)
+        integer = int(value)
+        if not INT64[0] <= integer <= INT64[1]:
+            raise ValueError(value)
+        return integer
     if kind == "float":
-        return float(value)
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(value)
+        return number
     if kind == "bool":
         if value.lower() not in ("true", "false", "1", "0"):
             raise ValueError(value)
@@ -213,10 +279,30 @@ def _check_literal(name: str, kind: str, v, where: str):
             hint = f"; {name} is a number: write it without quotes"
         elif kind in ("date", "datetime") and lk == "str":
             hint = f"; write DATE('{v}') or TIMESTAMP('{v}')"
-        raise FilterError(f"{where}: property {name} ({kind}) cannot be compared with {v!r} ({lk}){hint}")
+        raise FilterError(f"{where}: property {name} ({kind}) cannot be compared with {_shown(v)} ({lk}){hint}")
+    if lk == "number" and not isinstance(v, bool):
+        if isinstance(v, float) and not math.isfinite(v):
+            raise FilterError(f"{where}: {_shown(v)} is not a finite number")
+        if kind == "int" and isinstance(v, int) and not INT64[0] <= v <= INT64[1]:
+            raise FilterError(f"{where}: {_shown(v)} is beyond the 64-bit integers {name} can hold")
+        if kind == "float" and isinstance(v, int):
+            try:
+                v = float(v)
+            except OverflowError:
+                raise FilterError(f"{where}: {_shown(v)} is beyond the numbers {name} can hold") from None
     if kind == "datetime" and lk == "date" and not isinstance(v, dt.datetime):
         v = dt.datetime(v.year, v.month, v.day, tzinfo=dt.UTC)
+    if isinstance(v, dt.datetime) and v.tzinfo is not None:
+        try:
+            v.astimezone(dt.UTC)
+        except OverflowError:
+            raise FilterError(f"{where}: {v.isoformat()} is outside the years 1–9999 once in UTC") from None
     return v
+
+
+def _shown(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "…"
 
 
 def _comparison(n, ctx: _Ctx) -> Q.Expr:

@@ -22,14 +22,21 @@ LANG = re.compile(r"^[A-Za-z]{1,8}([-_][A-Za-z0-9]{1,8})*$")
 
 # --- request validation ---------------------------------------------------------------------------------
 
+MAX_OFFSET = 2**53 - 1  # the largest integer every JSON client reads exactly
+
+
 def _int(params, name: str, lo: int, hi: int | None, default: int | None = None):
     raw = params.get(name)
     if raw is None:
         return default
     try:
+        if len(raw.strip()) > 20:
+            raise ValueError(raw)
         value = int(raw)
     except ValueError:
-        raise RequestError(f"{name}={raw!r} is not an integer") from None
+        shown = raw if len(raw) <= 40 else raw[:37] + "…"
+        raise RequestError(f"{name}={shown!r} is not an integer{' in range' if raw.strip().isdigit() else ''}; "
+                           f"give an integer {lo}…{hi if hi is not None else MAX_OFFSET}") from None
     if value < lo or (hi is not None and value > hi):
         rng = f"{lo}…{hi}" if hi is not None else f"≥ {lo}"
         raise RequestError(f"{name}={value} is out of range: give an integer {rng}")
@@ -83,7 +90,7 @@ def check_items_request(params, reader: PagedReader, layer: str, limit_max: int)
     if f is not None and f not in FORMATS:
         raise RequestError(f"f={f!r} is not offered; use json, html or jsonld")
     _int(params, "limit", 1, limit_max)
-    _int(params, "offset", 0, None)
+    _int(params, "offset", 0, MAX_OFFSET)
     if params.get("resulttype") not in (None, "results", "hits"):
         raise RequestError(f"resulttype={params['resulttype']!r}: use results or hits")
     if params.get("skipGeometry") not in (None, "true", "false", "True", "False"):

@@ -149,10 +149,14 @@ class StoreProvider(BaseProvider):
 
     def get(self, identifier, crs_transform_spec=None, **kwargs):
         try:
+            text = str(identifier)
             try:
-                row_id = int(str(identifier))
+                row_id = int(text) if len(text) <= 20 else None
             except ValueError:
-                raise NotFoundError(f"feature {identifier!r} not found: ids are integers") from None
+                row_id = None
+            if row_id is None or not -(2**63) <= row_id < 2**63:
+                shown = text if len(text) <= 40 else text[:37] + "…"
+                raise NotFoundError(f"feature {shown!r} not found: ids are integers 1…{self.info.total}") from None
             out = self._out(crs_transform_spec)
             columns = list(self.info.columns)
             row = self.reader.get(self.table, row_id, columns, True)

@@ -16,11 +16,16 @@ the fix can go) and its upstream patch, diff and issue text, in docs/upstream/.
   precedence and rejects ``NOT (…)`` (pygeofilter-boolean-precedence.md).
 - ``api.itemtypes.to_json`` → :func:`to_json`: ``json.dumps`` of every coordinate; orjson writes the same JSON
   values about ten times faster (pygeoapi-to-json-orjson.md).
+- ``api.API.get_exception`` → :func:`get_exception`: pygeoapi logs every exception it answers at ERROR with
+  the traceback — a client's malformed filter fills the server log like a crash; ours logs a 4xx at INFO
+  in one line and keeps ERROR with the traceback for 5xx (pygeoapi-4xx-logged-as-error.md).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import threading
 
 import numpy as np
 import orjson
@@ -220,26 +225,62 @@ def modify_pygeofilter(ast_tree, *, filter_crs_uri: str, storage_crs_uri: str | 
     return tree
 
 
+# --- a client's error is not a server error in the log ----------------------------------------------------------
+
+LOGGER = logging.getLogger("yizhangtu.ogc")
+_QUIET = threading.local()
+
+
+class _QuietClientErrors(logging.Filter):
+    """Drops pygeoapi's own log record of an exception while :func:`get_exception` answers a 4xx."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(_QUIET, "on", False)
+
+
+def get_exception(self, status, headers, format_, code, description):
+    """Drop-in for ``pygeoapi.api.API.get_exception``: the same answer; a 4xx logged at INFO in one line (the
+    client's mistake), a 5xx left to pygeoapi (ERROR with the traceback)."""
+    fn = original("pygeoapi.api.API.get_exception")
+    if int(status) >= 500:
+        return fn(self, status, headers, format_, code, description)
+    _QUIET.on = True
+    try:
+        answer = fn(self, status, headers, format_, code, description)
+    finally:
+        _QUIET.on = False
+    LOGGER.info("OGC API %s %s: %s", int(status), code, description)
+    return answer
+
+
 # --- installing ------------------------------------------------------------------------------------------------
 
 def install() -> None:
     """Install the replacements listed in the module docstring (idempotent)."""
     if _ORIGINAL:  # installed already
         return
+    import pygeoapi.api as pygeoapi_api
     import pygeoapi.api.itemtypes as itemtypes
     import pygeoapi.crs as pygeoapi_crs
     import pygeoapi.provider.base as provider_base
 
     targets = [(itemtypes, "transform_bbox", transform_bbox), (itemtypes, "modify_pygeofilter", modify_pygeofilter),
                (itemtypes, "parse_cql2_text", parse_cql2_text), (itemtypes, "to_json", to_json),
-               (pygeoapi_crs, "get_crs", get_crs), (provider_base, "get_crs", get_crs)]
-    for module, name, _ in targets:
-        if not callable(getattr(module, name, None)):
-            raise RuntimeError(f"{module.__name__}.{name} is gone: this pygeoapi version is not the pinned 0.24; "
+               (pygeoapi_crs, "get_crs", get_crs), (provider_base, "get_crs", get_crs),
+               (pygeoapi_api.API, "get_exception", get_exception)]
+
+    def qualified(owner, name: str) -> str:
+        prefix = owner.__name__ if not isinstance(owner, type) else f"{owner.__module__}.{owner.__qualname__}"
+        return f"{prefix}.{name}"
+
+    for owner, name, _ in targets:
+        if not callable(getattr(owner, name, None)):
+            raise RuntimeError(f"{qualified(owner, name)} is gone: this pygeoapi version is not the pinned 0.24; "
                                "review services/ogc/upstream.py and docs/upstream/ before upgrading")
-    for module, name, ours in targets:
-        _ORIGINAL[f"{module.__name__}.{name}"] = getattr(module, name)
-        setattr(module, name, ours)
+    for owner, name, ours in targets:
+        _ORIGINAL[qualified(owner, name)] = getattr(owner, name)
+        setattr(owner, name, ours)
+    logging.getLogger("pygeoapi.api").addFilter(_QuietClientErrors())
 
 
 def original(qualified_name: str):

@@ -23,7 +23,15 @@ const YZT = (() => {
   async function call(url, options) {
     const opts = Object.assign({}, options || {});
     opts.headers = headers(opts.headers);
-    const res = await fetch(url, opts);
+    let res = await fetch(url, opts);
+    if (res.status === 401 && token() && (opts.method || "GET").toUpperCase() === "GET") {
+      // a revoked or expired token is refused everywhere (401): the open resources (config, workflow …) are
+      // read again without it, so the page still starts and its login box says the token is not valid
+      const bare = Object.assign({}, opts, { headers: Object.assign({}, opts.headers) });
+      delete bare.headers["Authorization"];
+      const retry = await fetch(url, bare);
+      if (retry.ok) res = retry;
+    }
     const type = res.headers.get("content-type") || "";
     if (!res.ok) {
       let body = null;
