@@ -398,6 +398,7 @@ class RollupRun:
     values: pd.DataFrame
     warnings: pd.DataFrame
     registry: object | None = None
+    levels: tuple[str, ...] = ("province", "city", "county", "township", "village")
 
 
 def indicators_region(store_url: str, client, *, registry_path: str | Path | None = None, force: bool = False,
@@ -424,6 +425,7 @@ def rollup_region(region: RegionStore, county_runs: dict[str, str | None], regis
 
     from .indicators import VALUES, load_registry
 
+    started = _now()
     registry, sha = load_registry(registry_path)
     columns = ["run_id", "indicator", "level", "unit_code", "unit_name", "parent_code", "value", "unit",
                "record_count"]
@@ -438,7 +440,8 @@ def rollup_region(region: RegionStore, county_runs: dict[str, str | None], regis
     units = region.units()
     result = rollup_indicators(frames, units[["code", "name", "level", "parent_code"]], registry)
     run_id = uuid.uuid4().hex
-    meta = {"run_id": run_id, "finished_at": _now(), "region_code": region.meta().get("region_code"),
+    meta = {"run_id": run_id, "started_at": started, "finished_at": _now(),
+            "region_code": region.meta().get("region_code"),
             "registry_path": str(registry_path or "builtin"), "registry_sha256": sha,
             "registry": json.dumps(registry.document, ensure_ascii=False, sort_keys=True, default=str),
             "county_runs": json.dumps(county_runs, sort_keys=True), "region_run_id": region_run_id,
