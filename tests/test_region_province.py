@@ -1,0 +1,232 @@
+"""A mini province on PostGIS and a 2-worker dask LocalCluster: three counties over two 3° zones.
+
+Each county's records and indicators equal those of the single-county path (yzt ingest / analyse / indicators on
+the county's own GeoPackage); the 市 and 省 roll-ups are the sums of their counties (computed here from the
+single-county runs), balanced at every level; re-runs skip unchanged counties; a worker killed in the middle of
+a county's write leaves that county as it was, and the next run completes it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import dask
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+
+from layers.region import load_region
+from layers.store import open_store
+from layers.store.province import RegionStore
+from services.jobs import region as jobs
+from services.jobs.analyse import run_analysis
+from services.jobs.indicators import run_indicators
+from services.jobs.ingest import load
+
+pytestmark = [pytest.mark.postgis, pytest.mark.slow]
+
+PATCHES = 2000
+FLAGGED_COLUMNS = ["JCBH", "XZQDM", "verdict", "area_m2", "area_cultivated", "area_unapproved",
+                   "area_cultivated_unapproved", "area_yjjbnt", "area_stbhhx", "area_outside_czkfbj", "approval_ids",
+                   "source_ids", "n_pieces", "status"]
+
+
+@pytest.fixture(scope="module")
+def province(tmp_path_factory, pg_url):
+    """The mini province generated, ingested, analysed and rolled up on a 2-worker LocalCluster."""
+    from data.province import write_province
+
+    folder = tmp_path_factory.mktemp("province")
+    region_path = write_province(folder, 3, PATCHES, progress=lambda _: None)
+    schema = f"p_{uuid.uuid4().hex[:8]}"
+    url = f"{pg_url}?schema={schema}"
+    with jobs.region_cluster(workers=2) as client:
+        ingested = jobs.ingest_region(region_path, url, client, progress=False)
+        analysed = jobs.analyse_region(url, client, progress=False)
+        indicators, rollup = jobs.indicators_region(url, client, progress=False)
+    yield {"folder": folder, "region": region_path, "url": url, "schema": schema, "ingested": ingested,
+           "analysed": analysed, "indicators": indicators, "rollup": rollup}
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        for name, in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (f"{schema}%",)):
+            conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
+@pytest.fixture(scope="module")
+def single(province, tmp_path_factory):
+    """The single-county path on each county's own GeoPackage: ingest, analyse, indicators."""
+    out = {}
+    for county in load_region(province["region"]).counties:
+        path = tmp_path_factory.mktemp(f"c{county.code}") / "store.gpkg"
+        load(county.manifest_path, path, progress=False)
+        run_analysis(path)
+        run = run_indicators(path)
+        out[county.code] = {"store": path, "run": run}
+    return out
+
+
+def test_the_mini_province_spans_two_zones_and_two_cities(province):
+    region = load_region(province["region"])
+    assert [c.code for c in region.counties] == ["130571", "130572", "130671"]
+    assert sorted(region.cities) == ["130500", "130600"]
+    with RegionStore(province["url"]) as r:
+        units = r.units()
+    counties = units[units["level"] == "county"].set_index("code")
+    assert counties.loc[["130571", "130572", "130671"], "epsg"].tolist() == [4547, 4548, 4547]
+    assert counties.loc["130572", "parent_code"] == "130500"
+    assert units.loc[units["level"] == "province", "code"].tolist() == ["130000"]
+    for stage in ("ingested", "analysed", "indicators"):
+        assert province[stage].counts() == {"done": 3, "skipped": 0, "failed": 0}
+    # every county in its own schema, geometry in its own zone
+    for code, epsg in (("130571", 4547), ("130572", 4548)):
+        with open_store(RegionStore(province["url"]).county_url(code)) as store:
+            assert store.epsg == epsg
+            assert store.meta()["region_code"] == code
+
+
+def test_each_county_equals_the_single_county_path(province, single):
+    region = RegionStore(province["url"])
+    for code, one in single.items():
+        with open_store(region.county_url(code)) as prov, open_store(one["store"]) as alone:
+            for layer in ("dltb", "monitoring", "approvals"):
+                a, b = prov.read_layer(layer), alone.read_layer(layer)
+                assert len(a) == len(b) > 0
+                pd.testing.assert_frame_equal(pd.DataFrame(a.drop(columns="geometry")),
+                                              pd.DataFrame(b.drop(columns="geometry")))
+                assert (a.geometry.to_wkb() == b.geometry.to_wkb()).all()
+            fa = prov.read_layer("flagged_patches").sort_values("JCBH").reset_index(drop=True)
+            fb = alone.read_layer("flagged_patches").sort_values("JCBH").reset_index(drop=True)
+            assert len(fa) == len(fb) > 30
+            pd.testing.assert_frame_equal(pd.DataFrame(fa[FLAGGED_COLUMNS]), pd.DataFrame(fb[FLAGGED_COLUMNS]))
+            ca = prov.read_layer("planning_conflicts").sort_values("conflict_id").reset_index(drop=True)
+            cb = alone.read_layer("planning_conflicts").sort_values("conflict_id").reset_index(drop=True)
+            assert ca["conflict_id"].tolist() == cb["conflict_id"].tolist()
+            assert np.array_equal(ca["area_m2"].to_numpy(), cb["area_m2"].to_numpy())
+        # indicators: the county run of the province and the single-county run, value for value
+        prov_run = jobs.load_rollup(province["url"]).meta["county_runs"]
+        from services.jobs.indicators import load_run
+
+        pv = load_run(region.county_url(code), json.loads(prov_run)[code]).values
+        sv = one["run"].values
+        key = ["indicator", "unit_code"]
+        pv, sv = pv.sort_values(key).reset_index(drop=True), sv.sort_values(key).reset_index(drop=True)
+        assert len(pv) == len(sv) > 1000
+        for col in ("value", "value_m2", "value_ha", "value_mu", "value_rounded", "record_count"):
+            assert np.array_equal(pv[col].to_numpy(float), sv[col].to_numpy(float), equal_nan=True), col
+        assert [json.dumps(v, sort_keys=True) for v in pv["record_ids"]] == \
+            [json.dumps(v, sort_keys=True) for v in sv["record_ids"]]
+
+
+def test_the_rollup_sums_the_single_county_runs_and_balances(province, single):
+    roll = province["rollup"].values
+    county = {code: one["run"].values.set_index(["indicator", "unit_code"]) for code, one in single.items()}
+    cities = {"130500": ["130571", "130572"], "130600": ["130671"]}
+
+    def rolled(indicator, unit):
+        row = roll[(roll["indicator"] == indicator) & (roll["unit_code"] == unit)]
+        assert len(row) == 1
+        return row.iloc[0]
+
+    for indicator in ("cultivated_area", "total_area", "illegal_count", "patches_issued", "basic_farmland_area"):
+        per_county = {c: float(county[c].loc[(indicator, c), "value"]) for c in county}
+        for city, kids in cities.items():
+            assert rolled(indicator, city)["value"] == pytest.approx(sum(per_county[k] for k in kids), abs=1e-6)
+        assert rolled(indicator, "130000")["value"] == pytest.approx(sum(per_county.values()), abs=1e-6)
+        for c in county:  # county and below: the county run's unrounded values
+            assert rolled(indicator, c)["value"] == per_county[c]
+    # a ratio from the province's own totals, never an average of its counties' ratios
+    num = sum(float(county[c].loc[("illegal_cultivated_area", c), "value"]) for c in county)
+    den = sum(float(county[c].loc[("change_cultivated_area", c), "value"]) for c in county)
+    assert rolled("illegal_cultivated_ratio", "130000")["value"] == pytest.approx(100 * num / den, rel=1e-12)
+    assert rolled("illegal_cultivated_ratio", "130000")["value_rounded"] == round(100 * num / den, 2)
+    # 强制调平: at every level, the rounded children add up exactly to their rounded parent
+    parent_of = {u: (p if isinstance(p, str) else None) for u, p in zip(roll["unit_code"], roll["parent_code"])}
+    checked = 0
+    for indicator in ("cultivated_area", "construction_area", "illegal_count"):
+        rows = roll[roll["indicator"] == indicator]
+        cols = ["value_ha", "value_mu", "value_m2"] if rows["unit"].iloc[0] == "m2" else ["value_rounded"]
+        decimals = {"value_ha": 4, "value_mu": 2, "value_m2": 2, "value_rounded": 0}
+        for col in cols:
+            scale = 10 ** decimals[col]
+            units = {r.unit_code: round(getattr(r, col) * scale) for r in rows.itertuples()}
+            for parent in {parent_of[u] for u in units if parent_of[u] is not None}:
+                kids = [u for u in units if parent_of[u] == parent]
+                assert sum(units[k] for k in kids) == units[parent], (indicator, col, parent)
+                checked += 1
+        for r in rows.itertuples():  # and every rounded value is within one unit of its true value
+            for col in cols:
+                factor = {"value_ha": 1e-4, "value_mu": 3 / 2000, "value_m2": 1, "value_rounded": 1}[col]
+                assert abs(getattr(r, col) - r.value * factor) <= 10 ** -decimals[col] + 1e-9
+    assert checked > 100
+    assert set(roll["level"]) == {"province", "city", "county", "township", "village"}
+
+
+def test_rerun_skips_unchanged_counties(province):
+    with jobs.region_cluster(workers=2) as client:
+        again = jobs.ingest_region(province["region"], province["url"], client, progress=False)
+        analysed = jobs.analyse_region(province["url"], client, progress=False)
+    assert again.counts() == {"done": 0, "skipped": 3, "failed": 0}
+    assert analysed.counts() == {"done": 0, "skipped": 3, "failed": 0}
+    assert {o.output_id for o in again.outcomes} == {o.output_id for o in province["ingested"].outcomes}
+
+
+def test_a_killed_worker_leaves_its_county_whole_and_the_next_run_completes(province, tmp_path):
+    from tests.region_fixtures import KillDuringWrite
+
+    url, region = province["url"], RegionStore(province["url"])
+    county = "130572"
+    county_url = region.county_url(county)
+    with open_store(county_url) as store:
+        before_meta, before_rows = store.meta(), store.count("dltb")
+        before_loads = len(store.load_records())
+    manifest = load_region(province["region"]).county(county).manifest_path
+    manifest.write_text(manifest.read_text(encoding="utf-8") + "# re-delivered\n", encoding="utf-8")
+    marker = tmp_path / "kill-once"
+    marker.write_text("x")
+    schema = county_url.split("schema=")[1]
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            jobs.region_cluster(workers=2) as client:
+        client.register_plugin(KillDuringWrite(str(marker), schema))
+        killed = jobs.ingest_region(province["region"], url, client, progress=False)
+    assert not marker.exists()  # the worker was killed in the write
+    by = {o.county: o for o in killed.outcomes}
+    assert by[county].status == "failed" and "KilledWorker" in by[county].error
+    assert by["130571"].status == by["130671"].status == "skipped"
+    with open_store(county_url) as store:  # the county is exactly as before: not half written
+        assert store.meta() == before_meta
+        assert store.count("dltb") == before_rows
+        assert len(store.load_records()) == before_loads
+        assert set(store.layer_names()) >= {"dltb", "flagged_patches"}
+    state = region.state_of(county, "ingest")
+    assert state["status"] == "failed" and state["output_id"] == before_meta["last_load_id"]
+    with jobs.region_cluster(workers=2) as client:
+        rerun = jobs.ingest_region(province["region"], url, client, progress=False)
+    by = {o.county: o for o in rerun.outcomes}
+    assert by[county].status == "done" and by["130571"].status == "skipped"
+    with open_store(county_url) as store:
+        assert store.meta()["last_load_id"] == by[county].output_id != before_meta["last_load_id"]
+        assert store.count("dltb") == before_rows
+    assert region.state_of(county, "ingest")["status"] == "done"
+
+
+def test_a_county_with_bad_data_is_reported_and_the_others_go_on(province, tmp_path):
+    import shutil
+
+    src = Path(province["folder"])
+    folder = tmp_path / "p"
+    shutil.copytree(src, folder)
+    (folder / "c130671" / "approvals.gpkg").write_bytes(b"not a geopackage")
+    url = province["url"].replace(province["schema"], f"b_{uuid.uuid4().hex[:8]}")
+    with jobs.region_cluster(workers=2) as client:
+        result = jobs.ingest_region(folder / "region.yaml", url, client, progress=False,
+                                    only=["130571", "130671"])
+    by = {o.county: o for o in result.outcomes}
+    assert by["130571"].status == "done"
+    assert by["130671"].status == "failed" and "approvals" in by["130671"].error
+    assert "1 county(ies) failed" in result.to_text()
+    with RegionStore(url) as region:
+        assert region.state_of("130671", "ingest")["status"] == "failed"
+        with open_store(region.county_url("130671")) as store:
+            assert store.layer_names() == []  # nothing written for it
