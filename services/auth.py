@@ -51,7 +51,8 @@ def load_tokens(settings) -> dict[str, Principal]:
             if not isinstance(who, dict) or not {"user", "role"} <= set(who):
                 raise RuleError(f"tokens file {str(path)!r}: token {str(token)[:4]}… must map to {{user, role}}, "
                                 f"got {who!r}")
-            tokens[str(token)] = Principal(user=str(who["user"]), role=str(who["role"]))
+            tokens[str(token)] = Principal(user=str(who["user"]), role=str(who["role"]),
+                                           unit=None if who.get("unit") is None else str(who["unit"]))
     for token, who in tokens.items():
         if who.role not in RANK:
             raise RuleError(f"user {who.user!r} has role {who.role!r}; roles are {', '.join(ROLES)}")

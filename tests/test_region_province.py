@@ -230,3 +230,119 @@ def test_a_county_with_bad_data_is_reported_and_the_others_go_on(province, tmp_p
         assert region.state_of("130671", "ingest")["status"] == "failed"
         with open_store(region.county_url("130671")) as store:
             assert store.layer_names() == []  # nothing written for it
+
+
+# --- serving the province: OGC collections across counties and zones; the workbench scoped by unit ----------
+
+COUNTY_INSPECTOR, CITY_PLANNER, PROVINCE_ADMIN = "token-county-130572", "token-city-130500", "token-province-all"
+
+
+@pytest.fixture(scope="module")
+def api(province, tmp_path_factory):
+    from fastapi.testclient import TestClient
+
+    from services.app import create_app
+    from services.settings import Settings
+
+    settings = Settings(store=province["url"], workdir=tmp_path_factory.mktemp("serve"), tokens={
+        COUNTY_INSPECTOR: {"user": "县核查员", "role": "inspector", "unit": "130572"},
+        CITY_PLANNER: {"user": "市规划员", "role": "inspector", "unit": "130500"},
+        PROVINCE_ADMIN: {"user": "省管理员", "role": "admin"}})
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def _bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_ogc_bbox_across_counties_and_zones(province, api):
+    import shapely
+
+    box = (115.45, 37.10, 115.56, 37.20)  # across 115.5°E: 130571 in zone 38, 130572 in zone 39
+    want = {}
+    region = RegionStore(province["url"])
+    for code in ("130571", "130572", "130671"):
+        with open_store(region.county_url(code)) as store:
+            lonlat = store.read_layer("dltb", columns=["BSM"]).to_crs(4490)  # (lon, lat): geopandas' x, y
+        hit = shapely.intersects(lonlat.geometry.values, shapely.box(*box))
+        want.update({bsm: code for bsm in lonlat.loc[hit, "BSM"]})
+    assert set(want.values()) == {"130571", "130572"}
+    r = api.get("/ogc/collections/dltb/items", params={"bbox": ",".join(map(str, box)), "limit": 1000, "f": "json"})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["numberMatched"] == body["numberReturned"] == len(want)
+    got = {f["properties"]["BSM"]: f["id"] // 10 ** 10 for f in body["features"]}
+    assert got == {bsm: int(code) for bsm, code in want.items()}
+    lon, lat = body["features"][0]["geometry"]["coordinates"][0][0][0]
+    assert 115.2 < lon < 115.8 and 37.0 < lat < 37.3  # CRS84: longitude first
+    # paging walks the same rows in a stable order, county by county
+    ids = []
+    for offset in range(0, len(want), 100):
+        page = api.get("/ogc/collections/dltb/items", params={"bbox": ",".join(map(str, box)), "limit": 100,
+                                                              "offset": offset, "f": "json"}).json()
+        ids += [f["id"] for f in page["features"]]
+    assert ids == [f["id"] for f in body["features"]] and ids == sorted(ids)
+    # EPSG:4490 is latitude first; one feature by its id
+    fid = body["features"][0]["id"]
+    one = api.get(f"/ogc/collections/dltb/items/{fid}", params={
+        "f": "json", "crs": "http://www.opengis.net/def/crs/EPSG/0/4490"})
+    assert one.status_code == 200
+    lat2, lon2 = one.json()["geometry"]["coordinates"][0][0][0]
+    assert (lon2, lat2) == pytest.approx((lon, lat), abs=1e-9)
+    assert one.json()["properties"]["BSM"] == body["features"][0]["properties"]["BSM"]
+
+
+def test_workbench_scoped_by_unit(province, api):
+    region = RegionStore(province["url"])
+    with open_store(region.county_url("130572")) as store:
+        own = store.read_layer("flagged_patches", columns=["JCBH", "XZQDM"])
+    with open_store(region.county_url("130571")) as store:
+        other = store.read_layer("flagged_patches", columns=["JCBH"])
+    r = api.get("/api/patches", params={"limit": 1000}, headers=_bearer(COUNTY_INSPECTOR))
+    assert r.status_code == 200
+    assert r.json()["total"] == len(own) and {i["JCBH"] for i in r.json()["items"]} == set(own["JCBH"])
+    assert all(i["XZQDM"].startswith("130572") for i in r.json()["items"])
+    r = api.get("/api/patches", params={"county": "130571"}, headers=_bearer(COUNTY_INSPECTOR))
+    assert r.status_code == 403 and "outside" in r.json()["description"]
+    # judging another county's patch: not in the inspector's book, and naming its county is refused
+    theirs = other["JCBH"].iloc[0]
+    body = {"judgement": "违法", "note": "现场核查"}
+    r = api.post(f"/api/patches/{theirs}/judgement", json=body, headers={**_bearer(COUNTY_INSPECTOR),
+                                                                         "If-Match": '"1"'})
+    assert r.status_code == 404
+    r = api.post(f"/api/patches/{theirs}/judgement?county=130571", json=body,
+                 headers={**_bearer(COUNTY_INSPECTOR), "If-Match": '"1"'})
+    assert r.status_code == 403
+    mine = own["JCBH"].iloc[0]
+    version = api.get(f"/api/patches/{mine}", headers=_bearer(COUNTY_INSPECTOR)).headers["etag"]
+    r = api.post(f"/api/patches/{mine}/judgement", json=body, headers={**_bearer(COUNTY_INSPECTOR),
+                                                                       "If-Match": version})
+    assert r.status_code == 200 and r.json()["patch"]["workflow"]["judgement"] == "违法"
+    with open_store(region.county_url("130572")) as store:
+        row = store.read_layer("flagged_patches", columns=["JCBH", "judgement"])
+    assert row.set_index("JCBH").loc[mine, "judgement"] == "违法"
+    # a 市 user names a county of the city; the city has two, so naming one is required
+    assert api.get("/api/patches", headers=_bearer(CITY_PLANNER)).status_code == 400
+    assert api.get("/api/patches", params={"county": "130571"}, headers=_bearer(CITY_PLANNER)).status_code == 200
+    assert api.get("/api/patches", params={"county": "130671"}, headers=_bearer(CITY_PLANNER)).status_code == 403
+    r = api.get("/api/patches", params={"county": "130671", "limit": 1}, headers=_bearer(PROVINCE_ADMIN))
+    assert r.status_code == 200 and r.json()["items"][0]["XZQDM"].startswith("130671")
+
+
+def test_cli_province_indicators_json(province):
+    from click.testing import CliRunner
+
+    from services.cli import cli
+
+    result = CliRunner().invoke(cli, ["indicators", "--store", province["url"], "--level", "province", "--format",
+                                      "json", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    rows = {r["indicator"]: r for r in doc["values"]}
+    assert {r["level"] for r in doc["values"]} == {"province"}
+    assert rows["cultivated_area"]["unit_code"] == "130000"
+    want = province["rollup"].values
+    want = want[(want["indicator"] == "cultivated_area") & (want["level"] == "province")].iloc[0]
+    assert rows["cultivated_area"]["value"] == pytest.approx(float(want["value"]), abs=1e-6)
+    assert sorted(doc["run"]["county_runs"]) == ["130571", "130572", "130671"]

@@ -90,7 +90,7 @@ def _run_summary(run: IndicatorRun) -> dict:
             "registry_sha256": m.get("registry_sha256"), "analysis_run_id": m.get("analysis_run_id"),
             "input_loads": json.loads(m.get("input_loads") or "{}"), "skipped": json.loads(m.get("skipped") or "{}"),
             "notes": json.loads(m.get("notes") or "[]"), "id_fields": json.loads(m.get("id_fields") or "{}"),
-            **({"county_runs": json.loads(m["county_runs"]), "region_run_id": m.get("region_run_id")}
+            **({"county_runs": json.loads(str(m["county_runs"])), "region_run_id": m.get("region_run_id")}
                if m.get("county_runs") else {})}
 
 
