@@ -14,10 +14,9 @@ from __future__ import annotations
 import threading
 
 from analysis.workflow import Workflow
-from layers.errors import NotFoundError
+from layers.errors import FieldError, NotFoundError, OutsideUnitError
 from layers.store.province import RegionStore
 
-from ..errors import PermissionDenied, RequestError
 from ..settings import Principal
 from .patches import PatchBook
 from .workflow import open_patch_workflow
@@ -36,9 +35,9 @@ def unit_prefix(unit: str | None) -> str:
 
 
 def check_covers(who: Principal, county: str) -> None:
-    """PermissionDenied unless the caller's unit covers ``county``."""
+    """OutsideUnitError unless the caller's unit covers ``county``."""
     if not str(county).startswith(unit_prefix(who.unit)):
-        raise PermissionDenied(f"user {who.user!r} works for unit {who.unit}; county {county} is outside it")
+        raise OutsideUnitError(f"user {who.user!r} works for unit {who.unit}; county {county} is outside it")
 
 
 def scoped(book: PatchBook, who: Principal, county: str | None) -> PatchBook:
@@ -82,7 +81,7 @@ class UnitBooks:
         if county is None:
             mine = [c for c in self._counties if c.startswith(prefix)]
             if len(mine) != 1:
-                raise RequestError(f"this store is a province of {len(self._counties)} counties: give ?county=CODE "
+                raise FieldError(f"this store is a province of {len(self._counties)} counties: give ?county=CODE "
                                    f"(yours: {', '.join(mine) or 'none'})")
             county = mine[0]
         check_covers(who, county)
