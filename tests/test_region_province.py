@@ -346,3 +346,28 @@ def test_cli_province_indicators_json(province):
     want = want[(want["indicator"] == "cultivated_area") & (want["level"] == "province")].iloc[0]
     assert rows["cultivated_area"]["value"] == pytest.approx(float(want["value"]), abs=1e-6)
     assert sorted(doc["run"]["county_runs"]) == ["130571", "130572", "130671"]
+
+
+def test_tables_and_charts_per_level(province, tmp_path):
+    from openpyxl import load_workbook
+
+    from services.reports.charts import draw_region_charts
+    from services.reports.indicators import export_values
+
+    rollup = province["rollup"]
+    path = export_values(rollup, "xlsx", level=None, area_unit="ha", out=tmp_path / "province.xlsx")
+    wb = load_workbook(path)
+    assert wb.sheetnames[:5] == ["省级指标", "市级指标", "县级指标", "乡镇级指标", "村级指标"]
+    rows = list(wb["市级指标"].iter_rows(values_only=True))
+    at = next(k for k, r in enumerate(rows) if r and "耕地面积(公顷)" in r)  # the group's header, its rows below
+    row = next(r for r in rows[at + 1:] if r[0] == "130600")
+    v = rollup.values
+    want = v[(v["indicator"] == "cultivated_area") & (v["unit_code"] == "130600")].iloc[0]["value_ha"]
+    assert row[1] == "示例市" and row[rows[at].index("耕地面积(公顷)")] == want
+    md = export_values(rollup, "md", level="city")
+    assert "## 市级 · 耕地保护" in md and "县之和 = 市, 市之和 = 省" in md
+    files = draw_region_charts(rollup, tmp_path / "charts")
+    assert sorted(p.name for p in files) == sorted(f"{stem}_by_{level}.png" for stem in
+                                                   ("cultivated", "land_categories", "verdicts")
+                                                   for level in ("city", "county"))
+    assert all(p.stat().st_size > 10_000 for p in files)

@@ -109,8 +109,19 @@ def selfeval(store, targets, fmt, out, unit_code, run_id):
 @area_unit_opt
 @run_id_opt
 def charts(store, out_dir, fmt, area_unit, run_id):
-    """Draw the report charts (耕地 / 地类 / 预判结论 by 乡镇, 冲突 by kind) with Chinese labels."""
-    from ..reports.charts import draw_charts
+    """Draw the report charts (耕地 / 地类 / 预判结论 by 乡镇, 冲突 by kind) with Chinese labels.
+
+    A province STORE: the same by 市 and by 县, from its latest roll-up (or --run-id)."""
+    from layers.store.province import is_region_store
+
+    from ..reports.charts import draw_charts, draw_region_charts
+
+    if is_region_store(store):
+        from ..jobs.region import load_rollup
+
+        for path in draw_region_charts(load_rollup(store, run_id), out_dir, fmt=fmt, area_unit=area_unit):
+            click.echo(str(path))
+        return
 
     s = open_store(store)
     run = jobs.latest_or_new_run(s, run_id)
