@@ -128,7 +128,7 @@ def write_province(out: Path, n: int, patches: int, seed: int = gen.DEFAULT_SEED
     spots = layout(n)
     for spot in spots:
         t0 = time.perf_counter()
-        county = relocate(gen.build_county(seed=seed + spot["index"], n_patches=patches), spot)
+        county = relocate(gen.build_county(seed=seed + spot["index"], n_patches=patches, truth=False), spot)
         folder = out / f"c{spot['code']}"
         manifest_path = gen.write_county(county, folder)
         (folder / "planted.yaml").unlink(missing_ok=True)
