@@ -96,10 +96,20 @@ def run_province(region_path: Path, url: str, workers: int) -> tuple[dict, dict]
         r = jobs.ingest_region(region_path, url, client, progress=False)
         times["ingest"] = time.perf_counter() - t
         assert not r.failed, r.to_text()
+        done = [o.summary for o in r.outcomes if o.summary]
+        if done:
+            load_s = sum(d["seconds"] - d["write_seconds"] for d in done) / len(done)
+            write_s = sum(d["write_seconds"] for d in done) / len(done)
+            print(f"  ingest per county: load {load_s:.1f} s + PostGIS write {write_s:.1f} s (mean)", flush=True)
         t = time.perf_counter()
         r = jobs.analyse_region(url, client, progress=False)
         times["analyse"] = time.perf_counter() - t
         assert not r.failed, r.to_text()
+        stages: dict[str, float] = {}
+        for o in r.outcomes:
+            for k, v in (o.summary.get("timings") or {}).items():
+                stages[k] = stages.get(k, 0.0) + v / len(r.outcomes)
+        print(f"  analyse per county (mean, s): { {k: round(v, 1) for k, v in stages.items()} }", flush=True)
         t = time.perf_counter()
         r, rollup = jobs.indicators_region(url, client, progress=False)
         times["indicators"] = time.perf_counter() - t
