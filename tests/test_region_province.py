@@ -371,3 +371,41 @@ def test_tables_and_charts_per_level(province, tmp_path):
                                                    ("cultivated", "land_categories", "verdicts")
                                                    for level in ("city", "county"))
     assert all(p.stat().st_size > 10_000 for p in files)
+
+
+def test_drill_down_from_the_province_to_the_patches(province, single):
+    from services.jobs.indicators import drill_down
+
+    url = province["url"]
+    top = jobs.region_drill_down(url, "illegal_count", "130000")
+    assert [c["unit_code"] for c in top["children"]] == ["130500", "130600"]
+    assert sum(c["value"] for c in top["children"]) == top["value"]
+    city = jobs.region_drill_down(url, "illegal_count", "130500")
+    assert [c["unit_code"] for c in city["children"]] == ["130571", "130572"]
+    assert sorted(city["county_runs"]) == ["130571", "130572"]
+    county = jobs.region_drill_down(url, "illegal_count", "130571")
+    alone = drill_down(single["130571"]["store"], "illegal_count", "130571")
+    assert county["record_ids"] == alone["record_ids"] and len(alone["record_ids"]["flagged_patches"]) > 0
+    village = next(u for u in single["130571"]["run"].values["unit_code"] if len(u) == 12)
+    assert jobs.region_drill_down(url, "cultivated_area", village)["record_ids"] == \
+        drill_down(single["130571"]["store"], "cultivated_area", village)["record_ids"]
+
+
+def test_cli_on_a_running_scheduler(province):
+    from click.testing import CliRunner
+    from distributed import LocalCluster
+
+    from services.cli import cli
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster:
+        result = CliRunner().invoke(cli, ["analyse", "--store", province["url"], "--scheduler",
+                                          cluster.scheduler_address])
+    assert result.exit_code == 0, result.output
+    assert f"dask: 1 worker(s) at {cluster.scheduler_address}" in result.stderr
+    assert "3 counties — 0 done, 3 unchanged (skipped), 0 failed" in result.stdout
+    both = CliRunner().invoke(cli, ["analyse", "--store", province["url"], "--scheduler", "tcp://127.0.0.1:1",
+                                    "--workers", "2"])
+    assert both.exit_code == 2 and "give either --workers N" in both.stderr
+    county = CliRunner().invoke(cli, ["ingest", str(load_region(province["region"]).counties[0].manifest_path),
+                                      "--store", "x.gpkg", "--workers", "2"])
+    assert county.exit_code == 2 and "apply to a region set" in county.stderr
