@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import sys
 import tempfile
@@ -42,13 +41,63 @@ def load() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def worker_peak_gb(client) -> dict[str, float]:
-    def peak():
+def vm_hwm_gb() -> float:
+    """Peak RSS of this process since its program started (VmHWM; ru_maxrss would include the parent's
+    footprint a spawned worker inherited at fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024 / 1024
+    return float("nan")
+
+
+def worker_stats(client) -> dict[str, tuple[float, float]]:
+    """(peak RSS GB, CPU seconds) of every dask worker process."""
+    def stats():
         import resource
 
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+        u = resource.getrusage(resource.RUSAGE_SELF)
+        return vm_hwm_gb(), u.ru_utime + u.ru_stime
 
-    return {addr: round(v, 2) for addr, v in client.run(peak).items()}
+    return {addr: (round(v[0], 2), round(v[1], 1)) for addr, v in client.run(stats).items()}
+
+
+def schema_sizes(url: str) -> dict[str, float]:
+    """MB per county schema of the last province run (tables, TOAST and indexes)."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT n.nspname, sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON "
+            "n.oid = c.relnamespace WHERE c.relkind = 'r' AND n.nspname ~ '^prov[0-9]_[0-9]{6}$' "
+            "GROUP BY 1 ORDER BY 1").fetchall()
+    last = max((r[0].split("_")[0] for r in rows), default=None)
+    return {name: size / 1e6 for name, size in rows if name.startswith(f"{last}_")}
+
+
+def postgres_cpu(cluster) -> float:
+    """CPU seconds of the PostGIS cluster so far: the postmaster and its reaped backends (utime, stime, cutime,
+    cstime of /proc/<postmaster>/stat) plus the backends still running."""
+    data = Path(cluster.data_dir) if hasattr(cluster, "data_dir") else None
+    pid_file = (data / "postmaster.pid") if data else None
+    if pid_file is None or not pid_file.exists():
+        return float("nan")
+    pid = int(pid_file.read_text().split()[0])
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def times(p: int, children: bool) -> float:
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        ut, st, cut, cst = (int(fields[i]) for i in (11, 12, 13, 14))
+        return (ut + st + (cut + cst if children else 0)) / tick
+
+    total = times(pid, True)
+    for stat in Path("/proc").glob("[0-9]*/stat"):  # the backends still running
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                total += times(int(stat.parent.name), False)
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
 
 
 def generate(folder: Path, counties: int, patches: int) -> Path:
@@ -87,6 +136,7 @@ def run_single(region_path: Path, base_url: str) -> dict:
 
 
 def run_province(region_path: Path, url: str, workers: int) -> tuple[dict, dict]:
+    """The three stages on a LocalCluster of ``workers``; (seconds per stage, {worker: (peak GB, CPU s)})."""
     from services.jobs import region as jobs
 
     times = {}
@@ -114,7 +164,7 @@ def run_province(region_path: Path, url: str, workers: int) -> tuple[dict, dict]
         r, rollup = jobs.indicators_region(url, client, progress=False)
         times["indicators"] = time.perf_counter() - t
         assert rollup is not None, r.to_text()
-        peaks = worker_peak_gb(client)
+        peaks = worker_stats(client)
     return times, peaks
 
 
@@ -143,15 +193,19 @@ def partition_probe(region_path: Path, npartitions: int) -> None:
     t_serial = time.perf_counter() - t
     with jobs.region_cluster(workers=2):  # the Client becomes dask's default scheduler
         t = time.perf_counter()
-        ddf = dask_geopandas.from_geopandas(dltb, npartitions=npartitions).spatial_shuffle(by="hilbert")
+        ddf = dask_geopandas.from_geopandas(dltb, npartitions=npartitions).spatial_shuffle(by="hilbert").persist()
+        ddf.map_partitions(len).compute()
+        t_shuffle = time.perf_counter() - t
+        t = time.perf_counter()
         parts = ddf.map_partitions(work, meta={"valid": bool, "area": float}).compute()
         t_parts = time.perf_counter() - t
-    parts = parts.sort_index()
+    parts = parts.loc[serial.index]
     same = bool((parts["valid"].to_numpy() == serial["valid"].to_numpy()).all()
                 and np.array_equal(parts["area"].to_numpy(), serial["area"].to_numpy()))
     print(f"\nspatial partitions (dask-geopandas) on {county.code}'s DLTB ({len(dltb)} patches), validity + "
-          f"ellipsoidal area: serial {t_serial:.2f} s, {npartitions} Hilbert partitions on 2 workers "
-          f"{t_parts:.2f} s (× {t_serial / t_parts:.2f}); identical results: {same}; load {load()}")
+          f"ellipsoidal area: serial {t_serial:.2f} s; {npartitions} Hilbert partitions on 2 workers: shipping and "
+          f"shuffling {t_shuffle:.2f} s, then the work {t_parts:.2f} s (× {t_serial / t_parts:.2f} on the work "
+          f"alone); identical results: {same}; load {load()}")
 
 
 def main() -> int:
@@ -184,20 +238,32 @@ def main() -> int:
             t = time.perf_counter()
             times = run_single(region_path, cluster.url)
             total = time.perf_counter() - t
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
             results["single"] = total
-            print(f"  {times} total {total:.1f} s; peak RSS {peak:.2f} GB; load after {load()}", flush=True)
+            print(f"  {({k: round(v, 1) for k, v in times.items()})} total {total:.1f} s "
+                  f"({total / len(region.counties):.1f} s per county); peak RSS {vm_hwm_gb():.2f} GB "
+                  f"(this process, all counties); load after {load()}", flush=True)
         for workers in (1, 2):
             if str(workers) in skip:
                 continue
             print(f"\n[province path, {workers} worker(s)] load before {load()}", flush=True)
+            pg0 = postgres_cpu(cluster)
             t = time.perf_counter()
             times, peaks = run_province(region_path, f"{cluster.url}?schema=prov{workers}", workers)
             total = time.perf_counter() - t
+            pg = postgres_cpu(cluster) - pg0
             results[workers] = total
+            worker_cpu = sum(v[1] for v in peaks.values())
             print(f"  {({k: round(v, 1) for k, v in times.items()})} total {total:.1f} s "
                   f"({total / len(region.counties):.1f} s per county, {total / patches * 1e5:.1f} s per 100 000 "
-                  f"patches); peak RSS per worker {peaks} GB; load after {load()}", flush=True)
+                  f"patches); peak RSS per worker {[v[0] for v in peaks.values()]} GB; CPU: workers "
+                  f"{worker_cpu:.0f} s, PostGIS {pg:.0f} s, = {(worker_cpu + pg) / total:.2f} cores busy on "
+                  f"average; load after {load()}", flush=True)
+        sizes = schema_sizes(cluster.url)
+        if sizes:
+            mb = sorted(sizes.values())
+            print(f"\nPostGIS size per county schema (tables + indexes): {mb[0]:.0f}–{mb[-1]:.0f} MB "
+                  f"(mean {sum(mb) / len(mb):.0f} MB, {sum(mb) / len(mb) / (patches / len(mb)) * 1e5:.0f} MB per "
+                  "100 000 patches)")
         if 1 in results and 2 in results:
             print(f"\nscaling efficiency T1 / (2 × T2) = {results[1]:.1f} / (2 × {results[2]:.1f}) = "
                   f"{results[1] / (2 * results[2]):.2f} (target ≥ 0.85)")
