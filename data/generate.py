@@ -2,6 +2,7 @@
 
     .venv/bin/python -m data.generate                      # writes data/sample (the committed sample)
     .venv/bin/python -m data.generate --county-size --patches 300000 --out DIR   # benchmark data
+    .venv/bin/python -m data.generate --province 3 --patches 3000 --out DIR      # a province (data/province.py)
 
 The county is built in EPSG:4547 metres, bottom-up so that everything tiles exactly:
 
@@ -775,9 +776,10 @@ def _survey_frame(p: dict, admin: dict, codes: np.ndarray, year: int, areas: np.
 # ---------------------------------------------------------------------------------------------------------
 
 def build_county(seed: int = DEFAULT_SEED, scale: float = 1.0, n_patches: int | None = None,
-                 extra_monitoring: int | None = None) -> County:
+                 extra_monitoring: int | None = None, truth: bool = True) -> County:
     """Generate the sample county in memory. ``scale`` multiplies the patch count (1 → ~25 000 DLTB
-    patches); ``n_patches`` sets it directly. Same seed and size → identical output."""
+    patches); ``n_patches`` sets it directly. Same seed and size → identical output. ``truth=False`` skips the
+    planted truth (planted.yaml; about half the time of a large county) for data that does not use it."""
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
     target = int(n_patches if n_patches else round(BASE_PATCHES * scale))
@@ -895,7 +897,7 @@ def build_county(seed: int = DEFAULT_SEED, scale: float = 1.0, n_patches: int | 
     t0 = time.perf_counter()
     from .truth import compute_truth
     planted = compute_truth(layers, sites, supply, zone_cases, overlaps, defects, seed=seed, scale=scale,
-                            splits=splits, self_overlap=self_overlap)
+                            splits=splits, self_overlap=self_overlap) if truth else {}
     timings["truth"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
     return County(seed=seed, scale=scale, layers=layers, planted=planted, timings=timings)
@@ -1702,7 +1704,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--county-size", action="store_true", help="benchmark size: --patches (default 300 000)")
     ap.add_argument("--patches", type=int, default=None, help="target number of DLTB patches")
     ap.add_argument("--messy", type=Path, default=None, help="also write the messy variants into this folder")
+    ap.add_argument("--province", type=int, default=None, metavar="N",
+                    help="a synthetic province of N counties (--patches each, default 3000) and its region.yaml")
     args = ap.parse_args(argv)
+    if args.province is not None:
+        if args.out is None:
+            ap.error("--province needs --out DIR")
+        from .province import write_province
+
+        t0 = time.perf_counter()
+        path = write_province(args.out, args.province, args.patches or 3000, seed=args.seed)
+        print(f"wrote {path} in {time.perf_counter() - t0:.1f} s")
+        return 0
     n_patches = args.patches or (300_000 if args.county_size else None)
     out = args.out or (SAMPLE_DIR if not args.county_size else None)
     if out is None:

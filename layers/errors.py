@@ -42,6 +42,10 @@ class StoreError(YztError, RuntimeError):
     """The store cannot be opened, read or written."""
 
 
+class OutsideUnitError(YztError, PermissionError):
+    """The data asked for lies outside the caller's unit (a county inspector and another county's patches)."""
+
+
 class NotFoundError(YztError, LookupError):
     """A layer, record or resource does not exist."""
 

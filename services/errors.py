@@ -36,6 +36,7 @@ from layers.errors import (
     GeometryError,
     ManifestError,
     NotFoundError,
+    OutsideUnitError,
     RuleError,
     SourceError,
     StoreError,
@@ -106,6 +107,7 @@ STATUS_CODES: dict[type[Exception], tuple[int, str]] = {
     AuthenticationError: (401, "Unauthorized"),
     PermissionDenied: (403, "Forbidden"),
     RoleError: (403, "Forbidden"),  # a workflow move above the caller's role
+    OutsideUnitError: (403, "Forbidden"),  # another county than the caller's unit (services/jobs/units.py)
     NotFoundError: (404, "NotFound"),
     MethodNotAllowed: (405, "MethodNotAllowed"),
     StaleVersionError: (412, "PreconditionFailed"),

@@ -14,8 +14,7 @@ RANK = {role: i + 1 for i, role in enumerate(ROLES)}  # planner 1 < inspector 2 
 class Principal(BaseModel):
     user: str
     role: str  # one of ROLES
-    # the 行政区代码 the token is scoped to (a county / township code); None = the whole store
-    unit: str | None = None
+    unit: str | None = None  # 行政区代码 the caller works for (县 / 市 / 省); None: every unit the store holds
 
 
 class Settings(BaseSettings):

@@ -69,6 +69,12 @@ def open_reader(target: str | Path) -> PagedReader:
     open_store(target)  # the same checks and messages as open_store
     if is_postgis(target):
         from .postgis_pages import PostGISPages
+        from .province import is_region_store
+
+        if is_region_store(str(target).strip()):  # a province: every county's layers, in lon/lat
+            from .province_pages import ProvincePages
+
+            return ProvincePages(str(target).strip())
 
         return PostGISPages(str(target).strip())
     from .gpkg_pages import GeoPackagePages

@@ -61,6 +61,7 @@ from . import map as map_page
 
 LOGGER = logging.getLogger("yizhangtu.api")
 ROUTERS = (session.router, patches.router, audit.router, review.router, indicators.router, config.router)
+PROVINCE_ROUTERS = (session.router, patches.router, audit.router)
 MAP_MODULES = (rasters, map_page, glyphs, search, reports, review_files, exchange)
 
 
@@ -99,6 +100,15 @@ def audit_seal(settings: Settings) -> AuditSeal:
 def install(app: FastAPI, settings: Settings) -> None:
     """Build the jobs the routes share (kept in ``app.state``, read by services/api/deps.py) and include every
     router."""
+    from layers.store.province import is_region_store
+
+    if is_region_store(settings.store):  # a province: the OGC collections span its counties; the workbench is
+        from ..jobs.units import UnitBooks  # each county's own, scoped by the caller's unit
+
+        app.state.patch_book = UnitBooks(settings.store, load_workflow(settings.workflow_file), audit_seal(settings))
+        for router in PROVINCE_ROUTERS:  # 合规性审查, indicators and the map desk: on each county's own store
+            app.include_router(router)
+        return
     # each job its own store object: on PostGIS, its own connection
     book = PatchBook(open_patch_workflow(settings.store, load_workflow(settings.workflow_file), audit_seal(settings)))
     app.state.patch_book = book

@@ -16,6 +16,7 @@ from ..errors import PayloadTooLarge, RequestError, refuse_unknown_params
 from ..jobs.indicators import IndicatorDesk
 from ..jobs.patches import PatchBook
 from ..jobs.review import Reviewer
+from ..jobs.units import scoped
 from ..settings import Principal, Settings
 
 Planner = Annotated[Principal, Depends(require("planner"))]
@@ -28,8 +29,14 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_patch_book(request: Request) -> PatchBook:
-    return request.app.state.patch_book
+def get_patch_book(request: Request, who: Annotated[Principal, Depends(optional_principal)]) -> PatchBook:
+    """The patches the caller may see: the store's, within the caller's unit; on a province store the book of
+    the caller's county (or of ``?county=``, within their unit) — services/jobs/units.py."""
+    books = request.app.state.patch_book
+    county = request.query_params.get("county")
+    if isinstance(books, PatchBook):
+        return scoped(books, who, county)
+    return books.for_caller(who, county)
 
 
 def get_reviewer(request: Request) -> Reviewer:

@@ -234,7 +234,7 @@ Filters = Annotated[PatchFilter, Query()]
 # --- routes -------------------------------------------------------------------------------------------------
 
 @router.get("/patches", summary="list flagged patches with filters and paging", response_model=PatchList,
-            dependencies=[Depends(only_params(PatchFilter, "limit", "offset", "f"))],
+            dependencies=[Depends(only_params(PatchFilter, "limit", "offset", "f", "county"))],
             responses={200: {"content": {"application/geo+json": {"schema": PatchFeatures.model_json_schema()}}}})
 def list_patches(who: Planner, book: Book, filters: Filters, page: Page,
                  f: Literal["json", "geojson"] = Query("json", description="json (items with properties) or geojson "
@@ -255,7 +255,7 @@ def list_patches(who: Planner, book: Book, filters: Filters, page: Page,
 
 
 @router.get("/patches/export", summary="export patches with their judgements (gpkg, shp zip, xlsx)",
-            response_class=Response, dependencies=[Depends(only_params(PatchFilter, "format", "encoding"))],
+            response_class=Response, dependencies=[Depends(only_params(PatchFilter, "format", "encoding", "county"))],
             responses={200: {"content": {media: {"schema": {"type": "string", "format": "binary"}}
                                          for media in EXPORT_TYPES.values()}}})
 def export(request: Request, who: Planner, book: Book, filters: Filters,
@@ -295,7 +295,7 @@ def export(request: Request, who: Planner, book: Book, filters: Filters,
 
 
 @router.get("/patches/{jcbh}", summary="one patch: overlay breakdown, approvals, sources, workflow, history",
-            response_model=PatchDetail, dependencies=[Depends(only_params())])
+            response_model=PatchDetail, dependencies=[Depends(only_params("county"))])
 def patch_detail(jcbh: str, who: Planner, book: Book, response: Response):
     body = book.detail(jcbh, who)
     response.headers["ETag"] = f'"{body["workflow"]["version"]}"'

@@ -180,6 +180,11 @@ class TileService:
             LOGGER.warning("tiles: cannot write the disk cache (%s)", exc)
 
     def layer(self, name: str) -> TileLayer:
+        from layers.store.province_pages import ProvincePages
+
+        if isinstance(self.engine, ProvincePages):  # each county's tiles come from its own schema
+            raise NotFoundError(f"vector tiles of a province are served per county: serve a county's store "
+                                f"(…?schema={self.engine._region.schema}_<code>) for {name!r} tiles")
         info = self.engine.layers.get(name)
         if info is None:
             raise NotFoundError(f"collection {name!r} not found; collections: {', '.join(sorted(self.engine.layers))}")

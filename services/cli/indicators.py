@@ -12,7 +12,7 @@ from layers.store import open_store
 
 from ..jobs import indicators as jobs
 from ..reports.indicators import FORMATS, export_values
-from .options import area_unit_opt, out_file_option, run_id_opt, store_opt
+from .options import area_unit_opt, force_opt, out_file_option, run_id_opt, scheduler_opt, store_opt, workers_opt
 
 
 def _emit(result, out):
@@ -24,16 +24,37 @@ def _emit(result, out):
 
 @click.command("indicators")
 @store_opt
-@click.option("--level", type=click.Choice(["county", "township", "village"]), default=None,
-              help="only this level (default: all three)")
+@click.option("--level", type=click.Choice(["province", "city", "county", "township", "village"]), default=None,
+              help="only this level (default: all; province and city for a province store)")
 @click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="md", show_default=True)
 @out_file_option("output file (required for xlsx; default: standard output)")
 @area_unit_opt
 @click.option("--registry", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="indicator registry YAML (default: the built-in analysis/indicators.yaml)")
 @click.option("--run-id", default=None, metavar="RUN", help="export this stored run instead of computing a new one")
-def indicators(store, level, fmt, out, area_unit, registry, run_id):
-    """Compute the indicators by 县/乡镇/村, store the run (留痕), and export it."""
+@workers_opt
+@scheduler_opt
+@force_opt
+def indicators(store, level, fmt, out, area_unit, registry, run_id, workers, scheduler, force):
+    """Compute the indicators by 县/乡镇/村, store the run (留痕), and export it.
+
+    A province STORE: each county's run (where its inputs changed, on dask), then the roll-up 村 → 乡 → 县 → 市 →
+    省 with 强制调平 at every level, stored in the region schema; ``--level province|city|county …``."""
+    from layers.store.province import is_region_store
+
+    if is_region_store(store):
+        from . import region
+
+        region.indicators(store, level, fmt, out, area_unit, registry, run_id, workers, scheduler, force)
+        return
+    from .region import refuse_county_options
+
+    refuse_county_options(None, scheduler, force, f"{store} is one county's store")
+    if workers is not None:
+        raise RuleError("--workers applies to a province store; one county's indicators run in one process")
+    if level in ("province", "city"):
+        raise RuleError(f"--level {level} needs a province store (yzt ingest region.yaml --store …); {store} "
+                        "holds one county")
     s = open_store(store)
     if run_id is not None:
         if registry is not None:
@@ -88,8 +109,19 @@ def selfeval(store, targets, fmt, out, unit_code, run_id):
 @area_unit_opt
 @run_id_opt
 def charts(store, out_dir, fmt, area_unit, run_id):
-    """Draw the report charts (耕地 / 地类 / 预判结论 by 乡镇, 冲突 by kind) with Chinese labels."""
-    from ..reports.charts import draw_charts
+    """Draw the report charts (耕地 / 地类 / 预判结论 by 乡镇, 冲突 by kind) with Chinese labels.
+
+    A province STORE: the same by 市 and by 县, from its latest roll-up (or --run-id)."""
+    from layers.store.province import is_region_store
+
+    from ..reports.charts import draw_charts, draw_region_charts
+
+    if is_region_store(store):
+        from ..jobs.region import load_rollup
+
+        for path in draw_region_charts(load_rollup(store, run_id), out_dir, fmt=fmt, area_unit=area_unit):
+            click.echo(str(path))
+        return
 
     s = open_store(store)
     run = jobs.latest_or_new_run(s, run_id)

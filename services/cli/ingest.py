@@ -3,6 +3,7 @@
     yzt ingest data/sample/manifest.yaml --store out/sample/store.gpkg
     yzt ingest manifest.yaml --store "postgresql://yzt@db:5432/gis?schema=county_130599" --role monitoring
     yzt check data/sample/manifest.yaml [--json]
+    yzt ingest DIR/region.yaml --store "postgresql://yzt@db:5432/gis?schema=prov" [--workers N | --scheduler ADDR]
 
 Exit codes: 0 done / no error findings; 1 `check` found errors; 2 a YztError (one line on stderr).
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from .options import json_opt, manifest_arg, store_opt
+from .options import force_opt, json_opt, manifest_arg, scheduler_opt, store_opt, workers_opt
 
 
 @click.command("ingest")
@@ -26,18 +27,44 @@ from .options import json_opt, manifest_arg, store_opt
 @click.option("--no-progress", is_flag=True, help="no progress bars on stderr")
 @click.option("--allow-empty", is_flag=True,
               help="let a layer with no features replace a stored layer that has some (refused otherwise)")
+@workers_opt
+@scheduler_opt
+@force_opt
 @json_opt
 def ingest(manifest: Path, store: str, roles: tuple[str, ...], no_progress: bool, allow_empty: bool,
-           as_json: bool) -> None:
+           workers: int | None, scheduler: str | None, force: bool, as_json: bool) -> None:
     """Load every layer of MANIFEST into STORE in one atomic write (入库).
 
     Any error (unreadable or damaged file, unknown CRS, missing required field, another region in the store,
     an empty layer in place of a stored one …) stops before anything is written: the store keeps its previous
     content.
+
+    MANIFEST may be a region set (region.yaml listing county manifests): every county is then ingested into
+    its own schema of the PostGIS province STORE, county by county on dask (docs/scale.md); counties whose
+    inputs did not change are skipped.
     """
+    from layers.region import is_region_file
+
     from ..jobs.ingest import load
 
-    result = load(manifest, store, roles=list(roles) or None, progress=not no_progress, allow_empty=allow_empty)
+    if is_region_file(manifest):
+        from . import region
+
+        if roles or allow_empty:
+            from layers.errors import YztError
+
+            raise YztError("--role and --allow-empty re-ingest layers of one county: give that county's "
+                           "manifest.yaml and its store (the province store's county schema)")
+        region.ingest(manifest, store, workers, scheduler, force, no_progress, as_json)
+        return
+    if workers is not None or scheduler is not None or force:
+        from layers.errors import YztError
+
+        raise YztError(f"--workers, --scheduler and --force apply to a region set (region.yaml); {manifest} is "
+                       "one county's manifest")
+
+    result = load(manifest, store, roles=list(roles) or None, progress=not no_progress,
+                  allow_empty=allow_empty)
     click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) if as_json else result.to_text())
 
 

@@ -26,8 +26,16 @@ manifest_opt = click.option("--manifest", "manifest", required=True, metavar="MA
 
 json_opt = click.option("--json", "as_json", is_flag=True, help="print the result as JSON instead of text")
 
-workers_opt = click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
-                           help="threads for the overlays")
+workers_opt = click.option("--workers", type=click.IntRange(1, 64), default=None,
+                           help="one county: threads for the overlays (default 2); a province (region.yaml or a "
+                                "province store): dask worker processes of a local cluster (default 2)")
+
+scheduler_opt = click.option("--scheduler", default=None, metavar="ADDRESS",
+                             help="a province: run the counties on this running dask cluster (tcp://host:8786) "
+                                  "instead of a local one")
+
+force_opt = click.option("--force", is_flag=True,
+                         help="a province: redo every county, even those whose inputs did not change")
 
 area_unit_opt = click.option("--area-unit", type=click.Choice(["ha", "mu", "m2"]), default="ha", show_default=True,
                              help="area unit of the tables (公顷, 亩, m²)")

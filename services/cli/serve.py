@@ -58,8 +58,17 @@ def serve(store, host, port, tokens_file, base_url, anonymous_read, evidence_dir
             pairs[role.strip()] = Path(path)
         overrides["rasters"] = pairs
     settings = Settings(**overrides)
-    with open_store(settings.store) as s:  # fail now, in one line, if the store is unusable
-        layers = s.layer_names()
+    from layers.store.province import RegionStore, is_region_store
+
+    if is_region_store(settings.store):  # a province: its counties' layers as one set of collections
+        with RegionStore(settings.store) as region:
+            counties = region.counties()
+        layers = sorted({name for c in counties for name in open_store(region.county_url(c)).layer_names()})
+        click.echo(f"yzt serve: province of {len(counties)} counties; the workbench is scoped by each token's unit",
+                   err=True)
+    else:
+        with open_store(settings.store) as s:  # fail now, in one line, if the store is unusable
+            layers = s.layer_names()
     if not layers:
         click.echo(f"yzt serve: warning: store {store} holds no layers yet; run `yzt ingest` first", err=True)
     app = create_app(settings)

@@ -65,7 +65,7 @@ def crs_key(uri: str) -> str | int:
 
 def supported_uris(storage_epsg: int) -> list[str]:
     """CRS URIs served for a store in ``storage_epsg`` (the default, CRS84, first)."""
-    return [CRS84, epsg_uri(CGCS2000_GEOGRAPHIC), epsg_uri(storage_epsg)]
+    return list(dict.fromkeys([CRS84, epsg_uri(CGCS2000_GEOGRAPHIC), epsg_uri(storage_epsg)]))
 
 
 @functools.lru_cache(maxsize=64)

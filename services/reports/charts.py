@@ -214,3 +214,67 @@ def draw_charts(run, out_dir: str | Path, *, fmt: str = "png", area_unit: str = 
     if not written:
         raise NotFoundError(f"run {run.run_id} has no township values to chart; check the xzq layer")
     return written
+
+
+# --- a province roll-up: the same charts by 市 and by 县 --------------------------------------------------------
+
+REGION_LEVEL_ZH = {"city": "市", "county": "县"}
+
+
+def _by_level(values: pd.DataFrame, level: str, codes: list[str], area_unit: str) -> pd.DataFrame:
+    sub = values[(values["level"] == level) & (values["indicator"].isin(codes))]
+    if len(sub) == 0:
+        return pd.DataFrame()
+    shown = sub[f"value_{area_unit}"].where(sub["unit"] == "m2", sub["value_rounded"])
+    table = sub.assign(shown=shown.astype(float)).pivot(index=["unit_code", "unit_name"], columns="indicator",
+                                                        values="shown")
+    return table[[c for c in codes if c in table.columns]].reset_index()
+
+
+def draw_region_charts(run, out_dir: str | Path, *, fmt: str = "png", area_unit: str = "ha") -> list[Path]:
+    """Per level (市, 县) of a province roll-up (services/jobs/region.RollupRun): 耕地面积, 三大地类 and the
+    pre-judgement verdicts by unit — ``cultivated_by_city.png``, ``land_categories_by_county.png`` …"""
+    if fmt not in ("png", "svg"):
+        raise YztError(f"chart format {fmt!r} is unknown; use png or svg")
+    font = cjk_font()
+    unit_zh = AREA_UNITS[area_unit][1]
+    out_dir = Path(out_dir)
+    values = run.values
+    top = values[values["level"].isin(["province", "city"])].sort_values("level", key=lambda s: s != "province")
+    region_name = str(top["unit_name"].iloc[0]) if len(top) else ""
+    footer = f"roll-up {run.run_id[:12]} · 面积为椭球面积, 省→市→县→乡→村强制调平"
+    written: list[Path] = []
+    land = (["agricultural_area", "construction_area", "unused_area"],
+            {"agricultural_area": "农用地", "construction_area": "建设用地", "unused_area": "未利用地"},
+            {"agricultural_area": "#7fb069", "construction_area": "#d1495b", "unused_area": "#c2b280"})
+    verdicts = (["verdict_legal_count", "verdict_partly_approved_count", "verdict_suspected_illegal_count",
+                 "verdict_other_count"],
+                {"verdict_legal_count": "合法", "verdict_partly_approved_count": "少批多占",
+                 "verdict_suspected_illegal_count": "未批先建", "verdict_other_count": "其他"},
+                {"verdict_legal_count": "#2a9d8f", "verdict_partly_approved_count": "#e9c46a",
+                 "verdict_suspected_illegal_count": "#e76f51", "verdict_other_count": "#8d99ae"})
+    with plt.rc_context(_style(font)):
+        for level, zh in REGION_LEVEL_ZH.items():
+            t = _by_level(values, level, ["cultivated_area"], area_unit)
+            if len(t):
+                fig, ax = plt.subplots(figsize=(max(8, 0.5 * len(t) + 2), 4.5))
+                bars = ax.bar(t["unit_name"], t["cultivated_area"], color="#4c9a2a")
+                _bar_labels(ax, bars, lambda v: f"{v:,.2f}")
+                ax.set_title(f"{region_name} 各{zh}耕地面积")
+                ax.set_ylabel(f"耕地面积 ({unit_zh})")
+                ax.set_xlabel(zh)
+                rule = "口径: DLBM ∈ {0101, 0102, 0103} 的图斑地类面积 TBDLMJ 之和 (扣除田坎); "
+                fig.text(0.01, -0.02, rule + footer, fontsize=7)
+                written.append(_save(fig, out_dir / f"cultivated_by_{level}.{fmt}", font))
+            for stem, (codes, names, colors), title, ylabel in (
+                    ("land_categories", land, "三大地类面积", f"面积 ({unit_zh})"),
+                    ("verdicts", verdicts, "监测图斑预判结论", "图斑数 (个)")):
+                t = _by_level(values, level, codes, area_unit)
+                if len(t) and all(c in t.columns for c in codes):
+                    fig, ax = _stacked_by_township(plt, t, codes, names, colors, f"{region_name} 各{zh}{title}")
+                    ax.set_ylabel(ylabel)
+                    fig.text(0.01, -0.02, footer, fontsize=7)
+                    written.append(_save(fig, out_dir / f"{stem}_by_{level}.{fmt}", font))
+    if not written:
+        raise NotFoundError(f"roll-up {run.run_id} has no 市 / 县 values to chart")
+    return written

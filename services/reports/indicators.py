@@ -11,13 +11,27 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.balance import AREA_UNITS
-from analysis.indicators import LEVEL_ZH, wide_table
+from analysis.indicators import LEVEL_ZH, LEVELS, wide_table
 from analysis.scoring import DIRECTIONS
 from layers.errors import RuleError
 
 from ..jobs.indicators import AREA_UNIT_ZH, IndicatorRun, clean_number, levels, value_unit_label
 
 FORMATS = ("json", "csv", "xlsx", "md")
+_LEVEL_ZH = {"province": "省", "city": "市", **LEVEL_ZH}  # a province roll-up (services/jobs/region.py) adds 市, 省
+
+
+def _levels(run, level: str | None) -> list[str]:
+    """The levels a ``level`` argument selects in ``run``: a county run has 县 / 乡镇 / 村, a province roll-up
+    (its ``levels`` attribute) 省 and 市 above them."""
+    known = tuple(getattr(run, "levels", LEVELS))
+    if known == LEVELS:
+        return levels(level)
+    if level is None:
+        return list(known)
+    if level not in known:
+        raise RuleError(f"level {level!r} is unknown; use one of {list(known)}")
+    return [level]
 
 def _fmt(value, decimals: int | None = None) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)):
@@ -35,7 +49,7 @@ def _decimals(run: IndicatorRun, unit: str, area_unit: str) -> int:
 
 def long_records(run: IndicatorRun, level: str | None, area_unit: str, with_ids: bool = True) -> list[dict]:
     rows = []
-    for _, r in run.values[run.values["level"].isin(levels(level))].iterrows():
+    for _, r in run.values[run.values["level"].isin(_levels(run, level))].iterrows():
         row = {
             "run_id": run.run_id, "indicator": r["indicator"], "name": r["name"], "level": r["level"],
             "unit_code": r["unit_code"], "unit_name": r["unit_name"], "value": clean_number(r["value"]),
@@ -75,7 +89,9 @@ def _run_summary(run: IndicatorRun) -> dict:
     return {"run_id": run.run_id, "started_at": m.get("started_at"), "finished_at": m.get("finished_at"),
             "registry_sha256": m.get("registry_sha256"), "analysis_run_id": m.get("analysis_run_id"),
             "input_loads": json.loads(m.get("input_loads") or "{}"), "skipped": json.loads(m.get("skipped") or "{}"),
-            "notes": json.loads(m.get("notes") or "[]"), "id_fields": json.loads(m.get("id_fields") or "{}")}
+            "notes": json.loads(m.get("notes") or "[]"), "id_fields": json.loads(m.get("id_fields") or "{}"),
+            **({"county_runs": json.loads(str(m["county_runs"])), "region_run_id": m.get("region_run_id")}
+               if m.get("county_runs") else {})}
 
 
 def _warning_records(run: IndicatorRun, level: str | None, area_unit: str | None = None) -> list[dict]:
@@ -83,7 +99,7 @@ def _warning_records(run: IndicatorRun, level: str | None, area_unit: str | None
     (``shown``, ``shown_threshold``, ``shown_unit``) beside the stored m² values."""
     if run.warnings is None or len(run.warnings) == 0:
         return []
-    w = run.warnings[run.warnings["level"].isin(levels(level))]
+    w = run.warnings[run.warnings["level"].isin(_levels(run, level))]
     balanced = run.values.set_index(["indicator", "unit_code"])
     out = []
     for r in w.to_dict("records"):
@@ -126,13 +142,14 @@ def export_markdown(run: IndicatorRun, level: str | None = None, area_unit: str 
     m = {k: (None if isinstance(v, float) and pd.isna(v) else v) for k, v in run.meta.items()}
     lines += [f"- 计算时间: {m.get('finished_at')}; 指标库 sha256: `{str(m.get('registry_sha256'))[:16]}…`; "
               f"分析运行: {m.get('analysis_run_id') or '—'}",
-              f"- 面积单位: {AREA_UNIT_ZH[area_unit]}; 面积已强制调平 (村之和 = 乡镇, 乡镇之和 = 县); "
+              f"- 面积单位: {AREA_UNIT_ZH[area_unit]}; 面积已强制调平 (村之和 = 乡镇, 乡镇之和 = 县"
+              + ("; 县之和 = 市, 市之和 = 省" if "province" in _levels(run, None) else "") + "); "
               "比率按各级汇总值计算",
               ""]
     skipped = json.loads(m.get("skipped") or "{}")
-    for level_name in levels(level):
+    for level_name in _levels(run, level):
         for group, table, decimals in report_tables(run, level_name, area_unit):
-            lines += [f"## {LEVEL_ZH[level_name]}级 · {group}", "", _md_table(table, decimals), ""]
+            lines += [f"## {_LEVEL_ZH[level_name]}级 · {group}", "", _md_table(table, decimals), ""]
     warnings = _warning_records(run, level, area_unit)
     if warnings:
         lines += ["## 预警", "", "| 指标 | 行政区 | 值 | 阈值 | 预警 |", "|---|---|---:|---|---|"]
@@ -169,9 +186,9 @@ def export_xlsx(run: IndicatorRun, path: str | Path, level: str | None = None, a
     wb = Workbook()
     wb.remove(wb.active)
     bold = Font(bold=True)
-    for level_name in levels(level):
-        ws = wb.create_sheet(f"{LEVEL_ZH[level_name]}级指标")
-        ws.append([f"{LEVEL_ZH[level_name]}级指标统计表 (面积单位: {AREA_UNIT_ZH[area_unit]}; run {run.run_id})"])
+    for level_name in _levels(run, level):
+        ws = wb.create_sheet(f"{_LEVEL_ZH[level_name]}级指标")
+        ws.append([f"{_LEVEL_ZH[level_name]}级指标统计表 (面积单位: {AREA_UNIT_ZH[area_unit]}; run {run.run_id})"])
         ws.cell(1, 1).font = bold
         for group, table, decimals in report_tables(run, level_name, area_unit):
             ws.append([])
@@ -203,7 +220,7 @@ def export_xlsx(run: IndicatorRun, path: str | Path, level: str | None = None, a
     for cell in ws[1]:
         cell.font = bold
     for w in _warning_records(run, level, area_unit):
-        ws.append([w["name"], LEVEL_ZH.get(w["level"], w["level"]), w["unit_code"], w["unit_name"],
+        ws.append([w["name"], _LEVEL_ZH.get(w["level"], w["level"]), w["unit_code"], w["unit_name"],
                    w["shown"], w["shown_unit"], f"{w['op']} {w['shown_threshold']:g}", w["label"], w["severity"]])
     ws = wb.create_sheet("运行记录")
     for key, value in _run_summary(run).items():

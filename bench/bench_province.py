@@ -1,0 +1,281 @@
+"""Benchmark: a synthetic province end to end — ingest + analyse + indicators — on PostGIS.
+
+    .venv/bin/python bench/bench_province.py --counties 30 --patches 330000    # the 10 M-patch province
+    .venv/bin/python bench/bench_province.py --counties 6 --patches 100000     # what fits a quick session
+
+Three ways over the same files, each into fresh schemas of one throw-away PostGIS cluster (tests.pgcluster):
+
+1. **single**: the single-county path, county after county (services.jobs.ingest.load, run_analysis with its
+   default 2 threads, run_indicators) in this process — what a bureau does today with `yzt` in a loop;
+2. **1 worker**: `yzt ingest region.yaml / analyse / indicators` through services.jobs.region on a LocalCluster
+   of one worker process (one thread), then the roll-up;
+3. **2 workers**: the same on two worker processes.
+
+Printed: wall seconds per stage and in all, seconds per county and per 100 000 patches, the peak RSS of every
+dask worker process (resource.getrusage in the worker: its maximum since it started) and of this process, the
+scaling efficiency T(1 worker) / (2 × T(2 workers)), and the load average before and after each run (the
+machine is shared: figures taken under load are slower).
+
+Then the spatial-partition question (dask-geopandas): on the largest county's DLTB, the per-patch work of
+ingest that can be split by space without changing a result — validity check and ellipsoidal area — timed
+serially in one process against dask_geopandas partitions (Hilbert-ordered) on the 2-worker cluster.
+
+The province files are cached in --dir (generation costs ~2 min per 330 000-patch county).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def load() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def vm_hwm_gb() -> float:
+    """Peak RSS of this process since its program started (VmHWM; ru_maxrss would include the parent's
+    footprint a spawned worker inherited at fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024 / 1024
+    return float("nan")
+
+
+def worker_stats(client) -> dict[str, tuple[float, float]]:
+    """(peak RSS GB, CPU seconds) of every dask worker process."""
+    def stats():
+        import resource
+
+        u = resource.getrusage(resource.RUSAGE_SELF)
+        return vm_hwm_gb(), u.ru_utime + u.ru_stime
+
+    return {addr: (round(v[0], 2), round(v[1], 1)) for addr, v in client.run(stats).items()}
+
+
+def schema_sizes(url: str) -> dict[str, float]:
+    """MB per county schema of the last province run (tables, TOAST and indexes)."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT n.nspname, sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n ON "
+            "n.oid = c.relnamespace WHERE c.relkind = 'r' AND n.nspname ~ '^prov[0-9]_[0-9]{6}$' "
+            "GROUP BY 1 ORDER BY 1").fetchall()
+    last = max((r[0].split("_")[0] for r in rows), default=None)
+    return {name: size / 1e6 for name, size in rows if name.startswith(f"{last}_")}
+
+
+def postgres_cpu(cluster) -> float:
+    """CPU seconds of the PostGIS cluster so far: the postmaster and its reaped backends (utime, stime, cutime,
+    cstime of /proc/<postmaster>/stat) plus the backends still running."""
+    data = Path(cluster.data_dir) if hasattr(cluster, "data_dir") else None
+    pid_file = (data / "postmaster.pid") if data else None
+    if pid_file is None or not pid_file.exists():
+        return float("nan")
+    pid = int(pid_file.read_text().split()[0])
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def times(p: int, children: bool) -> float:
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        ut, st, cut, cst = (int(fields[i]) for i in (11, 12, 13, 14))
+        return (ut + st + (cut + cst if children else 0)) / tick
+
+    total = times(pid, True)
+    for stat in Path("/proc").glob("[0-9]*/stat"):  # the backends still running
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                total += times(int(stat.parent.name), False)
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def generate(folder: Path, counties: int, patches: int) -> Path:
+    region = folder / "region.yaml"
+    if region.is_file():
+        print(f"province cached in {folder}")
+        return region
+    from data.province import write_province
+
+    t0 = time.perf_counter()
+    write_province(folder, counties, patches, progress=lambda line: print("  " + line, flush=True))
+    print(f"generated {counties} counties in {time.perf_counter() - t0:.0f} s")
+    return region
+
+
+def run_single(region_path: Path, base_url: str) -> dict:
+    from layers.region import load_region
+    from layers.store.province import with_schema
+    from services.jobs.analyse import run_analysis
+    from services.jobs.indicators import run_indicators
+    from services.jobs.ingest import load as ingest
+
+    times = {"ingest": 0.0, "analyse": 0.0, "indicators": 0.0}
+    for county in load_region(region_path).counties:
+        url = with_schema(base_url, f"single_{county.code}")
+        t = time.perf_counter()
+        ingest(county.manifest_path, url, progress=False)
+        times["ingest"] += time.perf_counter() - t
+        t = time.perf_counter()
+        run_analysis(url)
+        times["analyse"] += time.perf_counter() - t
+        t = time.perf_counter()
+        run_indicators(url)
+        times["indicators"] += time.perf_counter() - t
+    return times
+
+
+def run_province(region_path: Path, url: str, workers: int) -> tuple[dict, dict]:
+    """The three stages on a LocalCluster of ``workers``; (seconds per stage, {worker: (peak GB, CPU s)})."""
+    from services.jobs import region as jobs
+
+    times = {}
+    with jobs.region_cluster(workers=workers, memory_limit="6GiB") as client:
+        print(f"  dashboard {client.dashboard_link}", flush=True)
+        t = time.perf_counter()
+        r = jobs.ingest_region(region_path, url, client, progress=False)
+        times["ingest"] = time.perf_counter() - t
+        assert not r.failed, r.to_text()
+        done = [o.summary for o in r.outcomes if o.summary]
+        if done:
+            load_s = sum(d["seconds"] - d["write_seconds"] for d in done) / len(done)
+            write_s = sum(d["write_seconds"] for d in done) / len(done)
+            print(f"  ingest per county: load {load_s:.1f} s + PostGIS write {write_s:.1f} s (mean)", flush=True)
+        t = time.perf_counter()
+        r = jobs.analyse_region(url, client, progress=False)
+        times["analyse"] = time.perf_counter() - t
+        assert not r.failed, r.to_text()
+        stages: dict[str, float] = {}
+        for o in r.outcomes:
+            for k, v in (o.summary.get("timings") or {}).items():
+                stages[k] = stages.get(k, 0.0) + v / len(r.outcomes)
+        print(f"  analyse per county (mean, s): { {k: round(v, 1) for k, v in stages.items()} }", flush=True)
+        t = time.perf_counter()
+        r, rollup = jobs.indicators_region(url, client, progress=False)
+        times["indicators"] = time.perf_counter() - t
+        assert rollup is not None, r.to_text()
+        peaks = worker_stats(client)
+    return times, peaks
+
+
+def partition_probe(region_path: Path, npartitions: int) -> None:
+    """Validity + ellipsoidal area of the largest county's DLTB: serial vs dask-geopandas partitions."""
+    import dask_geopandas
+    import geopandas as gpd
+    import numpy as np
+    import shapely
+
+    from layers.area import ellipsoidal_area
+    from layers.region import load_region
+    from services.jobs import region as jobs
+
+    county = max(load_region(region_path).counties,
+                 key=lambda c: (c.manifest_path.parent / "dltb_2024.parquet").stat().st_size)
+    dltb = gpd.read_parquet(county.manifest_path.parent / "dltb_2024.parquet")
+    crs = dltb.crs.to_string()
+
+    def work(frame):
+        geoms = np.asarray(frame.geometry.values, dtype=object)
+        return frame.assign(valid=shapely.is_valid(geoms), area=ellipsoidal_area(geoms, crs))[["valid", "area"]]
+
+    t = time.perf_counter()
+    serial = work(dltb)
+    t_serial = time.perf_counter() - t
+    with jobs.region_cluster(workers=2):  # the Client becomes dask's default scheduler
+        t = time.perf_counter()
+        ddf = dask_geopandas.from_geopandas(dltb, npartitions=npartitions).spatial_shuffle(by="hilbert").persist()
+        ddf.map_partitions(len).compute()
+        t_shuffle = time.perf_counter() - t
+        t = time.perf_counter()
+        parts = ddf.map_partitions(work, meta={"valid": bool, "area": float}).compute()
+        t_parts = time.perf_counter() - t
+    parts = parts.loc[serial.index]
+    same = bool((parts["valid"].to_numpy() == serial["valid"].to_numpy()).all()
+                and np.array_equal(parts["area"].to_numpy(), serial["area"].to_numpy()))
+    print(f"\nspatial partitions (dask-geopandas) on {county.code}'s DLTB ({len(dltb)} patches), validity + "
+          f"ellipsoidal area: serial {t_serial:.2f} s; {npartitions} Hilbert partitions on 2 workers: shipping and "
+          f"shuffling {t_shuffle:.2f} s, then the work {t_parts:.2f} s (× {t_serial / t_parts:.2f} on the work "
+          f"alone); identical results: {same}; load {load()}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--counties", type=int, default=30)
+    ap.add_argument("--patches", type=int, default=330_000, help="DLTB patches per county")
+    ap.add_argument("--dir", type=Path, default=None, help="province files (default bench/out/province-N-P)")
+    ap.add_argument("--skip", default="", help="comma list of runs to skip: single,1,2,partitions")
+    args = ap.parse_args()
+    folder = (args.dir or ROOT / "bench" / "out" / f"province-{args.counties}-{args.patches}").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    region_path = generate(folder, args.counties, args.patches)
+    from layers.region import load_region
+
+    region = load_region(region_path)
+    import pyarrow.parquet as pq
+
+    patches = sum(pq.read_metadata(c.manifest_path.parent / "dltb_2024.parquet").num_rows for c in region.counties)
+    print(f"province: {len(region.counties)} counties, {patches:,} DLTB patches (and as many in dltb_prev), "
+          f"cities {sorted(region.cities)}")
+    from tests.pgcluster import start_cluster
+
+    base = Path(tempfile.mkdtemp(prefix="yzt-bench-province-"))
+    cluster = start_cluster(base)
+    skip = set(filter(None, args.skip.split(",")))
+    results = {}
+    try:
+        if "single" not in skip:
+            print(f"\n[single-county path, county after county] load before {load()}", flush=True)
+            t = time.perf_counter()
+            times = run_single(region_path, cluster.url)
+            total = time.perf_counter() - t
+            results["single"] = total
+            print(f"  {({k: round(v, 1) for k, v in times.items()})} total {total:.1f} s "
+                  f"({total / len(region.counties):.1f} s per county); peak RSS {vm_hwm_gb():.2f} GB "
+                  f"(this process, all counties); load after {load()}", flush=True)
+        for workers in (1, 2):
+            if str(workers) in skip:
+                continue
+            print(f"\n[province path, {workers} worker(s)] load before {load()}", flush=True)
+            pg0 = postgres_cpu(cluster)
+            t = time.perf_counter()
+            times, peaks = run_province(region_path, f"{cluster.url}?schema=prov{workers}", workers)
+            total = time.perf_counter() - t
+            pg = postgres_cpu(cluster) - pg0
+            results[workers] = total
+            worker_cpu = sum(v[1] for v in peaks.values())
+            print(f"  {({k: round(v, 1) for k, v in times.items()})} total {total:.1f} s "
+                  f"({total / len(region.counties):.1f} s per county, {total / patches * 1e5:.1f} s per 100 000 "
+                  f"patches); peak RSS per worker {[v[0] for v in peaks.values()]} GB; CPU: workers "
+                  f"{worker_cpu:.0f} s, PostGIS {pg:.0f} s, = {(worker_cpu + pg) / total:.2f} cores busy on "
+                  f"average; load after {load()}", flush=True)
+        sizes = schema_sizes(cluster.url)
+        if sizes:
+            mb = sorted(sizes.values())
+            print(f"\nPostGIS size per county schema (tables + indexes): {mb[0]:.0f}–{mb[-1]:.0f} MB "
+                  f"(mean {sum(mb) / len(mb):.0f} MB, {sum(mb) / len(mb) / (patches / len(mb)) * 1e5:.0f} MB per "
+                  "100 000 patches)")
+        if 1 in results and 2 in results:
+            print(f"\nscaling efficiency T1 / (2 × T2) = {results[1]:.1f} / (2 × {results[2]:.1f}) = "
+                  f"{results[1] / (2 * results[2]):.2f} (target ≥ 0.85)")
+        if "single" in results and 2 in results:
+            print(f"single-county path / province on 2 workers = {results['single'] / results[2]:.2f}×")
+        if "partitions" not in skip:
+            partition_probe(region_path, npartitions=8)
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
