@@ -25,10 +25,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from .errors import ManifestError
 from .manifest import Manifest, load_manifest
+from .yamlfile import read_yaml_file
 
 LEVELS = ("province", "city", "county")
 _CODE = re.compile(r"^\d{6}$")
@@ -78,9 +77,9 @@ def is_region_file(path: str | Path) -> bool:
     p = Path(path)
     if not p.is_file():
         return False
-    try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+    try:  # the bounded loader: a manifest nested 20 000 deep is refused by load_manifest, not a RecursionError here
+        doc = read_yaml_file(p, "manifest", error=ManifestError)
+    except ManifestError:
         return False
     return isinstance(doc, dict) and ("counties" in doc or "counties_dir" in doc)
 
@@ -96,12 +95,7 @@ def _code(value, where: str) -> str:
 def load_region(path: str | Path) -> RegionSet:
     """Read and check a region set; ManifestError names the first problem and its remedy."""
     path = Path(path).resolve()
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ManifestError(f"region set {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ManifestError(f"region set {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    doc = read_yaml_file(path, "region set", missing_hint="give the path of a region.yaml", error=ManifestError)
     if not isinstance(doc, dict):
         raise ManifestError(f"region set {path} must be a mapping with region:, cities: and counties:")
     unknown = sorted(set(doc) - {"region", "cities", "counties", "counties_dir"})

@@ -5,7 +5,8 @@ declared, the body valid against the declared schema, the declared headers prese
 themselves must be valid OpenAPI (openapi-spec-validator): 3.1 for the app (FastAPI), 3.0 for the OGC API.
 
 CI runs at least 1 000 generated requests per document (derandomised: the same cases every run);
-YZT_FUZZ_EXAMPLES=<n> raises the examples per operation (bench/bench_fuzz.sh prints the figures).
+YZT_FUZZ_EXAMPLES=<n> sets the examples per operation, YZT_FUZZ_SCALE=<k> multiplies them (bench/bench_hardening.py
+runs 4 × and prints the figures).
 Before issue 12 the OGC document was not valid OpenAPI 3.0 ($ref to a schema as a parameter), advertised POST
 and OPTIONS it does not serve and a CSV link that answers 400, and the app's document declared no security
 scheme and only 200 / 422 where the API answers 400, 401, 403, 404, 412, 428 …
@@ -30,6 +31,7 @@ from schemathesis.specs.openapi.checks import (
 from tests.serve_fixtures import ADMIN, analysed_gpkg, bearer, client_for  # noqa: F401
 
 EXAMPLES = int(os.environ.get("YZT_FUZZ_EXAMPLES", "0"))
+SCALE = int(os.environ.get("YZT_FUZZ_SCALE", "1"))  # bench/bench_hardening.py: 4 × what CI runs
 CHECKS = [schemathesis.checks.not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
 
@@ -74,7 +76,7 @@ def fuzz(schema, per_operation: int, headers: dict | None = None) -> tuple[int, 
 
     calls = 0
     failures: dict[str, str] = {}
-    n = EXAMPLES or per_operation
+    n = EXAMPLES or per_operation * SCALE
 
     def check_operation(operation, mode, count) -> None:
         @given(case=operation.as_strategy(generation_mode=mode))
