@@ -153,3 +153,24 @@ def test_cli_refuses_bad_values_in_one_line(tmp_path, args, words):
     r = CliRunner().invoke(cli, ["token", "add", "--file", str(tmp_path / "t.yaml"), *args])
     assert r.exit_code == 2 and words in r.output and "Traceback" not in r.output
     assert not (tmp_path / "t.yaml").exists()
+
+
+def test_a_token_unit_scopes_a_one_county_store(analysed_gpkg, tmp_path):
+    """The sample county is 130599 (市 130500, 省 130000): tokens of the county, its 市 and 省 see its patches;
+    a token of another county or 市 is refused (403), naming the unit; a county the store does not hold is 404."""
+    tokens = {"unit-county-0123": {"user": "县", "role": "planner", "unit": "130599"},
+              "unit-city-012345": {"user": "市", "role": "planner", "unit": "130500"},
+              "unit-prov-012345": {"user": "省", "role": "planner", "unit": "130000"},
+              "unit-other-01234": {"user": "邻县", "role": "planner", "unit": "130598"},
+              "unit-ocity-01234": {"user": "邻市", "role": "planner", "unit": "130600"}}
+    client = client_for(analysed_gpkg, tmp_path, tokens=tokens)
+    for token in ("unit-county-0123", "unit-city-012345", "unit-prov-012345"):
+        r = client.get("/api/patches", params={"limit": 1}, headers=bearer(token))
+        assert r.status_code == 200 and r.json()["total"] == 50, (token, r.text[:200])
+    for token, unit in (("unit-other-01234", "130598"), ("unit-ocity-01234", "130600")):
+        r = client.get("/api/patches", params={"limit": 1}, headers=bearer(token))
+        assert r.status_code == 403, r.text[:200]
+        assert r.json()["description"] == f"user {tokens[token]['user']!r} works for unit {unit}; county 130599 " \
+                                          "is outside it"
+    r = client.get("/api/patches", params={"county": "130571"}, headers=bearer("unit-prov-012345"))
+    assert r.status_code == 404 and "holds 130599" in r.json()["description"]
