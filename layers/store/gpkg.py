@@ -446,8 +446,17 @@ def _check_where(con: sqlite3.Connection, name: str, where: str) -> None:
         con.setconfig(sqlite3.SQLITE_DBCONFIG_DQS_DML, True)
 
 
+_FAST_TYPES = {"int": pa.int64(), "float": pa.float64(), "str": pa.string()}
+
+
 def _arrow_values(values, kind: str) -> pa.Array:
     """Column values as SQLite hands them out, as the Arrow type of the column's kind (GDAL's types)."""
+    fast = _FAST_TYPES.get(kind)
+    if fast is not None:  # the common case: SQLite hands out the column's own type (or NULL) on every row
+        try:
+            return pa.array(values, fast)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            pass  # a value of another storage class (SQLite is dynamically typed): coerce one by one below
     if kind == "int":
         return pa.array([None if v is None else int(v) for v in values], pa.int64())
     if kind == "float":
