@@ -101,8 +101,10 @@ def _save(fig, path: Path, font: CJKFont) -> Path:
     return path
 
 
-def _by_township(values: pd.DataFrame, codes: list[str], area_unit: str) -> pd.DataFrame:
-    sub = values[(values["level"] == "township") & (values["indicator"].isin(codes))]
+def _by_level(values: pd.DataFrame, level: str, codes: list[str], area_unit: str) -> pd.DataFrame:
+    """One row per unit of ``level`` (unit_code, unit_name), one column per indicator of ``codes``: areas in
+    ``area_unit``, other indicators as rounded."""
+    sub = values[(values["level"] == level) & (values["indicator"].isin(codes))]
     if len(sub) == 0:
         return pd.DataFrame()
     shown = sub[f"value_{area_unit}"].where(sub["unit"] == "m2", sub["value_rounded"])
@@ -151,7 +153,7 @@ def draw_charts(run, out_dir: str | Path, *, fmt: str = "png", area_unit: str = 
 
     with plt.rc_context(_style(font)):
         # 1. 耕地面积 by 乡镇
-        t = _by_township(values, ["cultivated_area"], area_unit)
+        t = _by_level(values, "township", ["cultivated_area"], area_unit)
         if len(t):
             fig, ax = plt.subplots(figsize=(8, 4.5))
             bars = ax.bar(t["unit_name"], t["cultivated_area"], color="#4c9a2a")
@@ -168,7 +170,7 @@ def draw_charts(run, out_dir: str | Path, *, fmt: str = "png", area_unit: str = 
         codes = ["agricultural_area", "construction_area", "unused_area"]
         names = {"agricultural_area": "农用地", "construction_area": "建设用地", "unused_area": "未利用地"}
         colors = {"agricultural_area": "#7fb069", "construction_area": "#d1495b", "unused_area": "#c2b280"}
-        t = _by_township(values, codes, area_unit)
+        t = _by_level(values, "township", codes, area_unit)
         if len(t) and all(c in t.columns for c in codes):
             fig, ax = _stacked_by_township(plt, t, codes, names, colors, f"{county_name} 各乡镇三大地类面积")
             ax.set_ylabel(f"面积 ({unit_zh})")
@@ -182,7 +184,7 @@ def draw_charts(run, out_dir: str | Path, *, fmt: str = "png", area_unit: str = 
                  "verdict_suspected_illegal_count": "未批先建", "verdict_other_count": "其他"}
         colors = {"verdict_legal_count": "#2a9d8f", "verdict_partly_approved_count": "#e9c46a",
                   "verdict_suspected_illegal_count": "#e76f51", "verdict_other_count": "#8d99ae"}
-        t = _by_township(values, codes, area_unit)
+        t = _by_level(values, "township", codes, area_unit)
         if len(t) and all(c in t.columns for c in codes):
             fig, ax = _stacked_by_township(plt, t, codes, names, colors, f"{county_name} 各乡镇监测图斑预判结论")
             ax.set_ylabel("图斑数 (个)")
@@ -219,16 +221,6 @@ def draw_charts(run, out_dir: str | Path, *, fmt: str = "png", area_unit: str = 
 # --- a province roll-up: the same charts by 市 and by 县 --------------------------------------------------------
 
 REGION_LEVEL_ZH = {"city": "市", "county": "县"}
-
-
-def _by_level(values: pd.DataFrame, level: str, codes: list[str], area_unit: str) -> pd.DataFrame:
-    sub = values[(values["level"] == level) & (values["indicator"].isin(codes))]
-    if len(sub) == 0:
-        return pd.DataFrame()
-    shown = sub[f"value_{area_unit}"].where(sub["unit"] == "m2", sub["value_rounded"])
-    table = sub.assign(shown=shown.astype(float)).pivot(index=["unit_code", "unit_name"], columns="indicator",
-                                                        values="shown")
-    return table[[c for c in codes if c in table.columns]].reset_index()
 
 
 def draw_region_charts(run, out_dir: str | Path, *, fmt: str = "png", area_unit: str = "ha") -> list[Path]:
