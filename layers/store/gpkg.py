@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import os
 import shutil
 import sqlite3
@@ -40,6 +39,7 @@ import pyogrio
 import shapely
 
 from ..errors import NotFoundError, StoreError, YztError
+from ..filelock import exclusive
 from ..records import Finding, LoadRecord
 from .base import (
     FINDING_COLUMNS,
@@ -135,18 +135,12 @@ class GeoPackageStore(Store):
         other threads alike: every call opens its own descriptor). Not re-entrant: do not call
         ``write_layers`` / ``write_tables`` of the same store while holding it.
         """
-        lock_path = self.path.with_name(f".{self.path.name}.lock")
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o664)
-        except OSError as exc:
-            raise StoreError(f"cannot write GeoPackage store {self.url}: {exc.strerror} ({lock_path}); "
-                             "check the folder's permissions") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        def refused(exc: OSError, lock_path: Path) -> StoreError:
+            return StoreError(f"cannot write GeoPackage store {self.url}: {exc.strerror} ({lock_path}); check the "
+                              "folder's permissions")
+
+        with exclusive(self.path, mode=0o664, error=refused):
             yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
 
     def _recover(self) -> None:
         """Under the writer lock: roll back a hot journal left by a killed in-place write; drop stray copies."""

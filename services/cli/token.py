@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import json
 import os
 import secrets
@@ -20,6 +19,7 @@ import click
 import yaml
 
 from layers.errors import RuleError
+from layers.filelock import exclusive
 
 from ..auth import read_tokens_file, token_hash
 from ..settings import ROLES
@@ -38,18 +38,6 @@ def _now() -> dt.datetime:
 
 def _stamp(value: dt.datetime | None) -> str | None:
     return None if value is None else value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@contextlib.contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def read_entries(path: Path) -> list[dict]:
@@ -95,7 +83,8 @@ def add_token(path: Path, user: str, role: str, unit: str | None = None, expires
     if expires is not None and expires <= now:
         raise RuleError(f"expiry {_stamp(expires)} is not in the future")
     token = "yzt_" + secrets.token_urlsafe(32)
-    with _locked(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(path):
         entries = read_entries(path)
         ids = {str(e.get("id")) for e in entries}
         token_id = secrets.token_hex(4)
@@ -108,7 +97,8 @@ def add_token(path: Path, user: str, role: str, unit: str | None = None, expires
 
 
 def revoke_token(path: Path, token_id: str, now: dt.datetime | None = None) -> dict:
-    with _locked(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(path):
         entries = read_entries(path)
         for entry in entries:
             if str(entry.get("id")) == token_id:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import hmac
 import json
@@ -40,6 +39,7 @@ import pandas as pd
 
 from analysis.workflow import TransitionError, Workflow, load_workflow, match_states
 from layers.errors import ConflictError, FieldError, NotFoundError
+from layers.filelock import exclusive
 from layers.store import Store, open_store, open_workflow_tables
 from layers.store.query import And, Compare, Expr, In, Or, all_of
 from layers.store.workflow import (
@@ -145,9 +145,7 @@ class AuditSeal:
         if self.anchor is None:
             return
         self.anchor.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.anchor.with_name(f".{self.anchor.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with exclusive(self.anchor):
             doc: dict = {}
             with contextlib.suppress(OSError, ValueError):
                 doc = json.loads(self.anchor.read_text(encoding="utf-8"))
@@ -159,9 +157,6 @@ class AuditSeal:
             tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
             os.chmod(tmp, 0o600)
             os.replace(tmp, self.anchor)
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
 
 
 @dataclass
