@@ -1706,6 +1706,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--messy", type=Path, default=None, help="also write the messy variants into this folder")
     ap.add_argument("--province", type=int, default=None, metavar="N",
                     help="a synthetic province of N counties (--patches each, default 3000) and its region.yaml")
+    ap.add_argument("--jobs", type=int, default=1, help="--province: counties written at once (processes)")
     args = ap.parse_args(argv)
     if args.province is not None:
         if args.out is None:
@@ -1713,7 +1714,7 @@ def main(argv: list[str] | None = None) -> int:
         from .province import write_province
 
         t0 = time.perf_counter()
-        path = write_province(args.out, args.province, args.patches or 3000, seed=args.seed)
+        path = write_province(args.out, args.province, args.patches or 3000, seed=args.seed, jobs=args.jobs)
         print(f"wrote {path} in {time.perf_counter() - t0:.1f} s")
         return 0
     n_patches = args.patches or (300_000 if args.county_size else None)
