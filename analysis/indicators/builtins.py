@@ -3,6 +3,7 @@ they reconcile with the land statistics to the square metre."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -17,6 +18,7 @@ from layers.errors import CRSError
 from ..changes import unchanged_mask
 from ..faces import disjoint_faces
 from .context import Contribution, _Context, overlay_areas
+from .prepare import CountNote
 
 
 def _yjjbnt_pieces(ctx: _Context) -> pd.DataFrame:
@@ -32,11 +34,10 @@ def _yjjbnt_pieces(ctx: _Context) -> pd.DataFrame:
         pieces["cultivated"] = tb["DLBM"].isin(ctx.registry.code_sets.get("cultivated", set())).to_numpy()[r]
         pieces["yj_id"] = face_ids[pieces["left"].to_numpy()] if len(pieces) else []
         pieces["tb_id"] = ctx.ids("dltb").to_numpy()[r]
-        total = float(ellipsoidal_area(faces.geometry.values, yj.crs).sum())
-        covered = float(pieces["area_m2"].sum())
-        if total - covered > 1.0:
-            ctx.notes.append(f"yjjbnt: {total - covered:.2f} m² of 永久基本农田 lie outside the DLTB coverage and "
-                             "are not counted")
+        mine = ctx.owned_villages(pieces["village"].to_numpy())
+        ctx.notes.append(CountNote("outside_coverage", "yjjbnt",
+                                   total=math.fsum(ellipsoidal_area(faces.geometry.values, yj.crs)),
+                                   covered=math.fsum(pieces["area_m2"].to_numpy()[mine])))
         ctx._cache["yjjbnt"] = pieces
     return ctx._cache["yjjbnt"]
 

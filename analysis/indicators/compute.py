@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import geopandas as gpd
 import numpy as np
@@ -13,6 +14,7 @@ from layers.errors import FieldError, RuleError
 from .builtins import BUILTINS
 from .context import Contribution, IndicatorResult, _Context
 from .expression import _as_bool, _is_series
+from .prepare import merge_notes, note_texts
 from .registry import LEVELS, Indicator, Registry, Term
 from .tables import _complete_units, _long_table, _warnings
 
@@ -82,19 +84,46 @@ def _merge_ids(parts: list[dict[str, list]]) -> dict[str, list]:
     return {layer: sorted(values, key=lambda v: (isinstance(v, str), v)) for layer, values in sorted(out.items())}
 
 
-def compute_indicators(layers: Mapping[str, gpd.GeoDataFrame], registry: Registry,
-                       code_sets: Mapping[str, str | None] | None = None) -> IndicatorResult:
-    """Every registered indicator for every unit (county, 乡镇, 村) of the xzq layer.
+@dataclass
+class IndicatorParts:
+    """What compute_indicators knows per village before it rolls up: everything a spatial partition of the
+    county contributes. Parts of disjoint villages merge (:func:`merge_parts`) into the whole county's, and
+    :func:`finish_indicators` makes the long table from either — the single-county path is one part.
 
-    ``layers``: the store's layers by name (absent layers may be missing or None: indicators that need
-    them are reported in ``skipped``). ``code_sets``: the land-use code set of dltb / dltb_prev as recorded at
-    ingest (missing → detected). Returns the long table described in :class:`IndicatorResult`.
-    """
-    ctx = _Context(layers, registry, code_sets)
+    ``sums``: indicator → the village's Σ of contributions (summed in value order, so the same records give
+    the same sum whatever order they were read in); ``ids``: indicator → {unit: {layer: sorted ids}} for the
+    villages and 乡镇 of the part and the county's share; ``villages``: the village codes met in the data."""
+
+    units: pd.DataFrame
+    skipped: dict[str, str]
+    sums: dict[str, pd.Series]
+    ids: dict[str, dict[str, dict[str, list]]]
+    villages: list[str]
+    notes: list
+    id_fields: dict[str, str]
+
+
+def _village_sums(values: pd.DataFrame) -> pd.Series:
+    """Σ value per village, the addends taken in (village, value) order: a sum that does not depend on the
+    order the records came in (partitions read them in another order than the whole county)."""
+    if len(values) == 0:
+        return pd.Series([], dtype=float, index=pd.Index([], dtype=object, name="village"))
+    ordered = values[["village", "value"]].astype({"village": str}).sort_values(["village", "value"], kind="stable")
+    return ordered.groupby("village", sort=True)["value"].sum()
+
+
+def indicator_parts(layers: Mapping[str, gpd.GeoDataFrame], registry: Registry,
+                    code_sets: Mapping[str, str | None] | None = None, *,
+                    owned: Mapping[str, np.ndarray] | None = None,
+                    owns: Callable[[np.ndarray], np.ndarray] | None = None) -> IndicatorParts:
+    """The per-village contributions of every measure and built-in indicator (formulas wait for the finish).
+
+    ``owned`` / ``owns``: a spatial partition (analysis.indicators.context._Context); only the villages it owns
+    are kept, so that partitions covering every village once add up to the county."""
+    ctx = _Context(layers, registry, code_sets, owned=owned, owns=owns)
     skipped: dict[str, str] = {}
     contributions: dict[str, Contribution] = {}
-    order = registry.order()
-    for code in order:
+    for code in registry.order():
         ind = registry.indicators[code]
         if ind.kind == "formula":
             missing = [d for d in sorted(registry.dependencies(code)) if d in skipped]
@@ -106,29 +135,61 @@ def compute_indicators(layers: Mapping[str, gpd.GeoDataFrame], registry: Registr
             skipped[code] = f"layer(s) {', '.join(absent)} not in the store"
             continue
         if ind.kind == "builtin":
-            contributions[code] = BUILTINS[str(ind.builtin)][1](ctx)
+            contrib = BUILTINS[str(ind.builtin)][1](ctx)
         else:
-            contributions[code] = Contribution.concat([_term_contribution(ctx, ind, t) for t in ind.terms])
+            contrib = Contribution.concat([_term_contribution(ctx, ind, t) for t in ind.terms])
+        if owns is not None:
+            contrib = Contribution(contrib.values[ctx.owned_villages(contrib.values["village"].astype(str))],
+                                   contrib.ids[ctx.owned_villages(contrib.ids["village"].astype(str))])
+        contributions[code] = contrib
+    villages = sorted({str(v) for c in contributions.values() for v in pd.unique(c.values["village"].astype(str))})
+    return IndicatorParts(ctx.units, skipped, {code: _village_sums(c.values) for code, c in contributions.items()},
+                          {code: _id_lists(c.ids) for code, c in contributions.items()}, villages, ctx.notes,
+                          dict(ctx.id_fields))
 
-    units = _complete_units(ctx.units, [c.values["village"] for c in contributions.values()])
+
+def merge_parts(parts: list[IndicatorParts]) -> IndicatorParts:
+    """Parts of disjoint villages (and 乡镇) as one: sums and ids side by side, the county's ids united."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    sums = {code: pd.concat([p.sums[code] for p in parts if code in p.sums]).sort_index() for code in first.sums}
+    ids: dict[str, dict[str, dict[str, list]]] = {}
+    for code in first.sums:
+        merged: dict[str, dict[str, list]] = {}
+        for p in parts:
+            for unit, by_layer in p.ids.get(code, {}).items():
+                merged[unit] = _merge_ids([merged[unit], by_layer]) if unit in merged else by_layer
+        ids[code] = dict(sorted(merged.items()))
+    id_fields: dict[str, str] = {}
+    for p in parts:
+        id_fields.update(p.id_fields)
+    return IndicatorParts(first.units, first.skipped, sums, ids,
+                          sorted({v for p in parts for v in p.villages}), merge_notes([p.notes for p in parts]),
+                          id_fields)
+
+
+def finish_indicators(parts: IndicatorParts, registry: Registry) -> IndicatorResult:
+    """Villages → 乡镇 → 县 sums, the formula indicators, balanced long table and warnings."""
+    skipped = parts.skipped
+    units = _complete_units(parts.units, [pd.Series(parts.villages, dtype=object)])
     index = pd.Index(units["code"].tolist(), name="unit_code")
     wide = pd.DataFrame(index=index)
     ids_by_unit: dict[str, dict[str, dict[str, list]]] = {}
     codes = units["code"].tolist()
     position = {c: k for k, c in enumerate(codes)}
     by_level = {lvl: [c for c, u in zip(codes, units["level"]) if u == lvl] for lvl in LEVELS}
-    for code, contrib in contributions.items():
+    for code, sums in parts.sums.items():
         column = np.zeros(len(codes))
-        if len(contrib.values):  # villages: Σ contributions; 乡镇: Σ villages; 县: Σ 乡镇
-            sums = contrib.values.groupby("village")["value"].sum()
-            for village, v in zip(sums.index.astype(str), sums.to_numpy()):
-                column[position[village]] += v
-        for child_level, n in (("village", 9), ("township", 6)):
+        for village, v in zip(sums.index.astype(str), sums.to_numpy()):  # villages: Σ contributions
+            column[position[village]] += v
+        for child_level, n in (("village", 9), ("township", 6)):  # 乡镇: Σ villages; 县: Σ 乡镇
             for child in by_level[child_level]:
                 column[position[child[:n]]] += column[position[child]]
         wide[code] = column
-        ids_by_unit[code] = _id_lists(contrib.ids)
+        ids_by_unit[code] = parts.ids[code]
 
+    order = registry.order()
     for code in order:
         ind = registry.indicators[code]
         if ind.kind != "formula" or code in skipped:
@@ -152,4 +213,16 @@ def compute_indicators(layers: Mapping[str, gpd.GeoDataFrame], registry: Registr
 
     values = _long_table(wide, units, registry, ids_by_unit)
     warnings = _warnings(values, registry)
-    return IndicatorResult(values, warnings, skipped, ctx.notes, dict(ctx.id_fields))
+    return IndicatorResult(values, warnings, skipped, note_texts(parts.notes), dict(parts.id_fields))
+
+
+def compute_indicators(layers: Mapping[str, gpd.GeoDataFrame], registry: Registry,
+                       code_sets: Mapping[str, str | None] | None = None) -> IndicatorResult:
+    """Every registered indicator for every unit (county, 乡镇, 村) of the xzq layer.
+
+    ``layers``: the store's layers by name (absent layers may be missing or None: indicators that need
+    them are reported in ``skipped``). ``code_sets``: the land-use code set of dltb / dltb_prev as recorded at
+    ingest (missing → detected). Returns the long table described in :class:`IndicatorResult`. The same as
+    :func:`finish_indicators` over the merged :func:`indicator_parts` of partitions that cover the county.
+    """
+    return finish_indicators(indicator_parts(layers, registry, code_sets), registry)

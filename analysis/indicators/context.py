@@ -66,13 +66,21 @@ class IndicatorResult:
 
 
 class _Context:
+    """``owned`` (a spatial partition of the county, services/jobs/indicators.py): per survey layer, which of
+    its rows the partition answers for (the others are its surroundings, read so that every overlay of an owned
+    row is complete); ``owns`` tells the villages whose values the partition reports. None: the whole county."""
+
     def __init__(self, layers: Mapping[str, gpd.GeoDataFrame], registry: Registry,
-                 code_sets: Mapping[str, str | None] | None = None):
+                 code_sets: Mapping[str, str | None] | None = None, *,
+                 owned: Mapping[str, np.ndarray] | None = None,
+                 owns: Callable[[np.ndarray], np.ndarray] | None = None):
         self.raw = layers
         self.code_sets = dict(code_sets or {})
         self.registry = registry
         self.options = registry.options
-        self.notes: list[str] = []
+        self.owned = dict(owned or {})
+        self.owns = owns
+        self.notes: list = []  # texts and CountNotes (prepare.py)
         self.id_fields: dict[str, str] = {}
         self._prepared: dict[str, gpd.GeoDataFrame] = {}
         self._villages_of: dict[str, pd.Series] = {}
@@ -93,7 +101,8 @@ class _Context:
         if name not in self._prepared:
             gdf = self.raw[name].reset_index(drop=True)
             if name in SURVEY_LAYERS:
-                gdf = prepare_survey(gdf, name, self.notes, self.code_sets.get(name)).reset_index(drop=True)
+                gdf = prepare_survey(gdf, name, self.notes, self.code_sets.get(name),
+                                     owned=self.owned.get(name)).reset_index(drop=True)
             elif name == "flagged_patches":
                 gdf = prepare_patches(gdf, self.options)
             self._prepared[name] = gdf
@@ -115,6 +124,11 @@ class _Context:
         self.id_fields[name] = "row"  # 1-based row number in the stored layer
         self.notes.append(f"{name}: no unique {column!r} column; record ids are 1-based row numbers")
         return pd.Series(np.arange(1, len(gdf) + 1), index=gdf.index).map(int)
+
+    def owned_villages(self, villages) -> np.ndarray:
+        """Which of these village codes the partition reports (all of them for the whole county)."""
+        villages = np.asarray(villages, dtype=object)
+        return np.ones(len(villages), bool) if self.owns is None else np.asarray(self.owns(villages), bool)
 
     def valid_village(self, codes: pd.Series) -> pd.Series:
         codes = codes.astype("string").str.strip()

@@ -3,6 +3,8 @@ code set), flagged_patches with checked / illegal and the illegal parts."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -32,8 +34,8 @@ def _require(gdf: pd.DataFrame, layer: str, columns: list[str]):
 UNKNOWN_CATEGORY = "未识别地类"
 
 
-def prepare_survey(gdf: gpd.GeoDataFrame, layer: str, notes: list[str] | None = None,
-                   code_set: str | None = None) -> gpd.GeoDataFrame:
+def prepare_survey(gdf: gpd.GeoDataFrame, layer: str, notes: list | None = None,
+                   code_set: str | None = None, owned: np.ndarray | None = None) -> gpd.GeoDataFrame:
     """DLTB with recomputed TBMJ / KCMJ / TBDLMJ, normalised DLBM, 三类 category and village code.
 
     * ``code_set``: the layer's land-use code set as recorded at ingest (None → detected from the codes, and an
@@ -45,6 +47,10 @@ def prepare_survey(gdf: gpd.GeoDataFrame, layer: str, notes: list[str] | None = 
     * Exact duplicate patches (same geometry, same DLBM and KCXS — a patch exported twice) are counted once
       (the first, lowest yzt_fid), with a note; duplicates that disagree on DLBM or KCXS raise FieldError,
       since either land use could be the true one.
+    * ``owned`` (one flag per row; spatial partitions, services/jobs/indicators.py): the rows this partition
+      answers for. ``gdf`` then also holds rows around them that other partitions own; the notes count owned
+      rows only (a duplicate group belongs to the partition owning its kept row), so that the partitions'
+      notes add up to the whole county's (:class:`CountNote`).
     """
     notes = notes if notes is not None else []
     _require(gdf, layer, ["DLBM", "ZLDWDM", F.AREA])
@@ -80,26 +86,102 @@ def prepare_survey(gdf: gpd.GeoDataFrame, layer: str, notes: list[str] | None = 
     out["KCMJ"] = kcmj_cents / 100.0
     out["TBDLMJ"] = (tbmj_cents - kcmj_cents) / 100.0
     out["category"] = out["DLBM"].map(CATEGORY_SANDIAO).fillna(UNKNOWN_CATEGORY)
-    unknown = out["category"] == UNKNOWN_CATEGORY
+    owned_rows = pd.Series(True if owned is None else np.asarray(owned, bool), index=out.index)
+    unknown = (out["category"] == UNKNOWN_CATEGORY) & owned_rows
     if unknown.any():
-        label = out["BSM"] if "BSM" in out.columns else out.index.to_series()
-        codes = sorted(set(map(str, out.loc[unknown, "DLBM"])))
-        ids = label[unknown].astype(str).tolist()[:5]
-        notes.append(f"{layer}: {int(unknown.sum())} patch(es) with codes outside 三调 ({codes}; BSM {ids}) "
-                     f"counted as {UNKNOWN_CATEGORY}, in none of the three categories")
-    out = _drop_duplicate_patches(out, layer, notes)
+        label = _labels(out)
+        order = _order(out)
+        notes.append(CountNote("unknown_codes", layer, int(unknown.sum()),
+                               [(int(o), lb) for o, lb in zip(order[unknown], label[unknown])][:5],
+                               frozenset(map(str, out.loc[unknown, "DLBM"]))))
+    out = _drop_duplicate_patches(out, layer, notes, owned_rows)
     out["village"] = out["ZLDWDM"].astype("string").str.strip().str[:12]
     return out
 
 
-def _drop_duplicate_patches(gdf: gpd.GeoDataFrame, layer: str, notes: list[str]) -> gpd.GeoDataFrame:
+def _labels(gdf: pd.DataFrame) -> pd.Series:
+    """How a note names a patch: its BSM, else its row id in the store (yzt_fid), else its position."""
+    if "BSM" in gdf.columns:
+        return gdf["BSM"].astype(str)
+    if F.FID in gdf.columns:
+        return gdf[F.FID].astype(str)
+    return pd.Series(np.arange(len(gdf)).astype(str), index=gdf.index)
+
+
+def _order(gdf: pd.DataFrame) -> pd.Series:
+    """A row's place in the stored layer (notes list examples in this order)."""
+    if F.FID in gdf.columns:
+        return pd.to_numeric(gdf[F.FID], errors="coerce").fillna(-1).astype(np.int64)
+    return pd.Series(np.arange(len(gdf)), index=gdf.index)
+
+
+@dataclass
+class CountNote:
+    """A note whose count and examples add up over the spatial partitions of a county (they are merged with
+    :meth:`add`, then written once with :meth:`text`); the single-county path makes one from the whole layer.
+
+    ``examples``: (place in the stored layer, example) — the note shows the first five in stored order."""
+
+    kind: str  # unknown_codes | duplicates | outside_coverage
+    layer: str
+    count: int = 0
+    examples: list = field(default_factory=list)
+    codes: frozenset = frozenset()
+    total: float = 0.0  # outside_coverage: the layer's area (the same in every partition)
+    covered: float = 0.0  # … and the part of it DLTB covers (adds up over partitions)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.kind, self.layer
+
+    def add(self, other: CountNote) -> CountNote:
+        return CountNote(self.kind, self.layer, self.count + other.count, sorted(self.examples + other.examples),
+                         self.codes | other.codes, max(self.total, other.total), self.covered + other.covered)
+
+    def text(self) -> str | None:
+        first = [e for _, e in sorted(self.examples)[:5]]
+        if self.kind == "unknown_codes":
+            return (f"{self.layer}: {self.count} patch(es) with codes outside 三调 ({sorted(self.codes)}; BSM "
+                    f"{first}) counted as {UNKNOWN_CATEGORY}, in none of the three categories")
+        if self.kind == "duplicates":
+            return f"{self.layer}: {self.count} exact duplicate patch(es) counted once: {first}"
+        if self.kind == "outside_coverage":
+            outside = self.total - self.covered
+            return (f"{self.layer}: {outside:.2f} m² of 永久基本农田 lie outside the DLTB coverage and are not "
+                    "counted") if outside > 1.0 else None
+        raise ValueError(f"unknown note kind {self.kind!r}")  # pragma: no cover - the kinds above
+
+
+def merge_notes(parts: list[list]) -> list:
+    """The notes of several partitions as one list: texts once each (in first-seen order), CountNotes of one
+    kind and layer added up in the place of the first."""
+    out: list = []
+    where: dict = {}
+    for notes in parts:
+        for note in notes:
+            key = note.key if isinstance(note, CountNote) else note
+            if key not in where:
+                where[key] = len(out)
+                out.append(note)
+            elif isinstance(note, CountNote):
+                out[where[key]] = out[where[key]].add(note)
+    return out
+
+
+def note_texts(notes: list) -> list[str]:
+    """The notes as texts, sorted (most begin with their layer): the same list however the rows were split."""
+    return sorted({t for t in ((n.text() if isinstance(n, CountNote) else n) for n in notes) if t is not None})
+
+
+def _drop_duplicate_patches(gdf: gpd.GeoDataFrame, layer: str, notes: list,
+                            owned: pd.Series) -> gpd.GeoDataFrame:
     if len(gdf) == 0:
         return gdf
     keys = pd.Series(shapely.to_wkb(shapely.normalize(np.asarray(gdf.geometry.values))), index=gdf.index)
     dup = keys.duplicated(keep=False)
     if not dup.any():
         return gdf
-    label = gdf["BSM"].astype(str) if "BSM" in gdf.columns else pd.Series(gdf.index.astype(str), index=gdf.index)
+    label = _labels(gdf)
     groups = gdf[dup].assign(_key=keys[dup]).groupby("_key", sort=False)
     for _, grp in groups:
         if grp["DLBM"].nunique() > 1 or grp["KCXS"].nunique() > 1:
@@ -107,8 +189,12 @@ def _drop_duplicate_patches(gdf: gpd.GeoDataFrame, layer: str, notes: list[str])
                              f"different DLBM / KCXS ({grp['DLBM'].tolist()}, {grp['KCXS'].tolist()}); remove the "
                              "wrong one before computing indicators")
     drop = keys.duplicated(keep="first")
-    pairs = [label[grp.index].tolist() for _, grp in groups]
-    notes.append(f"{layer}: {int(drop.sum())} exact duplicate patch(es) counted once: {pairs[:5]}")
+    order = _order(gdf)
+    # a group is the note of the partition that owns its kept (first) row
+    groups_owned = [grp for _, grp in groups if owned[grp.index[0]]]
+    if groups_owned:
+        notes.append(CountNote("duplicates", layer, sum(len(grp) - 1 for grp in groups_owned),
+                               [(int(order[grp.index[0]]), label[grp.index].tolist()) for grp in groups_owned]))
     return gdf[~drop]
 
 

@@ -91,6 +91,12 @@ class Store(ABC):
         StoreError for an unknown column or a bad where clause.
         """
 
+    def read_attributes(self, name: str, columns: list[str], where: Where | None = None) -> pd.DataFrame:
+        """Attribute columns of a layer without its geometry, rows in stored order (a planning read: the
+        backends override it so that no geometry is decoded)."""
+        frame = self.read_layer(name, columns=columns, where=where)
+        return pd.DataFrame(frame.drop(columns=frame.geometry.name))
+
     @abstractmethod
     def count(self, name: str, bbox: BBox | None = None, where: Where | None = None) -> int:
         """Number of rows read_layer would return without limit/offset."""

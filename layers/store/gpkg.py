@@ -303,6 +303,17 @@ class GeoPackageStore(Store):
         frame = frame_from_arrow(table, geom_field, epsg)
         return frame[[*attrs, GEOMETRY]]
 
+    def read_attributes(self, name: str, columns: list[str], where: Where | None = None) -> pd.DataFrame:
+        with self._read() as con:
+            geom_col, _ = self._layer_geometry(con, name)
+            sql_where, attrs = self._select(con, name, columns, None, where, geom_col)
+            kinds = self._columns(con, name)
+        if not attrs:
+            raise StoreError(f"read_attributes of {name!r} needs at least one column")
+        table = self._run_sql(f"SELECT {', '.join(_q(c) for c in attrs)} FROM {_q(name)}{sql_where} ORDER BY fid",
+                              f"layer {name!r}", kinds)
+        return frame_from_arrow(table, None, None)[attrs]
+
     def count(self, name: str, bbox: BBox | None = None, where: Where | None = None) -> int:
         bbox = validate_bbox(bbox)
         with self._read() as con:

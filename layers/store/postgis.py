@@ -345,6 +345,17 @@ class PostGISStore(Store):
         frame = frame_from_arrow(table, GEOMETRY, entry["epsg"], decode_geometry=_from_hex)
         return frame[[*cols, GEOMETRY]]
 
+    def read_attributes(self, name: str, columns: list[str], where: Where | None = None) -> pd.DataFrame:
+        with self._reading(lock=name, what=f"reading layer {name!r} from") as conn:
+            entry = self._entry(name, "layer", conn)
+            cols = self._pick(name, columns, conn)
+            if not cols:
+                raise StoreError(f"read_attributes of {name!r} needs at least one column")
+            sql = (f"SELECT {', '.join(self._select_list(cols))} FROM {self._t(name)}"
+                   f"{self._where(None, where, entry['epsg'])} ORDER BY fid")
+            table = self._copy_out(conn, sql, list(cols), list(cols.values()))
+        return frame_from_arrow(_utc(table, cols), None, None)[list(cols)]
+
     def count(self, name: str, bbox: BBox | None = None, where: Where | None = None) -> int:
         bbox = validate_bbox(bbox)
         with self._reading(lock=name, what=f"counting {name!r} in") as conn:
