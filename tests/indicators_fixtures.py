@@ -157,3 +157,31 @@ def planning_conflicts() -> gpd.GeoDataFrame:
 def layers() -> dict[str, gpd.GeoDataFrame]:
     return {"xzq": xzq(), "dltb": dltb(), "dltb_prev": dltb_prev(), "yjjbnt": yjjbnt(),
             "flagged_patches": flagged_patches(), "planning_conflicts": planning_conflicts()}
+
+
+def write_store(path, frames: dict[str, gpd.GeoDataFrame]) -> str:
+    """The layers in a GeoPackage county store (as yzt ingest / analyse leave them); its URL."""
+    from layers.store import open_store
+
+    with open_store(path) as store:
+        store.write_layers(frames, records=[], meta={"region_code": COUNTY, "region_name": "样例县",
+                                                     "epsg": str(EPSG), "zone": "38"})
+    return str(path)
+
+
+def partitioned(url: str, rows_per_partition: int, registry_path=None):
+    """The county's indicators in spatial partitions (services/jobs/partitions.py), computed one partition
+    after another in this process — what the dask tasks do, without a cluster. (plan, IndicatorResult)."""
+    from analysis.indicators.compute import finish_indicators, merge_parts
+    from layers.store import open_store
+    from services.jobs.indicators import _needed_layers, load_registry
+    from services.jobs.partitions import partition_parts, plan_partitions, read_owned
+
+    registry, _ = load_registry(registry_path)
+    with open_store(url) as store:
+        names = sorted(_needed_layers(registry) & set(store.layer_names()))
+        plan, why = plan_partitions(store, registry, rows_per_partition, names)
+    assert plan, why
+    parts = [partition_parts(p, read_owned(p, url), url, None if registry_path is None else str(registry_path),
+                             names, {}) for p in plan]
+    return plan, finish_indicators(merge_parts(parts), registry)

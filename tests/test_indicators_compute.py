@@ -52,9 +52,16 @@ def layers():
     return fx.layers()
 
 
-@pytest.fixture(scope="module")
-def result(layers, registry):
-    return compute_indicators(layers, registry)
+@pytest.fixture(scope="module", params=["whole", "partitions"])
+def result(request, layers, registry, tmp_path_factory):
+    """The county computed whole, and in spatial partitions of its two 乡镇 (read back from a GeoPackage
+    store, services/jobs/partitions.py): every expectation below holds for both."""
+    if request.param == "whole":
+        return compute_indicators(layers, registry)
+    url = fx.write_store(tmp_path_factory.mktemp("partitions") / "store.gpkg", layers)
+    plan, res = fx.partitioned(url, rows_per_partition=8)
+    assert [p.townships for p in plan] == [(fx.T1,), (fx.T2,)] or [p.townships for p in plan] == [(fx.T2,), (fx.T1,)]
+    return res
 
 
 def value(result, code, unit):

@@ -1,7 +1,8 @@
 """A mini province on PostGIS and a 2-worker dask LocalCluster: three counties over two 3° zones.
 
 Each county's records and indicators equal those of the single-county path (yzt ingest / analyse / indicators on
-the county's own GeoPackage); the 市 and 省 roll-ups are the sums of their counties (computed here from the
+the county's own GeoPackage) — each county's indicators computed in spatial partitions of its 乡镇 on the cluster,
+the single-county run whole; the 市 and 省 roll-ups are the sums of their counties (computed here from the
 single-county runs), balanced at every level; re-runs skip unchanged counties; a worker killed in the middle of
 a county's write leaves that county as it was, and the next run completes it.
 """
@@ -29,6 +30,7 @@ from services.jobs.ingest import load
 pytestmark = [pytest.mark.postgis, pytest.mark.slow]
 
 PATCHES = 2000
+PARTITION_ROWS = 1000
 FLAGGED_COLUMNS = ["JCBH", "XZQDM", "verdict", "area_m2", "area_cultivated", "area_unapproved",
                    "area_cultivated_unapproved", "area_yjjbnt", "area_stbhhx", "area_outside_czkfbj", "approval_ids",
                    "source_ids", "n_pieces", "status"]
@@ -46,7 +48,8 @@ def province(tmp_path_factory, pg_url):
     with jobs.region_cluster(workers=2) as client:
         ingested = jobs.ingest_region(region_path, url, client, progress=False)
         analysed = jobs.analyse_region(url, client, progress=False)
-        indicators, rollup = jobs.indicators_region(url, client, progress=False)
+        # every county (≈ 2 000 patches) computes its indicators in spatial partitions of ≤ 1 000 patches
+        indicators, rollup = jobs.indicators_region(url, client, progress=False, rows_per_partition=PARTITION_ROWS)
     yield {"folder": folder, "region": region_path, "url": url, "schema": schema, "ingested": ingested,
            "analysed": analysed, "indicators": indicators, "rollup": rollup}
     with psycopg.connect(pg_url, autocommit=True) as conn:
@@ -108,7 +111,14 @@ def test_each_county_equals_the_single_county_path(province, single):
         prov_run = jobs.load_rollup(province["url"]).meta["county_runs"]
         from services.jobs.indicators import load_run
 
-        pv = load_run(region.county_url(code), json.loads(prov_run)[code]).values
+        prov_county_run = load_run(region.county_url(code), json.loads(prov_run)[code])
+        partitions = json.loads(prov_county_run.meta["partitions"])
+        assert partitions["count"] >= 2, partitions  # computed in spatial partitions on the cluster …
+        owned = [t for p in partitions["partitions"] for t in p["townships"]]
+        assert len(owned) == len(set(owned)) >= 2  # … each 乡镇 in one of them
+        assert json.loads(prov_county_run.meta["notes"]) == json.loads(one["run"].meta["notes"])
+        assert json.loads(one["run"].meta["partitions"])["count"] == 0  # the single-county path: whole
+        pv = prov_county_run.values
         sv = one["run"].values
         key = ["indicator", "unit_code"]
         pv, sv = pv.sort_values(key).reset_index(drop=True), sv.sort_values(key).reset_index(drop=True)

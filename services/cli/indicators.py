@@ -11,6 +11,7 @@ from layers.errors import RuleError
 from layers.store import open_store
 
 from ..jobs import indicators as jobs
+from ..jobs.region import DEFAULT_PARTITION_ROWS
 from ..reports.indicators import FORMATS, export_values
 from .options import area_unit_opt, force_opt, out_file_option, run_id_opt, scheduler_opt, store_opt, workers_opt
 
@@ -35,23 +36,30 @@ def _emit(result, out):
 @workers_opt
 @scheduler_opt
 @force_opt
-def indicators(store, level, fmt, out, area_unit, registry, run_id, workers, scheduler, force):
+@click.option("--partition-rows", type=click.IntRange(1000, None), default=None, metavar="N",
+              help="a county of more than N DLTB patches computes in spatial partitions (whole 乡镇) on dask — the "
+                   f"same values; a province store: default {DEFAULT_PARTITION_ROWS}, one county's store: with "
+                   "--workers or --scheduler")
+def indicators(store, level, fmt, out, area_unit, registry, run_id, workers, scheduler, force, partition_rows):
     """Compute the indicators by 县/乡镇/村, store the run (留痕), and export it.
 
     A province STORE: each county's run (where its inputs changed, on dask), then the roll-up 村 → 乡 → 县 → 市 →
-    省 with 强制调平 at every level, stored in the region schema; ``--level province|city|county …``."""
+    省 with 强制调平 at every level, stored in the region schema; ``--level province|city|county …``.
+    One large county: ``--partition-rows N --workers 2`` computes it in spatial partitions on a local cluster."""
     from layers.store.province import is_region_store
 
     if is_region_store(store):
         from . import region
 
-        region.indicators(store, level, fmt, out, area_unit, registry, run_id, workers, scheduler, force)
+        region.indicators(store, level, fmt, out, area_unit, registry, run_id, workers, scheduler, force,
+                          DEFAULT_PARTITION_ROWS if partition_rows is None else partition_rows)
         return
     from .region import refuse_county_options
 
-    refuse_county_options(None, scheduler, force, f"{store} is one county's store")
-    if workers is not None:
-        raise RuleError("--workers applies to a province store; one county's indicators run in one process")
+    refuse_county_options(None, None, force, f"{store} is one county's store")
+    if (workers is not None or scheduler is not None) and partition_rows is None:
+        raise RuleError("--workers / --scheduler apply to one county's indicators only with --partition-rows N "
+                        "(a large county in spatial partitions on dask); without it a county runs in one process")
     if level in ("province", "city"):
         raise RuleError(f"--level {level} needs a province store (yzt ingest region.yaml --store …); {store} "
                         "holds one county")
@@ -60,8 +68,16 @@ def indicators(store, level, fmt, out, area_unit, registry, run_id, workers, sch
         if registry is not None:
             raise RuleError("--run-id exports a stored run with its own registry; drop --registry")
         run = jobs.load_run(s, run_id)
+    elif partition_rows is not None:
+        from ..jobs.region import region_cluster
+        from .region import _echo
+
+        with region_cluster(workers, scheduler, echo=_echo) as client:
+            run = jobs.run_indicators(s, registry, client=client, rows_per_partition=partition_rows)
+        click.echo(f"partitions: {json.loads(run.meta['partitions'])['why']}", err=True)
     else:
         run = jobs.run_indicators(s, registry)
+    if run_id is None:
         skipped = json.loads(run.meta["skipped"])
         click.echo(f"indicator run {run.run_id}: {run.values['indicator'].nunique()} indicators, "
                    f"{run.values['unit_code'].nunique()} units, {len(run.warnings)} warnings"

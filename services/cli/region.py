@@ -45,7 +45,8 @@ def analyse(store, rules_path, workers, scheduler, force, as_json) -> None:
     _finish(result, as_json)
 
 
-def indicators(store, level, fmt, out, area_unit, registry, run_id, workers, scheduler, force) -> None:
+def indicators(store, level, fmt, out, area_unit, registry, run_id, workers, scheduler, force,
+               rows_per_partition: int | None = None) -> None:
     from ..jobs.region import indicators_region, load_rollup, region_cluster
     from ..reports.indicators import export_values
 
@@ -54,7 +55,8 @@ def indicators(store, level, fmt, out, area_unit, registry, run_id, workers, sch
         rollup = load_rollup(store, run_id)
     else:
         with region_cluster(workers, scheduler, echo=_echo) as client:
-            result, rollup = indicators_region(store, client, registry_path=registry, force=force)
+            result, rollup = indicators_region(store, client, registry_path=registry, force=force,
+                                               rows_per_partition=rows_per_partition)
         _echo(result.to_text())
         if rollup is None:
             raise SystemExit(1)

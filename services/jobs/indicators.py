@@ -29,7 +29,8 @@ import pandas as pd
 import analysis
 import data
 from analysis.balance import AREA_UNITS
-from analysis.indicators import LEVELS, VALUE_UNITS, Registry, compute_indicators, parse_registry
+from analysis.indicators import LEVELS, SURVEY_LAYERS, VALUE_UNITS, Registry, compute_indicators, parse_registry
+from analysis.indicators.compute import finish_indicators, merge_parts
 from analysis.scoring import (
     DIRECTIONS,
     STATUS_NO_TARGET,
@@ -131,19 +132,38 @@ def _analysis_run(store: Store, layers: dict) -> str | None:
 
 
 def run_indicators(store: Store | str | Path, registry_path: str | Path | None = None, *,
-                   save: bool = True, now: dt.datetime | None = None) -> IndicatorRun:
-    """Compute every indicator from the store, record the run in the store (unless ``save`` is False)."""
+                   save: bool = True, now: dt.datetime | None = None, client=None,
+                   rows_per_partition: int | None = None) -> IndicatorRun:
+    """Compute every indicator from the store, record the run in the store (unless ``save`` is False).
+
+    With a dask ``client`` and ``rows_per_partition``, a county of more DLTB patches than that is computed in
+    spatial partitions on the cluster (services/jobs/partitions.py) — the same values and ids as the whole
+    county; the run records the partitions (or why it ran whole) in ``partitions``."""
     store = open_store(store)
     registry, sha = load_registry(registry_path)
     started = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
     present = set(store.layer_names())
     names = sorted(_needed_layers(registry) & present)
-    layers = {name: store.read_layer(name) for name in names}
+    plan: list = []
+    why = "whole county (no partitioning asked)"
+    if client is not None and rows_per_partition:
+        from .partitions import plan_partitions
+
+        plan, why = plan_partitions(store, registry, rows_per_partition, names)
+    read = [n for n in names if not (plan and n in SURVEY_LAYERS)]  # partitions read the survey layers themselves
+    layers = {name: store.read_layer(name) for name in read}
     loads = _latest_loads(store, names)  # analysis outputs carry a load record too (load_id = run_id)
     analysis_run_id = _analysis_run(store, layers)
     code_sets: dict[str, str | None] = {name: loads.get(name, {}).get("code_set") for name in ("dltb", "dltb_prev")
-                                        if name in layers}
-    result = compute_indicators(layers, registry, code_sets=code_sets)
+                                        if name in names}
+    if plan:
+        from .partitions import compute_partitions
+
+        parts = compute_partitions(client, plan, store.url, None if registry_path is None else str(registry_path),
+                                   names, code_sets)
+        result = finish_indicators(merge_parts(parts), registry)
+    else:
+        result = compute_indicators(layers, registry, code_sets=code_sets)
     run_id = uuid.uuid4().hex
     finished = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     meta = {
@@ -155,6 +175,8 @@ def run_indicators(store: Store | str | Path, registry_path: str | Path | None =
         "skipped": json.dumps(result.skipped, ensure_ascii=False, sort_keys=True),
         "notes": json.dumps(result.notes, ensure_ascii=False),
         "id_fields": json.dumps(result.id_fields, ensure_ascii=False, sort_keys=True),
+        "partitions": json.dumps({"count": len(plan), "why": why, "rows_per_partition": rows_per_partition,
+                                  "partitions": [p.describe() for p in plan]}, ensure_ascii=False),
         "counts": json.dumps({"indicators": int(result.values["indicator"].nunique()) if len(result.values) else 0,
                               "units": int(result.values["unit_code"].nunique()) if len(result.values) else 0,
                               "warnings": int(len(result.warnings))}),

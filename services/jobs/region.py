@@ -51,6 +51,7 @@ from layers.store.province import RegionStore
 
 STAGES = ("ingest", "analyse", "indicators")
 DEFAULT_WORKERS = 2
+DEFAULT_PARTITION_ROWS = 500_000  # a county of more DLTB patches computes its indicators in spatial partitions
 ROLLUP_RUNS, ROLLUP_VALUES, ROLLUP_WARNINGS = "rollup_runs", "rollup_values", "rollup_warnings"
 
 
@@ -258,8 +259,10 @@ def _latest_indicator_run(url: str) -> str | None:
 
 
 def indicators_county(region_url: str, county: str, registry_path: str | None = None,
-                      force: bool = False) -> CountyOutcome:
-    """Compute and store one county's indicator run with services.jobs.indicators.run_indicators."""
+                      force: bool = False, rows_per_partition: int | None = DEFAULT_PARTITION_ROWS) -> CountyOutcome:
+    """Compute and store one county's indicator run with services.jobs.indicators.run_indicators; a county of
+    more than ``rows_per_partition`` DLTB patches in spatial partitions on the same cluster
+    (services/jobs/partitions.py: the county task secedes while its partitions run)."""
     from .indicators import _needed_layers, load_registry, run_indicators
 
     registry, sha = load_registry(registry_path)
@@ -269,9 +272,16 @@ def indicators_county(region_url: str, county: str, registry_path: str | None = 
         return _sha("indicators", sha, _input_loads(url, layers), _workflow_digest(url), _version())
 
     def work(url: str) -> tuple[str, dict]:
-        run = run_indicators(url, registry_path)
+        if rows_per_partition and _worker_name() != "local":
+            from distributed import worker_client
+
+            with worker_client() as client:
+                run = run_indicators(url, registry_path, client=client, rows_per_partition=rows_per_partition)
+        else:
+            run = run_indicators(url, registry_path)
         return run.run_id, {"indicators": int(run.values["indicator"].nunique()),
-                            "units": int(run.values["unit_code"].nunique()), "warnings": len(run.warnings)}
+                            "units": int(run.values["unit_code"].nunique()), "warnings": len(run.warnings),
+                            "partitions": json.loads(run.meta["partitions"])["count"]}
 
     return _run_county(region_url, county, "indicators", key_of, _latest_indicator_run, work, force)
 
@@ -402,14 +412,16 @@ class RollupRun:
 
 
 def indicators_region(store_url: str, client, *, registry_path: str | Path | None = None, force: bool = False,
-                      retries: int = 2, progress: bool = True) -> tuple[RegionRunResult, RollupRun | None]:
+                      retries: int = 2, progress: bool = True,
+                      rows_per_partition: int | None = DEFAULT_PARTITION_ROWS
+                      ) -> tuple[RegionRunResult, RollupRun | None]:
     """Each county's indicator run (computed where its inputs changed), then the roll-up to 市 and 省, stored in
     the region schema. No roll-up while a county has no run (it is reported failed)."""
     with RegionStore(store_url) as region:
         counties = region.counties()
         started, t0 = _now(), time.perf_counter()
         registry = str(registry_path) if registry_path is not None else None
-        tasks = [(c, indicators_county, (store_url, c, registry, force)) for c in counties]
+        tasks = [(c, indicators_county, (store_url, c, registry, force, rows_per_partition)) for c in counties]
         outcomes = _submit_all(client, "indicators", tasks, retries, progress)
         result = _finish(region, "indicators", started, t0, outcomes, client)
         if result.failed:

@@ -1,0 +1,228 @@
+"""A large county's indicator run in spatial partitions on dask.distributed (dask-geopandas), equal to the
+whole-county run value for value and id for id.
+
+A partition is a run of neighbouring 乡镇 (ordered along a Hilbert curve through their centres in xzq), cut so
+that each holds about ``rows_per_partition`` DLTB patches. It **owns** the survey rows (dltb, dltb_prev) whose
+ZLDWDM lies in its 乡镇 and reports the villages of those 乡镇; every village of the county is reported by
+exactly one partition (villages of a 乡镇 no survey row names go to the first).
+
+Each partition is computed on a worker, from the county store, by the same pure function as the whole county
+(:func:`analysis.indicators.compute.indicator_parts`):
+
+- its owned DLTB rows are a partition of a dask-geopandas GeoDataFrame (``dask.dataframe.from_map`` over the
+  plan): read by the worker that computes the partition, never shipped through the client;
+- the survey rows *around* them — every row whose envelope meets the box of the owned rows — are read too, so
+  that each overlay of an owned row (YJJBNT pieces, the change pieces against dltb_prev, the twins of
+  unchanged patches, duplicate patches) sees exactly what it sees in the whole county; the small layers
+  (xzq, yjjbnt, flagged_patches …) are read whole;
+- only the owned villages' contributions are kept; sums are taken in value order, so a village's sum does not
+  depend on the order the rows were read in; notes that count rows count owned rows only and add up.
+
+The parts merge (:func:`analysis.indicators.compute.merge_parts`) and finish (乡镇 and 县 sums, ratios,
+强制调平, warnings) in the county task. A county is not partitioned — it runs whole — when it is small, or
+when an indicator could not be split by the ZLDWDM of its survey rows (a ``split`` term on a survey layer, an
+attribution field other than ZLDWDM), or when a survey layer lacks a unique id column (its record ids would
+then be row numbers, which a partition does not know); :func:`plan_partitions` says which.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from analysis.indicators import SURVEY_LAYERS, Registry
+from analysis.indicators.compute import IndicatorParts, indicator_parts
+from layers import fields as F
+from layers.store import open_store
+from layers.store.base import Store
+from layers.store.query import Expr, In, IsNull, Or
+
+ATTRIBUTION_FIELD = "ZLDWDM"
+
+
+def township_of(value) -> str | None:
+    """The 乡镇 a survey row belongs to, from its raw ZLDWDM (as the indicators read it: stripped, 9 digits)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    return str(value).strip()[:9]
+
+
+@dataclass(frozen=True)
+class Partition:
+    """The 乡镇 one partition reports, and the raw ZLDWDM values of the survey rows it owns."""
+
+    index: int
+    townships: tuple[str, ...]
+    values: tuple[tuple[str, tuple[str, ...]], ...]  # (survey layer, owned raw ZLDWDM values)
+    nulls: bool  # owns the survey rows without ZLDWDM
+    default: bool  # reports the villages of 乡镇 that no partition names
+    named: frozenset[str]  # every 乡镇 some partition names
+    rows: int  # owned DLTB rows
+
+    def where(self, layer: str) -> Expr | None:
+        """The filter that reads the rows of ``layer`` this partition owns."""
+        owned = dict(self.values).get(layer, ())
+        expr: Expr = In(ATTRIBUTION_FIELD, tuple(owned))
+        return Or(expr, IsNull(ATTRIBUTION_FIELD)) if self.nulls else expr
+
+    def owns(self, villages: np.ndarray) -> np.ndarray:
+        mine = set(self.townships)
+        township = [str(v)[:9] for v in villages]
+        return np.array([t in mine or (self.default and t not in self.named) for t in township], dtype=bool)
+
+    def describe(self) -> dict:
+        return {"index": self.index, "townships": list(self.townships), "dltb_rows": self.rows}
+
+
+def _splittable(registry: Registry, survey: list[str]) -> str | None:
+    """Why the registry's indicators cannot be split by the survey rows' ZLDWDM (None: they can)."""
+    for layer in survey:
+        field = registry.attribution.get(layer, ATTRIBUTION_FIELD)
+        if field != ATTRIBUTION_FIELD:
+            return f"{layer} is attributed to villages by {field}, not {ATTRIBUTION_FIELD}"
+    for ind in registry.indicators.values():
+        for term in ind.terms:
+            if term.layer in survey and term.attribute == "split":
+                return f"indicator {ind.code!r} splits {term.layer} records by village polygon"
+    return None
+
+
+def _hilbert_order(store: Store, townships: list[str]) -> list[str]:
+    """The 乡镇 along a Hilbert curve through the centres of their xzq polygons (villages when the 乡镇
+    polygon is missing); 乡镇 xzq does not draw come last, by code."""
+    try:
+        xzq = store.read_layer("xzq", columns=["XZQDM"])
+    except Exception:  # no xzq: the indicators will say so; the order is only a matter of compactness
+        return sorted(townships)
+    codes = xzq["XZQDM"].astype(str).str.strip()
+    centres = xzq.geometry.representative_point()
+    frame = pd.DataFrame({"township": codes.str[:9].where(codes.str.len() >= 9), "x": centres.x, "y": centres.y})
+    frame = frame[frame["township"].isin(townships)].groupby("township")[["x", "y"]].mean()
+    if len(frame) == 0:
+        return sorted(townships)
+    points = gpd.GeoSeries(gpd.points_from_xy(frame["x"], frame["y"]), index=frame.index)
+    distance = points.hilbert_distance() if len(points) > 1 else pd.Series([0], index=frame.index)
+    placed = [str(t) for t in distance.sort_values(kind="stable").index]
+    return placed + sorted(set(townships) - set(placed))
+
+
+def plan_partitions(store: Store, registry: Registry, rows_per_partition: int,
+                    layers: list[str] | None = None) -> tuple[list[Partition], str]:
+    """The partitions of the county's indicator run, or ``[]`` and why it runs whole."""
+    if rows_per_partition < 1:
+        raise ValueError(f"rows per partition {rows_per_partition}: give at least 1")
+    present = set(store.layer_names()) if layers is None else set(layers)
+    survey = [name for name in SURVEY_LAYERS if name in present]
+    if "dltb" not in survey:
+        return [], "no dltb layer"
+    reason = _splittable(registry, survey)
+    if reason:
+        return [], reason
+    raw: dict[str, pd.Series] = {}
+    for layer in survey:
+        id_field = registry.id_fields.get(layer, registry.id_fields["default"])
+        columns = list(dict.fromkeys([ATTRIBUTION_FIELD, id_field]))
+        try:
+            frame = store.read_attributes(layer, columns)
+        except Exception:  # a column is missing: the whole-county run reports it
+            return [], f"{layer} lacks {' or '.join(columns)}"
+        ids = frame[id_field]
+        if ids.isna().any() or not ids.is_unique:
+            return [], (f"{layer} has no unique {id_field}: its record ids are row numbers, which only the whole "
+                        "layer knows")
+        raw[layer] = frame[ATTRIBUTION_FIELD]
+    n_dltb = len(raw["dltb"])
+    k = math.ceil(n_dltb / rows_per_partition)
+    if k < 2:
+        return [], f"{n_dltb} DLTB patches fit one partition of {rows_per_partition}"
+    counts: dict[str | None, int] = {}
+    for value, n in raw["dltb"].value_counts(dropna=False).items():
+        t = township_of(value)
+        counts[t] = counts.get(t, 0) + int(n)
+    for layer in survey:  # 乡镇 only the previous year names still need an owner
+        for value in pd.unique(raw[layer]):
+            counts.setdefault(township_of(value), 0)
+    named = sorted(t for t in counts if t is not None)
+    order = _hilbert_order(store, named)
+    groups: list[list[str]] = [[] for _ in range(k)]
+    filled = 0
+    target = n_dltb / k
+    for t in order:  # contiguous runs of the curve: a 乡镇 goes where the middle of its patches falls
+        groups[min(k - 1, int((filled + counts[t] / 2) // target))].append(t)
+        filled += counts[t]
+    groups = [g for g in groups if g]
+    values_by_layer = {layer: pd.unique(raw[layer].dropna()).tolist() for layer in survey}
+    partitions = []
+    for i, group in enumerate(groups):
+        mine = set(group)
+        values = tuple((layer, tuple(sorted(str(v) for v in vals if township_of(v) in mine)))
+                       for layer, vals in values_by_layer.items())
+        partitions.append(Partition(i, tuple(group), values, nulls=(i == 0 and None in counts), default=(i == 0),
+                                    named=frozenset(named), rows=sum(counts[t] for t in group)))
+    sizes = [p.rows for p in partitions]
+    return partitions, (f"{len(partitions)} partitions of {min(sizes)}–{max(sizes)} DLTB patches (whole 乡镇, "
+                        f"aiming at {round(target)})")
+
+
+# --- on the workers --------------------------------------------------------------------------------------------
+
+def read_owned(partition: Partition, store_url: str, layer: str = "dltb") -> gpd.GeoDataFrame:
+    """The rows of ``layer`` the partition owns (one partition of the dask-geopandas frame)."""
+    with open_store(store_url) as store:
+        return store.read_layer(layer, where=partition.where(layer))
+
+
+def _with_surroundings(store: Store, layer: str, owned: gpd.GeoDataFrame, box) -> tuple[gpd.GeoDataFrame, np.ndarray]:
+    """Owned rows and every row of ``layer`` whose envelope meets ``box``, in stored order; which are owned."""
+    around = store.read_layer(layer, bbox=box) if box is not None else owned.iloc[:0]
+    frame = pd.concat([owned, around], ignore_index=True)
+    frame = frame.drop_duplicates(F.FID).sort_values(F.FID, kind="stable").reset_index(drop=True)
+    return gpd.GeoDataFrame(frame, geometry=owned.geometry.name, crs=owned.crs), \
+        frame[F.FID].isin(set(owned[F.FID])).to_numpy()
+
+
+def partition_parts(partition: Partition, owned_dltb: gpd.GeoDataFrame, store_url: str,
+                    registry_path: str | None, layer_names: list[str],
+                    code_sets: Mapping[str, str | None]) -> IndicatorParts:
+    """One partition's :class:`IndicatorParts`: its owned survey rows and their surroundings, the small layers
+    whole, through the same indicator_parts as the whole county."""
+    from .indicators import load_registry
+
+    registry, _ = load_registry(registry_path)
+    with open_store(store_url) as store:
+        layers = {name: store.read_layer(name) for name in layer_names if name not in SURVEY_LAYERS}
+        owned = {"dltb": owned_dltb}
+        for name in layer_names:
+            if name in SURVEY_LAYERS and name != "dltb":
+                owned[name] = store.read_layer(name, where=partition.where(name))
+        boxes = [o.total_bounds for o in owned.values() if len(o)]
+        box = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+               max(b[3] for b in boxes)) if boxes else None
+        masks = {}
+        for name, rows in owned.items():
+            layers[name], masks[name] = _with_surroundings(store, name, rows, box)
+    return indicator_parts(layers, registry, code_sets, owned=masks, owns=partition.owns)
+
+
+def compute_partitions(client, plan: list[Partition], store_url: str, registry_path: str | None,
+                       layer_names: list[str], code_sets: Mapping[str, str | None]) -> list[IndicatorParts]:
+    """Every partition's parts on the cluster: the owned DLTB as a dask-geopandas GeoDataFrame whose partitions
+    the workers read, then one partition_parts task on each."""
+    import dask
+    import dask.dataframe as dd
+    import dask_geopandas
+
+    with open_store(store_url) as store:
+        meta = store.read_layer("dltb", limit=0)
+    frames = dd.from_map(read_owned, plan, store_url=store_url, meta=meta, enforce_metadata=False,
+                         label="yzt-dltb-partition")
+    dltb = dask_geopandas.from_dask_dataframe(frames, geometry=meta.geometry.name)
+    tasks = [dask.delayed(partition_parts, pure=False)(p, part, store_url, registry_path, layer_names,
+                                                          dict(code_sets))
+             for p, part in zip(plan, dltb.to_delayed())]
+    return list(client.gather(client.compute(tasks)))
