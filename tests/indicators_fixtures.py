@@ -171,17 +171,20 @@ def write_store(path, frames: dict[str, gpd.GeoDataFrame]) -> str:
 
 def partitioned(url: str, rows_per_partition: int, registry_path=None):
     """The county's indicators in spatial partitions (services/jobs/partitions.py), computed one partition
-    after another in this process — what the dask tasks do, without a cluster. (plan, IndicatorResult)."""
+    after another in this process — what run_indicators has the dask tasks do, without a cluster.
+    (plan, IndicatorResult)."""
     from analysis.indicators.compute import finish_indicators, merge_parts
     from layers.store import open_store
-    from services.jobs.indicators import _needed_layers, load_registry
-    from services.jobs.partitions import partition_parts, plan_partitions, read_owned
+    from services.jobs.indicators import _latest_loads, _needed_layers, load_registry
+    from services.jobs.partitions import partition_parts, plan_partitions, read_owned, whole_layer_code_sets
 
     registry, _ = load_registry(registry_path)
     with open_store(url) as store:
         names = sorted(_needed_layers(registry) & set(store.layer_names()))
         plan, why = plan_partitions(store, registry, rows_per_partition, names)
+        loads = _latest_loads(store, names)
+        code_sets = whole_layer_code_sets(store, {n: loads.get(n, {}).get("code_set") for n in ("dltb", "dltb_prev")
+                                                  if n in names})
     assert plan, why
-    parts = [partition_parts(p, read_owned(p, url), url, None if registry_path is None else str(registry_path),
-                             names, {}) for p in plan]
+    parts = [partition_parts(p, read_owned(p, url), url, registry.document, names, code_sets) for p in plan]
     return plan, finish_indicators(merge_parts(parts), registry)

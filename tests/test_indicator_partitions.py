@@ -96,6 +96,35 @@ def test_families_across_the_border_equal_the_whole_county(registry, tmp_path):
     assert stray["unit_name"].tolist() == ["130599102001 (不在行政区图层中)"]
 
 
+def test_a_code_set_not_recorded_is_decided_over_the_whole_layer(registry, tmp_path):
+    """A 用地用海 survey whose code set the store does not record: the whole-county run detects it from all the
+    codes; so must the partitioned run — a 乡镇's codes alone may read as another set or as none."""
+    from layers.codes import SANDIAO, YDYH, detect_code_set, from_sandiao
+    from layers.errors import CodeSetError
+    from services.jobs.partitions import whole_layer_code_sets
+
+    layers = fx.layers()
+    twin = dict(layers)
+    for name in ("dltb", "dltb_prev"):
+        gdf = layers[name].assign(DLBM=from_sandiao(layers[name]["DLBM"].to_numpy(dtype=object)))
+        # 乡镇 T1 all 水田: a code both sets write alike
+        gdf.loc[gdf["ZLDWDM"].str.startswith(fx.T1), "DLBM"] = "0101"
+        twin[name] = gdf
+    url = fx.write_store(tmp_path / "ydyh.gpkg", twin)
+    with open_store(url) as store:
+        assert whole_layer_code_sets(store, {"dltb": None, "dltb_prev": None}) == {"dltb": YDYH, "dltb_prev": YDYH}
+        whole = compute_indicators({n: store.read_layer(n) for n in twin}, registry)
+    t1 = twin["dltb"][twin["dltb"]["ZLDWDM"].str.startswith(fx.T1)]["DLBM"]
+    try:  # the family: one 乡镇's codes alone do not say 用地用海
+        alone = detect_code_set(t1)
+    except CodeSetError:
+        alone = None
+    assert alone in (None, SANDIAO)
+    _, parts = fx.partitioned(url, rows_per_partition=8)
+    _same(whole, parts)
+    assert _value(parts, "cultivated_area", fx.V["A"]) == _value(whole, "cultivated_area", fx.V["A"]) > 0
+
+
 def test_a_county_runs_whole_when_it_cannot_be_split(registry, tmp_path):
     layers = fx.layers()
     url = fx.write_store(tmp_path / "store.gpkg", layers)
@@ -154,3 +183,18 @@ def test_cli_refuses_workers_on_a_county_without_partitions(sample_store_copy):
     r = CliRunner().invoke(cli, ["indicators", "--store", str(sample_store_copy), "--workers", "2"])
     assert r.exit_code != 0
     assert "--workers / --scheduler apply to one county's indicators only with --partition-rows N" in r.output
+
+
+def test_a_partition_refuses_a_store_reingested_since_the_plan(registry, tmp_path):
+    import dataclasses
+
+    from layers.errors import StoreError
+    from services.jobs.partitions import partition_parts, read_owned
+
+    url = fx.write_store(tmp_path / "store.gpkg", fx.layers())
+    with open_store(url) as store:
+        plan, _ = plan_partitions(store, registry, 8)
+    assert plan[0].loads == (("dltb", ""), ("dltb_prev", ""))  # no load record in this hand-made store
+    moved = dataclasses.replace(plan[0], loads=(("dltb", "a-load-since-replaced"), ("dltb_prev", "")))
+    with pytest.raises(StoreError, match="re-ingested while their indicators were being computed"):
+        partition_parts(moved, read_owned(moved, url), url, registry.document, ["dltb", "dltb_prev", "xzq"], {})

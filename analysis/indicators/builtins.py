@@ -37,7 +37,7 @@ def _yjjbnt_pieces(ctx: _Context) -> pd.DataFrame:
         mine = ctx.owned_villages(pieces["village"].to_numpy())
         ctx.notes.append(CountNote("outside_coverage", "yjjbnt",
                                    total=math.fsum(ellipsoidal_area(faces.geometry.values, yj.crs)),
-                                   covered=math.fsum(pieces["area_m2"].to_numpy()[mine])))
+                                   covered=tuple(pieces["area_m2"].to_numpy()[mine].tolist())))
         ctx._cache["yjjbnt"] = pieces
     return ctx._cache["yjjbnt"]
 

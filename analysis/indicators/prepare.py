@@ -3,6 +3,7 @@ code set), flagged_patches with checked / illegal and the illegal parts."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import geopandas as gpd
@@ -128,7 +129,7 @@ class CountNote:
     examples: list = field(default_factory=list)
     codes: frozenset = frozenset()
     total: float = 0.0  # outside_coverage: the layer's area (the same in every partition)
-    covered: float = 0.0  # … and the part of it DLTB covers (adds up over partitions)
+    covered: tuple[float, ...] = ()  # … and the pieces of it DLTB covers (Σ over partitions, exactly rounded)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -146,7 +147,7 @@ class CountNote:
         if self.kind == "duplicates":
             return f"{self.layer}: {self.count} exact duplicate patch(es) counted once: {first}"
         if self.kind == "outside_coverage":
-            outside = self.total - self.covered
+            outside = self.total - math.fsum(self.covered)
             return (f"{self.layer}: {outside:.2f} m² of 永久基本农田 lie outside the DLTB coverage and are not "
                     "counted") if outside > 1.0 else None
         raise ValueError(f"unknown note kind {self.kind!r}")  # pragma: no cover - the kinds above

@@ -157,10 +157,11 @@ def run_indicators(store: Store | str | Path, registry_path: str | Path | None =
     code_sets: dict[str, str | None] = {name: loads.get(name, {}).get("code_set") for name in ("dltb", "dltb_prev")
                                         if name in names}
     if plan:
-        from .partitions import compute_partitions
+        from .partitions import compute_partitions, whole_layer_code_sets
 
-        parts = compute_partitions(client, plan, store.url, None if registry_path is None else str(registry_path),
-                                   names, code_sets)
+        # a code set not recorded at ingest is detected once over the whole layer, as the whole-county run does
+        code_sets = whole_layer_code_sets(store, code_sets)
+        parts = compute_partitions(client, plan, store.url, registry, names, code_sets)
         result = finish_indicators(merge_parts(parts), registry)
     else:
         result = compute_indicators(layers, registry, code_sets=code_sets)

@@ -38,6 +38,7 @@ import pandas as pd
 from analysis.indicators import SURVEY_LAYERS, Registry
 from analysis.indicators.compute import IndicatorParts, indicator_parts
 from layers import fields as F
+from layers.errors import StoreError
 from layers.store import open_store
 from layers.store.base import Store
 from layers.store.query import Expr, In, IsNull, Or
@@ -63,6 +64,7 @@ class Partition:
     default: bool  # reports the villages of 乡镇 that no partition names
     named: frozenset[str]  # every 乡镇 some partition names
     rows: int  # owned DLTB rows
+    loads: tuple[tuple[str, str], ...] = ()  # (survey layer, load id) the plan was made from
 
     def where(self, layer: str) -> Expr | None:
         """The filter that reads the rows of ``layer`` this partition owns."""
@@ -111,6 +113,15 @@ def _hilbert_order(store: Store, townships: list[str]) -> list[str]:
     return placed + sorted(set(townships) - set(placed))
 
 
+def _load_ids(store: Store, layers) -> tuple[tuple[str, str], ...]:
+    records = store.load_records()
+    out = []
+    for layer in layers:
+        rows = records[records["layer"] == layer] if len(records) else records
+        out.append((layer, str(rows["load_id"].iloc[-1]) if len(rows) else ""))
+    return tuple(out)
+
+
 def plan_partitions(store: Store, registry: Registry, rows_per_partition: int,
                     layers: list[str] | None = None) -> tuple[list[Partition], str]:
     """The partitions of the county's indicator run, or ``[]`` and why it runs whole."""
@@ -157,16 +168,30 @@ def plan_partitions(store: Store, registry: Registry, rows_per_partition: int,
         filled += counts[t]
     groups = [g for g in groups if g]
     values_by_layer = {layer: pd.unique(raw[layer].dropna()).tolist() for layer in survey}
+    loads = _load_ids(store, survey)
     partitions = []
     for i, group in enumerate(groups):
         mine = set(group)
         values = tuple((layer, tuple(sorted(str(v) for v in vals if township_of(v) in mine)))
                        for layer, vals in values_by_layer.items())
         partitions.append(Partition(i, tuple(group), values, nulls=(i == 0 and None in counts), default=(i == 0),
-                                    named=frozenset(named), rows=sum(counts[t] for t in group)))
+                                    named=frozenset(named), rows=sum(counts[t] for t in group), loads=loads))
     sizes = [p.rows for p in partitions]
     return partitions, (f"{len(partitions)} partitions of {min(sizes)}–{max(sizes)} DLTB patches (whole 乡镇, "
                         f"aiming at {round(target)})")
+
+
+def whole_layer_code_sets(store: Store, code_sets: Mapping[str, str | None]) -> dict[str, str | None]:
+    """The land-use code set of each survey layer: as recorded at ingest, else detected from the whole layer's
+    DLBM exactly as prepare_survey would (a partition's rows alone could read as another set)."""
+    from layers.codes import detect_code_set, normalise_code
+
+    out = dict(code_sets)
+    for layer, known in code_sets.items():
+        if known is None:
+            codes = store.read_attributes(layer, ["DLBM"])["DLBM"].map(normalise_code).dropna()
+            out[layer] = detect_code_set(codes, where=f"layer {layer!r}") if len(codes) else None
+    return out
 
 
 # --- on the workers --------------------------------------------------------------------------------------------
@@ -177,39 +202,54 @@ def read_owned(partition: Partition, store_url: str, layer: str = "dltb") -> gpd
         return store.read_layer(layer, where=partition.where(layer))
 
 
-def _with_surroundings(store: Store, layer: str, owned: gpd.GeoDataFrame, box) -> tuple[gpd.GeoDataFrame, np.ndarray]:
-    """Owned rows and every row of ``layer`` whose envelope meets ``box``, in stored order; which are owned."""
-    around = store.read_layer(layer, bbox=box) if box is not None else owned.iloc[:0]
-    frame = pd.concat([owned, around], ignore_index=True)
+def _boxes(owned: Mapping[str, gpd.GeoDataFrame]) -> list[tuple[float, float, float, float]]:
+    """One box per 乡镇 around the owned rows of both survey years (a partition's 乡镇 may lie apart, and a
+    乡镇 xzq does not draw is placed last on the curve: one box over them all could cover the county)."""
+    frames = [pd.DataFrame({"township": [township_of(v) or "" for v in o[ATTRIBUTION_FIELD]],
+                            "minx": b[:, 0], "miny": b[:, 1], "maxx": b[:, 2], "maxy": b[:, 3]})
+              for o in owned.values() if len(o) for b in [o.geometry.bounds.to_numpy()]]
+    if not frames:
+        return []
+    by = pd.concat(frames).dropna().groupby("township")
+    boxes = pd.concat([by["minx"].min(), by["miny"].min(), by["maxx"].max(), by["maxy"].max()], axis=1)
+    return [tuple(float(v) for v in row) for row in boxes.itertuples(index=False)]
+
+
+def _with_surroundings(store: Store, layer: str, owned: gpd.GeoDataFrame, boxes
+                       ) -> tuple[gpd.GeoDataFrame, np.ndarray]:
+    """Owned rows and every row of ``layer`` whose envelope meets one of ``boxes``, in stored order; which are
+    owned."""
+    frame = pd.concat([owned, *(store.read_layer(layer, bbox=box) for box in boxes)], ignore_index=True)
     frame = frame.drop_duplicates(F.FID).sort_values(F.FID, kind="stable").reset_index(drop=True)
     return gpd.GeoDataFrame(frame, geometry=owned.geometry.name, crs=owned.crs), \
         frame[F.FID].isin(set(owned[F.FID])).to_numpy()
 
 
-def partition_parts(partition: Partition, owned_dltb: gpd.GeoDataFrame, store_url: str,
-                    registry_path: str | None, layer_names: list[str],
-                    code_sets: Mapping[str, str | None]) -> IndicatorParts:
+def partition_parts(partition: Partition, owned_dltb: gpd.GeoDataFrame, store_url: str, registry_doc: dict,
+                    layer_names: list[str], code_sets: Mapping[str, str | None]) -> IndicatorParts:
     """One partition's :class:`IndicatorParts`: its owned survey rows and their surroundings, the small layers
-    whole, through the same indicator_parts as the whole county."""
-    from .indicators import load_registry
+    whole, through the same indicator_parts as the whole county. ``registry_doc``: the effective registry the
+    county task loaded (a worker never re-reads the file)."""
+    from analysis.indicators import parse_registry
 
-    registry, _ = load_registry(registry_path)
+    registry = parse_registry(registry_doc)
     with open_store(store_url) as store:
+        if partition.loads and _load_ids(store, [layer for layer, _ in partition.loads]) != partition.loads:
+            raise StoreError(f"the survey layers of {store.url} were re-ingested while their indicators were being "
+                             "computed; run yzt indicators again")
         layers = {name: store.read_layer(name) for name in layer_names if name not in SURVEY_LAYERS}
         owned = {"dltb": owned_dltb}
         for name in layer_names:
             if name in SURVEY_LAYERS and name != "dltb":
                 owned[name] = store.read_layer(name, where=partition.where(name))
-        boxes = [o.total_bounds for o in owned.values() if len(o)]
-        box = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
-               max(b[3] for b in boxes)) if boxes else None
+        boxes = _boxes(owned)
         masks = {}
         for name, rows in owned.items():
-            layers[name], masks[name] = _with_surroundings(store, name, rows, box)
+            layers[name], masks[name] = _with_surroundings(store, name, rows, boxes)
     return indicator_parts(layers, registry, code_sets, owned=masks, owns=partition.owns)
 
 
-def compute_partitions(client, plan: list[Partition], store_url: str, registry_path: str | None,
+def compute_partitions(client, plan: list[Partition], store_url: str, registry: Registry,
                        layer_names: list[str], code_sets: Mapping[str, str | None]) -> list[IndicatorParts]:
     """Every partition's parts on the cluster: the owned DLTB as a dask-geopandas GeoDataFrame whose partitions
     the workers read, then one partition_parts task on each."""
@@ -222,7 +262,7 @@ def compute_partitions(client, plan: list[Partition], store_url: str, registry_p
     frames = dd.from_map(read_owned, plan, store_url=store_url, meta=meta, enforce_metadata=False,
                          label="yzt-dltb-partition")
     dltb = dask_geopandas.from_dask_dataframe(frames, geometry=meta.geometry.name)
-    tasks = [dask.delayed(partition_parts, pure=False)(p, part, store_url, registry_path, layer_names,
+    tasks = [dask.delayed(partition_parts, pure=False)(p, part, store_url, registry.document, layer_names,
                                                           dict(code_sets))
              for p, part in zip(plan, dltb.to_delayed())]
     return list(client.gather(client.compute(tasks)))
