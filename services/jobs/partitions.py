@@ -212,7 +212,7 @@ def _boxes(owned: Mapping[str, gpd.GeoDataFrame]) -> list[tuple[float, float, fl
         return []
     by = pd.concat(frames).dropna().groupby("township")
     boxes = pd.concat([by["minx"].min(), by["miny"].min(), by["maxx"].max(), by["maxy"].max()], axis=1)
-    return [tuple(float(v) for v in row) for row in boxes.itertuples(index=False)]
+    return [(float(a), float(b), float(c), float(d)) for a, b, c, d in boxes.itertuples(index=False)]
 
 
 def _with_surroundings(store: Store, layer: str, owned: gpd.GeoDataFrame, boxes
