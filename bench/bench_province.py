@@ -16,11 +16,13 @@ dask worker process (resource.getrusage in the worker: its maximum since it star
 scaling efficiency T(1 worker) / (2 × T(2 workers)), and the load average before and after each run (the
 machine is shared: figures taken under load are slower).
 
-Then the spatial-partition question (dask-geopandas): on the largest county's DLTB, the per-patch work of
-ingest that can be split by space without changing a result — validity check and ellipsoidal area — timed
-serially in one process against dask_geopandas partitions (Hilbert-ordered) on the 2-worker cluster.
+Then one large county (--large patches, default 1 000 000; cached in bench/out/county-N): ingested and
+analysed by the single-county path, its indicator run whole in this process and in spatial partitions of
+--partition-rows patches (whole 乡镇, services/jobs/partitions.py, the DLTB a dask-geopandas frame read by the
+workers) on 1 and on 2 workers — with the check that every value and drill-down id is identical.
 
-The province files are cached in --dir (generation costs ~2 min per 330 000-patch county).
+The province files are cached in --dir (generation costs ~1 min of one core per 330 000-patch county; two are
+written at a time).
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ def generate(folder: Path, counties: int, patches: int) -> Path:
     from data.province import write_province
 
     t0 = time.perf_counter()
-    write_province(folder, counties, patches, progress=lambda line: print("  " + line, flush=True))
+    write_province(folder, counties, patches, progress=lambda line: print("  " + line, flush=True), jobs=2)
     print(f"generated {counties} counties in {time.perf_counter() - t0:.0f} s")
     return region
 
@@ -168,51 +170,56 @@ def run_province(region_path: Path, url: str, workers: int) -> tuple[dict, dict]
     return times, peaks
 
 
-def partition_probe(region_path: Path, npartitions: int) -> None:
-    """Validity + ellipsoidal area of the largest county's DLTB: serial vs dask-geopandas partitions."""
-    import warnings
+def large_county(folder: Path, patches: int, base_url: str, rows_per_partition: int) -> None:
+    """One county of ``patches`` DLTB patches: its indicator run whole (the single-county path, this process) and
+    in spatial partitions (services/jobs/partitions.py) on a LocalCluster of 1 and of 2 workers; equal values."""
+    import json
 
-    import dask_geopandas
-    import geopandas as gpd
     import numpy as np
-    import pandas as pd
-    import shapely
 
-    from layers.area import ellipsoidal_area
     from layers.region import load_region
+    from layers.store.province import with_schema
     from services.jobs import region as jobs
+    from services.jobs.analyse import run_analysis
+    from services.jobs.indicators import run_indicators
+    from services.jobs.ingest import load as ingest
 
-    county = max(load_region(region_path).counties,
-                 key=lambda c: (c.manifest_path.parent / "dltb_2024.parquet").stat().st_size)
-    dltb = gpd.read_parquet(county.manifest_path.parent / "dltb_2024.parquet")
-    dltb["row"] = np.arange(len(dltb))  # the shuffle re-indexes by Hilbert distance: keep each patch's row
-    crs = dltb.crs.to_string()
-
-    def work(frame):
-        geoms = np.asarray(frame.geometry.values, dtype=object)
-        return pd.DataFrame({"row": frame["row"].to_numpy(), "valid": shapely.is_valid(geoms),
-                             "area": ellipsoidal_area(geoms, crs)})
-
+    region_path = generate(folder, 1, patches)
+    county = load_region(region_path).counties[0]
+    url = with_schema(base_url, f"big_{county.code}")
+    print(f"\n[one large county] {county.code}, load before {load()}", flush=True)
     t = time.perf_counter()
-    serial = work(dltb)
-    t_serial = time.perf_counter() - t
-    warnings.filterwarnings("ignore", message="Sending large graph")  # the shipping is timed, on purpose
-    with jobs.region_cluster(workers=2):  # the Client becomes dask's default scheduler
-        t = time.perf_counter()
-        ddf = dask_geopandas.from_geopandas(dltb, npartitions=npartitions).spatial_shuffle(by="hilbert").persist()
-        ddf.map_partitions(len).compute()
-        t_shuffle = time.perf_counter() - t
-        t = time.perf_counter()
-        parts = ddf.map_partitions(work, meta={"row": np.int64, "valid": bool, "area": float}).compute()
-        t_parts = time.perf_counter() - t
-    parts = parts.set_index("row").loc[serial["row"]]
-    same_valid = bool((parts["valid"].to_numpy() == serial["valid"].to_numpy()).all())
-    rel = float(np.max(np.abs(parts["area"].to_numpy() - serial["area"].to_numpy()) / serial["area"].to_numpy()))
-    print(f"\nspatial partitions (dask-geopandas) on {county.code}'s DLTB ({len(dltb)} patches), validity + "
-          f"ellipsoidal area: serial {t_serial:.2f} s; {npartitions} Hilbert partitions on 2 workers: shipping and "
-          f"shuffling {t_shuffle:.2f} s, then the work {t_parts:.2f} s (× {t_serial / t_parts:.2f} on the work "
-          f"alone); validity identical: {same_valid}, areas within {rel:.1e} relative (floating-point order); load "
-          f"{load()}")
+    ingest(county.manifest_path, url, progress=False)
+    t_ingest = time.perf_counter() - t
+    t = time.perf_counter()
+    run_analysis(url)
+    t_analyse = time.perf_counter() - t
+    t = time.perf_counter()
+    whole = run_indicators(url, save=False)
+    t_whole = time.perf_counter() - t
+    n = int(json.loads(whole.meta["input_loads"])["dltb"]["rows_written"])
+    print(f"  {n:,} DLTB patches: ingest {t_ingest:.1f} s, analyse {t_analyse:.1f} s, indicators whole "
+          f"{t_whole:.1f} s (this process, peak RSS {vm_hwm_gb():.2f} GB)", flush=True)
+    key = ["indicator", "unit_code"]
+    base = whole.values.sort_values(key).reset_index(drop=True)
+    seconds = {}
+    for workers in (1, 2):
+        with jobs.region_cluster(workers=workers, memory_limit="8GiB") as client:
+            t = time.perf_counter()
+            run = run_indicators(url, save=False, client=client, rows_per_partition=rows_per_partition)
+            seconds[workers] = time.perf_counter() - t
+            peaks = worker_stats(client)
+        got = run.values.sort_values(key).reset_index(drop=True)
+        same = all(np.array_equal(base[c].to_numpy(float), got[c].to_numpy(float), equal_nan=True)
+                   for c in ("value", "value_m2", "value_ha", "value_mu", "value_rounded", "record_count"))
+        same_ids = [json.dumps(v, sort_keys=True) for v in base["record_ids"]] == \
+            [json.dumps(v, sort_keys=True) for v in got["record_ids"]]
+        print(f"  partitioned on {workers} worker(s): {json.loads(run.meta['partitions'])['why']}; "
+              f"{seconds[workers]:.1f} s (× {t_whole / seconds[workers]:.2f} of whole); peak RSS per worker "
+              f"{[v[0] for v in peaks.values()]} GB; values identical {same}, drill-down ids identical {same_ids}; "
+              f"load {load()}", flush=True)
+    print(f"  partitions: 1 → 2 workers × {seconds[1] / seconds[2]:.2f} (efficiency "
+          f"{seconds[1] / (2 * seconds[2]):.2f})", flush=True)
 
 
 def main() -> int:
@@ -220,7 +227,9 @@ def main() -> int:
     ap.add_argument("--counties", type=int, default=30)
     ap.add_argument("--patches", type=int, default=330_000, help="DLTB patches per county")
     ap.add_argument("--dir", type=Path, default=None, help="province files (default bench/out/province-N-P)")
-    ap.add_argument("--skip", default="", help="comma list of runs to skip: single,1,2,partitions")
+    ap.add_argument("--skip", default="", help="comma list of runs to skip: single,1,2,large")
+    ap.add_argument("--large", type=int, default=1_000_000, help="DLTB patches of the one large county")
+    ap.add_argument("--partition-rows", type=int, default=250_000, help="the large county's partition size")
     args = ap.parse_args()
     folder = (args.dir or ROOT / "bench" / "out" / f"province-{args.counties}-{args.patches}").resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -276,8 +285,9 @@ def main() -> int:
                   f"{results[1] / (2 * results[2]):.2f} (target ≥ 0.85)")
         if "single" in results and 2 in results:
             print(f"single-county path / province on 2 workers = {results['single'] / results[2]:.2f}×")
-        if "partitions" not in skip:
-            partition_probe(region_path, npartitions=8)
+        if "large" not in skip:
+            large_county(ROOT / "bench" / "out" / f"county-{args.large}", args.large, cluster.url,
+                         args.partition_rows)
     finally:
         cluster.stop()
         shutil.rmtree(base, ignore_errors=True)
