@@ -424,3 +424,18 @@ def test_cli_on_a_running_scheduler(province):
     county = CliRunner().invoke(cli, ["ingest", str(load_region(province["region"]).counties[0].manifest_path),
                                       "--store", "x.gpkg", "--workers", "2"])
     assert county.exit_code == 2 and "apply to a region set" in county.stderr
+
+
+def test_a_county_computed_whole_keeps_its_thread(province):
+    """On a 1-worker, 1-thread cluster the county tasks of a stage run one after another: a county too small to
+    split never secedes, so its worker never takes a second county's task while it works (30 counties at once
+    in one worker is what memory would not survive)."""
+    from distributed import get_task_stream
+
+    with jobs.region_cluster(workers=1) as client, get_task_stream(client) as stream:
+        result, rollup = jobs.indicators_region(province["url"], client, progress=False, force=True)
+    assert result.counts() == {"done": 3, "skipped": 0, "failed": 0} and rollup is not None
+    spans = sorted((ss["start"], ss["stop"]) for t in stream.data if t["key"].startswith("yzt-indicators-")
+                   for ss in t["startstops"] if ss["action"] == "compute")
+    assert len(spans) == 3
+    assert all(a[1] <= b[0] + 0.1 for a, b in zip(spans, spans[1:])), spans  # 0.1 s: bookkeeping of the stop

@@ -16,6 +16,7 @@ A run is stored in three plain tables of the store, so that any number can later
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -131,6 +132,13 @@ def _analysis_run(store: Store, layers: dict) -> str | None:
     return None if len(runs) == 0 else str(runs["run_id"].iloc[-1])
 
 
+def _client_context(client):
+    """``client`` as a context manager: a dask Client as it is, a context factory (worker_client) entered."""
+    if callable(client) and not hasattr(client, "compute"):
+        return client()
+    return contextlib.nullcontext(client)
+
+
 def run_indicators(store: Store | str | Path, registry_path: str | Path | None = None, *,
                    save: bool = True, now: dt.datetime | None = None, client=None,
                    rows_per_partition: int | None = None) -> IndicatorRun:
@@ -138,7 +146,10 @@ def run_indicators(store: Store | str | Path, registry_path: str | Path | None =
 
     With a dask ``client`` and ``rows_per_partition``, a county of more DLTB patches than that is computed in
     spatial partitions on the cluster (services/jobs/partitions.py) — the same values and ids as the whole
-    county; the run records the partitions (or why it ran whole) in ``partitions``."""
+    county; the run records the partitions (or why it ran whole) in ``partitions``. ``client`` may also be a
+    function returning a context that yields one (``distributed.worker_client`` in a county task): it is
+    entered only once the plan has partitions, so a county that runs whole never leaves its worker's thread
+    (a seceded task frees the thread for another county's task — memory the worker was not sized for)."""
     store = open_store(store)
     registry, sha = load_registry(registry_path)
     started = (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
@@ -161,7 +172,8 @@ def run_indicators(store: Store | str | Path, registry_path: str | Path | None =
 
         # a code set not recorded at ingest is detected once over the whole layer, as the whole-county run does
         code_sets = whole_layer_code_sets(store, code_sets)
-        parts = compute_partitions(client, plan, store.url, registry, names, code_sets)
+        with _client_context(client) as cluster:
+            parts = compute_partitions(cluster, plan, store.url, registry, names, code_sets)
         result = finish_indicators(merge_parts(parts), registry)
     else:
         result = compute_indicators(layers, registry, code_sets=code_sets)

@@ -275,8 +275,9 @@ def indicators_county(region_url: str, county: str, registry_path: str | None = 
         if rows_per_partition and _worker_name() != "local":
             from distributed import worker_client
 
-            with worker_client() as client:
-                run = run_indicators(url, registry_path, client=client, rows_per_partition=rows_per_partition)
+            # the task secedes (worker_client) only when the county is split: a county computed whole keeps its
+            # thread, so a worker never runs more counties at once than it has threads
+            run = run_indicators(url, registry_path, client=worker_client, rows_per_partition=rows_per_partition)
         else:
             run = run_indicators(url, registry_path)
         return run.run_id, {"indicators": int(run.values["indicator"].nunique()),
