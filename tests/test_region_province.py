@@ -9,6 +9,7 @@ a county's write leaves that county as it was, and the next run completes it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from pathlib import Path
@@ -438,4 +439,4 @@ def test_a_county_computed_whole_keeps_its_thread(province):
     spans = sorted((ss["start"], ss["stop"]) for t in stream.data if t["key"].startswith("yzt-indicators-")
                    for ss in t["startstops"] if ss["action"] == "compute")
     assert len(spans) == 3
-    assert all(a[1] <= b[0] + 0.1 for a, b in zip(spans, spans[1:])), spans  # 0.1 s: bookkeeping of the stop
+    assert all(a[1] <= b[0] + 0.1 for a, b in itertools.pairwise(spans)), spans  # 0.1 s: bookkeeping of the stop
