@@ -170,7 +170,8 @@ def run_province(region_path: Path, url: str, workers: int) -> tuple[dict, dict]
     return times, peaks
 
 
-def large_county(folder: Path, patches: int, base_url: str, rows_per_partition: int) -> None:
+def large_county(folder: Path, patches: int, base_url: str, rows_per_partition: int,
+                 manifest: Path | None = None) -> None:
     """One county of ``patches`` DLTB patches: its indicator run whole (the single-county path, this process) and
     in spatial partitions (services/jobs/partitions.py) on a LocalCluster of 1 and of 2 workers; equal values."""
     import json
@@ -184,12 +185,13 @@ def large_county(folder: Path, patches: int, base_url: str, rows_per_partition: 
     from services.jobs.indicators import run_indicators
     from services.jobs.ingest import load as ingest
 
-    region_path = generate(folder, 1, patches)
-    county = load_region(region_path).counties[0]
-    url = with_schema(base_url, f"big_{county.code}")
-    print(f"\n[one large county] {county.code}, load before {load()}", flush=True)
+    if manifest is None:
+        manifest = load_region(generate(folder, 1, patches)).counties[0].manifest_path
+    code = manifest.parent.name.lstrip("c")
+    url = with_schema(base_url, f"big_{code}")
+    print(f"\n[one large county] {code} ({manifest}), load before {load()}", flush=True)
     t = time.perf_counter()
-    ingest(county.manifest_path, url, progress=False)
+    ingest(manifest, url, progress=False)
     t_ingest = time.perf_counter() - t
     t = time.perf_counter()
     run_analysis(url)
@@ -230,6 +232,8 @@ def main() -> int:
     ap.add_argument("--skip", default="", help="comma list of runs to skip: single,1,2,large")
     ap.add_argument("--large", type=int, default=1_000_000, help="DLTB patches of the one large county")
     ap.add_argument("--partition-rows", type=int, default=250_000, help="the large county's partition size")
+    ap.add_argument("--large-from", type=Path, default=None, metavar="MANIFEST",
+                    help="measure the partitions on this county instead of generating --large patches")
     args = ap.parse_args()
     folder = (args.dir or ROOT / "bench" / "out" / f"province-{args.counties}-{args.patches}").resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -287,7 +291,7 @@ def main() -> int:
             print(f"single-county path / province on 2 workers = {results['single'] / results[2]:.2f}×")
         if "large" not in skip:
             large_county(ROOT / "bench" / "out" / f"county-{args.large}", args.large, cluster.url,
-                         args.partition_rows)
+                         args.partition_rows, args.large_from)
     finally:
         cluster.stop()
         shutil.rmtree(base, ignore_errors=True)
