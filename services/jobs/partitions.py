@@ -41,7 +41,7 @@ from layers import fields as F
 from layers.errors import StoreError
 from layers.store import open_store
 from layers.store.base import Store
-from layers.store.query import Expr, In, IsNull, Or
+from layers.store.query import And, Expr, In, IsNull, Not, Or
 
 ATTRIBUTION_FIELD = "ZLDWDM"
 
@@ -66,7 +66,7 @@ class Partition:
     rows: int  # owned DLTB rows
     loads: tuple[tuple[str, str], ...] = ()  # (survey layer, load id) the plan was made from
 
-    def where(self, layer: str) -> Expr | None:
+    def where(self, layer: str) -> Expr:
         """The filter that reads the rows of ``layer`` this partition owns."""
         owned = dict(self.values).get(layer, ())
         expr: Expr = In(ATTRIBUTION_FIELD, tuple(owned))
@@ -215,11 +215,12 @@ def _boxes(owned: Mapping[str, gpd.GeoDataFrame]) -> list[tuple[float, float, fl
     return [(float(a), float(b), float(c), float(d)) for a, b, c, d in boxes.itertuples(index=False)]
 
 
-def _with_surroundings(store: Store, layer: str, owned: gpd.GeoDataFrame, boxes
+def _with_surroundings(store: Store, layer: str, owned: gpd.GeoDataFrame, boxes, others: Expr
                        ) -> tuple[gpd.GeoDataFrame, np.ndarray]:
     """Owned rows and every row of ``layer`` whose envelope meets one of ``boxes``, in stored order; which are
-    owned."""
-    frame = pd.concat([owned, *(store.read_layer(layer, bbox=box) for box in boxes)], ignore_index=True)
+    owned. ``others`` selects the rows the partition does not own: an owned row is read once."""
+    frame = pd.concat([owned, *(store.read_layer(layer, bbox=box, where=others) for box in boxes)],
+                      ignore_index=True)
     frame = frame.drop_duplicates(F.FID).sort_values(F.FID, kind="stable").reset_index(drop=True)
     return gpd.GeoDataFrame(frame, geometry=owned.geometry.name, crs=owned.crs), \
         frame[F.FID].isin(set(owned[F.FID])).to_numpy()
@@ -245,7 +246,11 @@ def partition_parts(partition: Partition, owned_dltb: gpd.GeoDataFrame, store_ur
         boxes = _boxes(owned)
         masks = {}
         for name, rows in owned.items():
-            layers[name], masks[name] = _with_surroundings(store, name, rows, boxes)
+            mine = partition.where(name)
+            # NOT (ZLDWDM IN …) is not true for a NULL ZLDWDM: those rows are the first partition's (nulls)
+            others = And(Not(mine), Not(IsNull(ATTRIBUTION_FIELD))) if partition.nulls else \
+                Or(Not(mine), IsNull(ATTRIBUTION_FIELD))
+            layers[name], masks[name] = _with_surroundings(store, name, rows, boxes, others)
     return indicator_parts(layers, registry, code_sets, owned=masks, owns=partition.owns)
 
 
