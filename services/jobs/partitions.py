@@ -38,7 +38,7 @@ import pandas as pd
 from analysis.indicators import SURVEY_LAYERS, Registry
 from analysis.indicators.compute import IndicatorParts, indicator_parts
 from layers import fields as F
-from layers.errors import StoreError
+from layers.errors import StoreError, YztError
 from layers.store import open_store
 from layers.store.base import Store
 from layers.store.query import And, Expr, In, IsNull, Not, Or
@@ -99,7 +99,7 @@ def _hilbert_order(store: Store, townships: list[str]) -> list[str]:
     polygon is missing); 乡镇 xzq does not draw come last, by code."""
     try:
         xzq = store.read_layer("xzq", columns=["XZQDM"])
-    except Exception:  # no xzq: the indicators will say so; the order is only a matter of compactness
+    except YztError:  # no xzq: the indicators will say so; the order is only a matter of compactness
         return sorted(townships)
     codes = xzq["XZQDM"].astype(str).str.strip()
     centres = xzq.geometry.representative_point()
@@ -140,7 +140,7 @@ def plan_partitions(store: Store, registry: Registry, rows_per_partition: int,
         columns = list(dict.fromkeys([ATTRIBUTION_FIELD, id_field]))
         try:
             frame = store.read_attributes(layer, columns)
-        except Exception:  # a column is missing: the whole-county run reports it
+        except YztError:  # a column is missing: the whole-county run reports it
             return [], f"{layer} lacks {' or '.join(columns)}"
         ids = frame[id_field]
         if ids.isna().any() or not ids.is_unique:
