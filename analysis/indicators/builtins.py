@@ -21,6 +21,14 @@ from .context import Contribution, _Context, overlay_areas
 from .prepare import CountNote
 
 
+def _reported_rows(ctx: _Context) -> np.ndarray:
+    """Positions of the DLTB patches whose village this run reports: every patch for the whole county; in a
+    partition its own, so that an overlay skips the surrounding patches whose pieces it would drop anyway (a
+    piece is computed pair by pair: leaving a patch out changes no other piece)."""
+    village = ctx.village_of("dltb").to_numpy()
+    return np.flatnonzero(ctx.owned_villages(village)) if ctx.owns is not None else np.arange(len(village))
+
+
 def _yjjbnt_pieces(ctx: _Context) -> pd.DataFrame:
     if "yjjbnt" not in ctx._cache:
         yj, tb = ctx.layer("yjjbnt"), ctx.layer("dltb")
@@ -28,7 +36,9 @@ def _yjjbnt_pieces(ctx: _Context) -> pd.DataFrame:
             raise CRSError(f"yjjbnt ({yj.crs}) and dltb ({tb.crs}) are in different CRSs; re-ingest into one store")
         # YJJBNT polygons that overlap one another count their shared part once (analysis.faces)
         faces, face_ids = disjoint_faces(yj, ctx.ids("yjjbnt").to_numpy())
-        pieces = overlay_areas(faces, tb)
+        rows = _reported_rows(ctx)  # a piece is reported with its DLTB patch's village
+        pieces = overlay_areas(faces, tb.iloc[rows])
+        pieces["right"] = rows[pieces["right"].to_numpy()]
         r = pieces["right"].to_numpy()
         pieces["village"] = ctx.village_of("dltb").to_numpy()[r]
         pieces["cultivated"] = tb["DLBM"].isin(ctx.registry.code_sets.get("cultivated", set())).to_numpy()[r]
@@ -67,7 +77,8 @@ def _change_pieces(ctx: _Context) -> pd.DataFrame:
         # a patch identical in both years (same DLBM, same geometry) cannot hold a change: leave the twins
         # out of the overlay, which then only sees the patches that moved (as analysis.changes does)
         same_prev, same_cur = unchanged_mask(prev, cur)
-        keep_prev, keep_cur = np.flatnonzero(~same_prev), np.flatnonzero(~same_cur)
+        keep_prev = np.flatnonzero(~same_prev)
+        keep_cur = np.intersect1d(np.flatnonzero(~same_cur), _reported_rows(ctx), assume_unique=True)
         pieces = overlay_areas(prev.iloc[keep_prev], cur.iloc[keep_cur])
         pieces["left"] = keep_prev[pieces["left"].to_numpy()]
         pieces["right"] = keep_cur[pieces["right"].to_numpy()]

@@ -240,21 +240,23 @@ class GeoPackageStore(Store):
                 raise StoreError(f"{name!r} has no column(s) {unknown}; columns: {', '.join(attrs)}")
             attrs = list(columns)
         conditions = []
+        exact = None
         if bbox is not None:
             minx, miny, maxx, maxy = (_sql_float(v) for v in bbox)
             assert geom_col is not None  # a bbox on a plain table is refused before
             rtree = f"rtree_{name}_{geom_col}"
-            g = _q(geom_col)
-            exact = (f"ST_MaxX({g}) >= {minx} AND ST_MinX({g}) <= {maxx} AND "
-                     f"ST_MaxY({g}) >= {miny} AND ST_MinY({g}) <= {maxy}")
             if _has_table(con, rtree):
                 conditions.append(f"fid IN (SELECT id FROM {_q(rtree)} WHERE minx <= {maxx} AND maxx >= {minx} "
                                   f"AND miny <= {maxy} AND maxy >= {miny})")
-            conditions.append(f"{g} IS NOT NULL AND NOT ST_IsEmpty({g}) AND {exact}")
+            # the exact test, after the R*Tree (float32 boxes, rounded outwards) and after the where clause:
+            # SQLite evaluates the terms in order, and the attribute test is cheaper than a Python function
+            exact = f"yzt_envelope_meets({_q(geom_col)}, {minx}, {miny}, {maxx}, {maxy})"
         if where is not None and not (isinstance(where, str) and not where):
             sql = where_sql(where, "sqlite")
             _check_where(con, name, sql)
             conditions.append(f"({sql})")
+        if exact:
+            conditions.append(exact)
         sql_where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         return sql_where, attrs
 

@@ -65,6 +65,26 @@ def _st_function(which: str) -> Callable[[bytes | None], float | int | None]:
     return fn
 
 
+def envelope_meets(blob: bytes | None, minx: float, miny: float, maxx: float, maxy: float) -> int:
+    """``yzt_envelope_meets(geom, minx, miny, maxx, maxy)``: 1 if the row's geometry is present, not empty and
+    its envelope meets the box (edges included). One call per row where ST_IsEmpty and four ST_Min/Max calls
+    took five, and the WKB is parsed only when the blob's header carries no envelope: a finite envelope in
+    the header is the geometry's own (an empty geometry has none, or NaNs)."""
+    if blob is None or len(blob) < 8 or blob[:2] != b"GP":
+        return 0
+    empty, envelope, offset = gpkg_header(blob)
+    if empty:
+        return 0
+    if envelope is None or any(v != v for v in envelope):
+        g = shapely.from_wkb(bytes(blob[offset:]))
+        if shapely.is_empty(g):
+            return 0
+        b = shapely.bounds(g)
+        envelope = (b[0], b[2], b[1], b[3])
+    x0, x1, y0, y1 = envelope
+    return int(x1 >= minx and x0 <= maxx and y1 >= miny and y0 <= maxy)
+
+
 @functools.lru_cache(maxsize=256)
 def _prepared(wkb: bytes) -> shapely.Geometry:
     g = shapely.from_wkb(wkb)
@@ -107,5 +127,6 @@ def connect(path: Path, *, readonly: bool, timeout: float = 60,
                           check_same_thread=check_same_thread)
     for name in ("ST_IsEmpty", "ST_MinX", "ST_MaxX", "ST_MinY", "ST_MaxY"):
         con.create_function(name, 1, _st_function(name), deterministic=True)
+    con.create_function("yzt_envelope_meets", 5, envelope_meets, deterministic=True)
     con.create_function("yzt_spatial", 3, sqlite_spatial, deterministic=True)
     return con
