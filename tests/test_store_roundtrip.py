@@ -177,3 +177,49 @@ def test_open_store_forms(tmp_path):
             open_store(bad)
     with pytest.raises(StoreError, match="schema"):
         open_store("postgresql://u@h/db?schema=Bad-Name")
+
+
+def test_bbox_and_where_together(target):
+    """A bbox read with a where clause (how a partition reads its neighbours) returns exactly the rows both
+    select, in stored order."""
+    dltb = make_polygons(400, seed=5)
+    store = open_store(target)
+    store.write_layers({"dltb": dltb}, [record("dltb", "L1", 400)], meta=META)
+    bbox = (X0 + 3_000, Y0 + 2_000, X0 + 11_000, Y0 + 8_000)
+    env = shapely.bounds(dltb.geometry.values)
+    inside = (env[:, 2] >= bbox[0]) & (env[:, 0] <= bbox[2]) & (env[:, 3] >= bbox[1]) & (env[:, 1] <= bbox[3])
+    keep = inside & ~dltb["DLBM"].isin(["0101", "0102"]).to_numpy()
+    assert 10 < keep.sum() < inside.sum()
+    got = store.read_layer("dltb", bbox=bbox, where="NOT (\"DLBM\" IN ('0101', '0102'))")
+    assert got["BSM"].tolist() == dltb["BSM"][keep].tolist()
+
+
+def _gpkg_blob(geom, envelope: str) -> bytes:
+    """A GeoPackage geometry blob by hand (GPKG 1.3 §2.1.3): magic, version, flags, srs id, envelope, WKB."""
+    import struct
+
+    wkb = shapely.to_wkb(geom, byte_order=1)
+    empty = shapely.is_empty(geom)
+    if envelope == "none":
+        code, env = 0, b""
+    else:
+        b = [float("nan")] * 4 if envelope == "nan" else shapely.bounds(geom).tolist()
+        code, env = 1, struct.pack("<4d", b[0], b[2], b[1], b[3])
+    flags = 1 | (code << 1) | (0x10 if empty else 0)
+    return b"GP" + bytes([0, flags]) + struct.pack("<i", 4523) + env + wkb
+
+
+@pytest.mark.parametrize("envelope", ["xy", "none"])
+def test_envelope_test_of_a_gpkg_blob(envelope):
+    """The GeoPackage bbox test reads the blob's envelope, or the WKB when the writer left the envelope out;
+    empty and missing geometries never meet a box."""
+    from layers.store.gpkg_sqlite import envelope_meets
+
+    square = shapely.box(10.0, 20.0, 11.0, 21.0)
+    blob = _gpkg_blob(square, envelope)
+    assert envelope_meets(blob, 11.0, 21.0, 12.0, 22.0) == 1  # touching the corner counts
+    assert envelope_meets(blob, 0.0, 0.0, 9.999, 30.0) == 0
+    assert envelope_meets(blob, 10.5, 0.0, 10.6, 19.999) == 0
+    assert envelope_meets(_gpkg_blob(shapely.Polygon(), envelope), -1e9, -1e9, 1e9, 1e9) == 0
+    assert envelope_meets(_gpkg_blob(shapely.Polygon(), "nan"), -1e9, -1e9, 1e9, 1e9) == 0
+    assert envelope_meets(None, -1e9, -1e9, 1e9, 1e9) == 0
