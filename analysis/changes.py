@@ -37,6 +37,9 @@ CHANGE_COLUMNS = ["JCBH", "SOURCE", "ROUND", "HSX", "XZQDM", "TBLX", "prev_ids",
                   "area_m2", "derived"]
 
 
+ORDER_KEY = "_order_1"  # where a partition's change patch stands in the whole county's listing
+
+
 def geometry_keys(gdf: gpd.GeoDataFrame) -> np.ndarray:
     """A cheap fingerprint per geometry: bounds, area (to 0.001 m², planar) and number of coordinates.
 
@@ -119,17 +122,25 @@ def unchanged_mask(prev: gpd.GeoDataFrame, curr: gpd.GeoDataFrame, prev_keys: np
 
 def derive_change_patches(dltb_prev: gpd.GeoDataFrame, dltb: gpd.GeoDataFrame, rules: Rules,
                           workers: int = 2, prev_keys: np.ndarray | None = None,
-                          curr_keys: np.ndarray | None = None) -> gpd.GeoDataFrame:
+                          curr_keys: np.ndarray | None = None, report: np.ndarray | None = None,
+                          order: np.ndarray | None = None) -> gpd.GeoDataFrame:
     """Change patches from dltb_prev → dltb (see module docstring). Columns: CHANGE_COLUMNS + geometry.
 
     ROUND is the current DLTB's data year (SJNF) when present; HSX is 12-31 of that year (else the rules'
     survey_date); XZQDM is the village of the current patch's 坐落 (ZLDWDM, first 12 digits).
+
+    ``report``: a mask of the current patches whose change patches are wanted (all when None). A spatial
+    partition passes its own patches, the layers holding their surroundings too: a change patch is made from
+    one current patch and the previous-year patches under it, so leaving the others out changes none of them.
+    ``order``: a sort key per current patch (its stored position in the whole layer), kept on the change
+    patches as ORDER_KEY so that the partitions' change patches list as the whole county's would.
     """
     crs = dltb.crs
     check_same_crs(crs, dltb_prev=dltb_prev)
     same_prev, same_curr = unchanged_mask(dltb_prev, dltb, prev_keys, curr_keys)
     prev = dltb_prev[~same_prev]
-    curr = dltb[~same_curr]
+    wanted = ~same_curr & (True if report is None else np.asarray(report, dtype=bool))
+    curr = dltb[wanted]
     empty = gpd.GeoDataFrame({c: [] for c in CHANGE_COLUMNS}, geometry=gpd.GeoSeries([], crs=crs), crs=crs)
     if len(prev) == 0 or len(curr) == 0:
         return empty
@@ -181,4 +192,7 @@ def derive_change_patches(dltb_prev: gpd.GeoDataFrame, dltb: gpd.GeoDataFrame, r
         })
     out = gpd.GeoDataFrame(rows, geometry="geometry", crs=crs)
     out["area_m2"] = ellipsoidal_area(out.geometry.values, crs)
-    return out[[*CHANGE_COLUMNS, "geometry"]]
+    out = out[[*CHANGE_COLUMNS, "geometry"]]
+    if order is not None:  # the rows were listed by current patch (groupby r, sorted)
+        out.insert(len(CHANGE_COLUMNS), ORDER_KEY, np.asarray(order)[np.flatnonzero(wanted)][sorted(set(pr))])
+    return out

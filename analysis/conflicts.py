@@ -191,8 +191,9 @@ def pair_pieces(left, right, *, min_area: float, workers: int = 2):
 def pair_conflicts(kind: str, left: gpd.GeoDataFrame, left_name: str, left_ids: np.ndarray,
                    right: gpd.GeoDataFrame, right_name: str, right_ids: np.ndarray, *, min_area: float,
                    villages=None, village_left=None, village_right=None, note=None,
-                   workers: int = 2) -> gpd.GeoDataFrame:
-    """One record per overlapping (left, right) pair with a piece area ≥ min_area."""
+                   workers: int = 2, order_left: np.ndarray | None = None) -> gpd.GeoDataFrame:
+    """One record per overlapping (left, right) pair with a piece area ≥ min_area, listed by left then right.
+    ``order_left``: a sort key per left row, kept on the records (see :func:`survey_conflicts`)."""
     crs = left.crs
     li, ri, areas, geoms = pair_pieces(left, right, min_area=min_area, workers=workers)
     if len(li) == 0:
@@ -204,8 +205,15 @@ def pair_conflicts(kind: str, left: gpd.GeoDataFrame, left_name: str, left_ids: 
     else:
         xzqdm = village_by_largest_share(geoms, crs, villages, workers)
     notes = [note(a, b) for a, b in zip(li, ri)] if note is not None else [""] * len(li)
-    return _records(kind, geoms, areas, left_name, [_listed(x) for x in left_ids[li]],
-                    right_name, [_listed(x) for x in right_ids[ri]], xzqdm, notes, crs)
+    records = _records(kind, geoms, areas, left_name, [_listed(x) for x in left_ids[li]],
+                       right_name, [_listed(x) for x in right_ids[ri]], xzqdm, notes, crs)
+    return records if order_left is None else _keyed(records, order_left[li], ri)
+
+
+def _keyed(records: gpd.GeoDataFrame, first, second) -> gpd.GeoDataFrame:
+    """The records with their sort key (ORDER_KEYS): where each stands in the whole county's listing."""
+    return records.assign(**{ORDER_KEYS[0]: np.asarray(first, dtype=np.int64),
+                             ORDER_KEYS[1]: np.asarray(second, dtype=np.int64)})
 
 
 def _listed(x) -> list:
@@ -219,7 +227,8 @@ def _ids_text(x) -> str:
 
 def yjjbnt_pieces(yjjbnt: gpd.GeoDataFrame, yj_ids: np.ndarray, dltb: gpd.GeoDataFrame, d_ids: np.ndarray,
                   codes: np.ndarray, cats: np.ndarray, village: np.ndarray, *, min_area: float,
-                  workers: int = 2) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+                  workers: int = 2, keys: np.ndarray | None = None
+                  ) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
     """(yjjbnt_not_cultivated, construction_in_yjjbnt) from ONE overlay of YJJBNT with the DLTB patches that are
     not 耕地 (construction patches are among them): the costly overlay is not run twice."""
     crs = dltb.crs
@@ -237,11 +246,14 @@ def yjjbnt_pieces(yjjbnt: gpd.GeoDataFrame, yj_ids: np.ndarray, dltb: gpd.GeoDat
     b = np.flatnonzero(built)[order]
     inside = _records("construction_in_yjjbnt", geoms[b], areas[b], "dltb", [[x] for x in d_ids[rows[b]]],
                       "yjjbnt", [_listed(x) for x in yj_ids[li[b]]], village[rows[b]], [notes[k] for k in b], crs)
-    return lost, inside
+    if keys is None:
+        return lost, inside
+    return _keyed(lost, li, keys[rows]), _keyed(inside, keys[rows[b]], li[b])
 
 
 def construction_outside(dltb: gpd.GeoDataFrame, czkfbj: gpd.GeoDataFrame, rules: Rules, *,
-                         village: np.ndarray | None = None, workers: int = 2) -> gpd.GeoDataFrame:
+                         village: np.ndarray | None = None, workers: int = 2,
+                         order: np.ndarray | None = None) -> gpd.GeoDataFrame:
     """Construction patches (codes not exempt) minus the union of CZKFBJ: the part outside, per patch."""
     crs = dltb.crs
     codes = as_text(dltb["DLBM"])
@@ -265,9 +277,10 @@ def construction_outside(dltb: gpd.GeoDataFrame, czkfbj: gpd.GeoDataFrame, rules
     keep &= ~shapely.is_empty(out_geoms)
     idx = np.flatnonzero(keep)
     notes = [_code_note(sub_codes[k], "现状") + ("，部分位于城镇开发边界内" if inside[k] > 0 else "") for k in idx]
-    return _records("construction_outside_czkfbj", out_geoms[idx], outside[idx], "dltb",
-                    [[x] for x in sub_ids[idx]], "czkfbj", [inside_ids[k] for k in idx],
-                    (_dltb_village(dltb) if village is None else village)[sel][idx], notes, crs)
+    records = _records("construction_outside_czkfbj", out_geoms[idx], outside[idx], "dltb",
+                       [[x] for x in sub_ids[idx]], "czkfbj", [inside_ids[k] for k in idx],
+                       (_dltb_village(dltb) if village is None else village)[sel][idx], notes, crs)
+    return records if order is None else _keyed(records, order[sel][idx], np.zeros(len(idx)))
 
 
 def parcel_zone_conflicts(parcels: gpd.GeoDataFrame, ghfq: gpd.GeoDataFrame, rules: Rules, *, villages=None,
@@ -430,11 +443,78 @@ def idle_land(parcels: gpd.GeoDataFrame, dltb: gpd.GeoDataFrame | None, rules: R
                     notes, crs)
 
 
+def control_faces(present: dict[str, gpd.GeoDataFrame]) -> tuple[dict[str, gpd.GeoDataFrame], dict[str, np.ndarray]]:
+    """The control lines present, each cut into disjoint faces (a shared part of two overlapping polygons
+    counts once), and the ids of each face (a face under two polygons names both)."""
+    lines: dict[str, gpd.GeoDataFrame] = {}
+    ids: dict[str, np.ndarray] = {}
+    for name in ("yjjbnt", "stbhhx", "czkfbj"):
+        if name in present:
+            lines[name], ids[name] = disjoint_faces(present[name], id_column(present[name], ("BSM",), name))
+    return lines, ids
+
+
+def survey_conflicts(dltb: gpd.GeoDataFrame, lines: dict[str, gpd.GeoDataFrame], line_ids: dict[str, np.ndarray],
+                     rules: Rules, *, czkfbj: gpd.GeoDataFrame | None = None, workers: int = 2,
+                     order: np.ndarray | None = None) -> list[gpd.GeoDataFrame]:
+    """The kinds with a DLTB patch on one side (yjjbnt_not_cultivated, construction_in_yjjbnt,
+    construction_in_stbhhx, construction_outside_czkfbj), in find_conflicts' order, for the control lines
+    present (``lines`` / ``line_ids`` from :func:`control_faces`; ``czkfbj``: its polygons as stored, whose
+    union construction_outside_czkfbj takes). Each record comes from one DLTB patch, so
+    a spatial partition computes those of its own patches. ``order``: a key per DLTB row (its stored
+    position in the whole layer); the records then carry ORDER_KEYS, by which :func:`merge_survey_conflicts`
+    lists the partitions' records exactly as the whole county's run would."""
+    min_area = rules.conflict_min_area_m2
+    d_ids = id_column(dltb, ("BSM",), "dltb")
+    codes = as_text(dltb["DLBM"])
+    cats = land_categories(codes, rules, "dltb")
+    village = _dltb_village(dltb)
+    cons = cats == "construction"
+    cons_codes = codes[cons]
+    out: list[gpd.GeoDataFrame] = []
+    if "yjjbnt" in lines:
+        out.extend(yjjbnt_pieces(lines["yjjbnt"], line_ids["yjjbnt"], dltb, d_ids, codes, cats, village,
+                                 min_area=min_area, workers=workers, keys=order))
+    if "stbhhx" in lines:
+        out.append(pair_conflicts(
+            "construction_in_stbhhx", dltb[cons], "dltb", d_ids[cons], lines["stbhhx"], "stbhhx",
+            line_ids["stbhhx"], min_area=min_area, village_left=village[cons], workers=workers,
+            note=lambda a, b: _code_note(cons_codes[a], "现状"), order_left=None if order is None else order[cons]))
+    if czkfbj is not None:
+        out.append(construction_outside(dltb, czkfbj, rules, village=village, workers=workers, order=order))
+    return out
+
+
+SURVEY_KINDS = ("yjjbnt_not_cultivated", "construction_in_yjjbnt", "construction_in_stbhhx",
+                "construction_outside_czkfbj")
+ORDER_KEYS = ("_order_1", "_order_2")
+
+
+def merge_survey_conflicts(parts: list[list[gpd.GeoDataFrame]]) -> list[gpd.GeoDataFrame]:
+    """The survey kinds' records of every partition (survey_conflicts with ``order``), one frame per kind in
+    find_conflicts' order, each listed by its order keys and its conflict_ids given over the whole kind."""
+    out = []
+    for kind in SURVEY_KINDS:
+        frames = [f for part in parts for f in part if len(f) and f["kind"].iloc[0] == kind]
+        if not frames:
+            continue
+        merged = pd.concat(frames, ignore_index=True).sort_values(list(ORDER_KEYS), kind="stable")
+        merged = gpd.GeoDataFrame(merged.drop(columns=list(ORDER_KEYS)).reset_index(drop=True),
+                                  geometry="geometry", crs=frames[0].crs)
+        out.append(_with_ids(merged))
+    return out
+
+
 def find_conflicts(*, rules: Rules, dltb: gpd.GeoDataFrame | None = None, yjjbnt=None, stbhhx=None,
                    czkfbj=None, ghfq=None, approvals=None, parcels=None, villages=None,
-                   workers: int = 2) -> tuple[gpd.GeoDataFrame, dict[str, str]]:
+                   workers: int = 2, survey: list[gpd.GeoDataFrame] | None = None
+                   ) -> tuple[gpd.GeoDataFrame, dict[str, str]]:
     """Every planning conflict of the region. Returns (records, skipped) where skipped maps a kind whose
-    layers are absent to the missing layer names (so a report can say what was not checked)."""
+    layers are absent to the missing layer names (so a report can say what was not checked).
+
+    ``survey``: the survey kinds' records already computed over the whole DLTB layer (a county analysed in
+    spatial partitions, :func:`merge_survey_conflicts`); ``dltb`` then holds only the patches near the
+    parcels, for idle_land."""
     present = {name: gdf for name, gdf in dict(dltb=dltb, yjjbnt=yjjbnt, stbhhx=stbhhx, czkfbj=czkfbj, ghfq=ghfq,
                                                approvals=approvals, parcels=parcels).items() if gdf is not None}
     if not present:
@@ -443,13 +523,7 @@ def find_conflicts(*, rules: Rules, dltb: gpd.GeoDataFrame | None = None, yjjbnt
     check_same_crs(crs, **present, villages=villages)
     skipped = {kind: ", ".join(n for n in needs if n not in present) for kind, needs in NEEDS.items()
                if any(n not in present for n in needs)}
-    ids = {name: id_column(gdf, ("BSM",), name) for name, gdf in present.items() if name in
-           ("dltb", "yjjbnt", "stbhhx", "czkfbj")}
-    # a control line whose polygons overlap one another: cut into disjoint faces so a shared part counts once
-    lines = {}
-    for name in ("yjjbnt", "stbhhx", "czkfbj"):
-        if name in present:
-            lines[name], ids[name] = disjoint_faces(present[name], ids[name])
+    lines, ids = control_faces(present)
     min_area = rules.conflict_min_area_m2
     parts = []
 
@@ -464,19 +538,7 @@ def find_conflicts(*, rules: Rules, dltb: gpd.GeoDataFrame | None = None, yjjbnt
             note=lambda i, j, a=a, b=b: f"{line_zh[a]} {_ids_text(ids[a][i])} 与{line_zh[b]} {_ids_text(ids[b][j])} "
                                         "重叠（三线不得交叉重叠）"))
     if dltb is not None:
-        codes = as_text(dltb["DLBM"])
-        cats = land_categories(codes, rules, "dltb")
-        village = _dltb_village(dltb)
-        cons = cats == "construction"
-        cons_codes = codes[cons]
-        if "yjjbnt" in present:  # both kinds need exactly dltb and yjjbnt
-            parts.extend(yjjbnt_pieces(lines["yjjbnt"], ids["yjjbnt"], dltb, ids["dltb"], codes, cats, village,
-                                       min_area=min_area, workers=workers))
-        run("construction_in_stbhhx", lambda: pair_conflicts(
-            "construction_in_stbhhx", dltb[cons], "dltb", ids["dltb"][cons], lines["stbhhx"], "stbhhx",
-            ids["stbhhx"], min_area=min_area, village_left=village[cons], workers=workers,
-            note=lambda a, b: _code_note(cons_codes[a], "现状")))
-        run("construction_outside_czkfbj", lambda: construction_outside(dltb, czkfbj, rules, village=village,
+        parts.extend(survey if survey is not None else survey_conflicts(dltb, lines, ids, rules, czkfbj=czkfbj,
                                                                         workers=workers))
     run("parcel_zone_conflict", lambda: parcel_zone_conflicts(parcels, ghfq, rules, workers=workers))
     run("approved_unsupplied", lambda: approved_unsupplied(approvals, parcels, rules, workers=workers))

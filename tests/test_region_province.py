@@ -48,8 +48,9 @@ def province(tmp_path_factory, pg_url):
     url = f"{pg_url}?schema={schema}"
     with jobs.region_cluster(workers=2) as client:
         ingested = jobs.ingest_region(region_path, url, client, progress=False)
-        analysed = jobs.analyse_region(url, client, progress=False)
-        # every county (≈ 2 000 patches) computes its indicators in spatial partitions of ≤ 1 000 patches
+        # every county (≈ 2 000 patches) is analysed and computes its indicators in spatial partitions of
+        # ≤ 1 000 patches
+        analysed = jobs.analyse_region(url, client, progress=False, rows_per_partition=PARTITION_ROWS)
         indicators, rollup = jobs.indicators_region(url, client, progress=False, rows_per_partition=PARTITION_ROWS)
     yield {"folder": folder, "region": region_path, "url": url, "schema": schema, "ingested": ingested,
            "analysed": analysed, "indicators": indicators, "rollup": rollup}
@@ -104,6 +105,8 @@ def test_each_county_equals_the_single_county_path(province, single):
             fb = alone.read_layer("flagged_patches").sort_values("JCBH").reset_index(drop=True)
             assert len(fa) == len(fb) > 30
             pd.testing.assert_frame_equal(pd.DataFrame(fa[FLAGGED_COLUMNS]), pd.DataFrame(fb[FLAGGED_COLUMNS]))
+            runs = prov.read_table("analysis_runs")
+            assert json.loads(runs["counts"].iloc[-1])["partitions"]["count"] >= 2  # analysed in partitions
             ca = prov.read_layer("planning_conflicts").sort_values("conflict_id").reset_index(drop=True)
             cb = alone.read_layer("planning_conflicts").sort_values("conflict_id").reset_index(drop=True)
             assert ca["conflict_id"].tolist() == cb["conflict_id"].tolist()

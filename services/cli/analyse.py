@@ -6,7 +6,8 @@ import json
 
 import click
 
-from .options import force_opt, json_opt, rules_option, scheduler_opt, store_opt, workers_opt
+from ..jobs.region import DEFAULT_PARTITION_ROWS
+from .options import force_opt, json_opt, partition_rows_opt, rules_option, scheduler_opt, store_opt, workers_opt
 
 
 @click.command("analyse")
@@ -15,12 +16,15 @@ from .options import force_opt, json_opt, rules_option, scheduler_opt, store_opt
 @workers_opt
 @scheduler_opt
 @force_opt
+@partition_rows_opt(DEFAULT_PARTITION_ROWS)
 @json_opt
-def analyse(store, rules_path, workers, scheduler, force, as_json):
+def analyse(store, rules_path, workers, scheduler, force, partition_rows, as_json):
     """Pre-judge monitoring patches (卫片预判), dedupe them, and find planning conflicts.
 
     Writes the layers flagged_patches and planning_conflicts and appends a row to the analysis_runs
     table of STORE. A province STORE (yzt ingest region.yaml): every county whose inputs changed, on dask.
+    One large county: ``--partition-rows N --workers 2`` reads its survey layers in spatial partitions on a
+    local cluster (the same records).
     """
     from layers.store.province import is_region_store
 
@@ -29,12 +33,21 @@ def analyse(store, rules_path, workers, scheduler, force, as_json):
     if is_region_store(store):
         from . import region
 
-        region.analyse(store, rules_path, workers, scheduler, force, as_json)
+        region.analyse(store, rules_path, workers, scheduler, force, as_json,
+                       DEFAULT_PARTITION_ROWS if partition_rows is None else partition_rows)
         return
-    from .region import refuse_county_options
+    from .region import _echo, refuse_county_options
 
-    refuse_county_options(workers, scheduler, force, f"{store} is one county's store")
-    result = run_analysis(store, rules_path=rules_path, workers=workers or 2)
+    if partition_rows is not None:  # --workers / --scheduler: the dask cluster of the partitions
+        from ..jobs.region import region_cluster
+
+        refuse_county_options(None, None, force, f"{store} is one county's store")
+        with region_cluster(workers, scheduler, echo=_echo) as client:
+            result = run_analysis(store, rules_path=rules_path, client=client, rows_per_partition=partition_rows)
+        _echo(f"partitions: {result.partitions['why']}")
+    else:
+        refuse_county_options(workers, scheduler, force, f"{store} is one county's store")
+        result = run_analysis(store, rules_path=rules_path, workers=workers or 2)
     if as_json:
         click.echo(json.dumps({"run_id": result.run_id, "store": result.store_url, "rules": result.rules_path,
                                "rules_sha256": result.rules_sha256, "seconds": result.seconds,

@@ -13,7 +13,16 @@ from layers.store import open_store
 from ..jobs import indicators as jobs
 from ..jobs.region import DEFAULT_PARTITION_ROWS
 from ..reports.indicators import FORMATS, export_values
-from .options import area_unit_opt, force_opt, out_file_option, run_id_opt, scheduler_opt, store_opt, workers_opt
+from .options import (
+    area_unit_opt,
+    force_opt,
+    out_file_option,
+    partition_rows_opt,
+    run_id_opt,
+    scheduler_opt,
+    store_opt,
+    workers_opt,
+)
 
 
 def _emit(result, out):
@@ -36,10 +45,7 @@ def _emit(result, out):
 @workers_opt
 @scheduler_opt
 @force_opt
-@click.option("--partition-rows", type=click.IntRange(1000, None), default=None, metavar="N",
-              help="a county of more than N DLTB patches computes in spatial partitions (whole 乡镇) on dask — the "
-                   f"same values; a province store: default {DEFAULT_PARTITION_ROWS}, one county's store: with "
-                   "--workers or --scheduler")
+@partition_rows_opt(DEFAULT_PARTITION_ROWS)
 def indicators(store, level, fmt, out, area_unit, registry, run_id, workers, scheduler, force, partition_rows):
     """Compute the indicators by 县/乡镇/村, store the run (留痕), and export it.
 

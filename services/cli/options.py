@@ -58,3 +58,11 @@ def rules_option(what: str, default: str):
 def table_format_option(default: str = "table"):
     return click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default=default,
                         show_default=True, help="how to print the table")
+
+
+def partition_rows_opt(default: int):
+    """``--partition-rows N``: a large county in spatial partitions (whole 乡镇) on dask."""
+    return click.option("--partition-rows", type=click.IntRange(1000, None), default=None, metavar="N",
+                        help="a county of more than N DLTB patches computes in spatial partitions (whole 乡镇) on "
+                             f"dask — the same results; a province store: default {default}, one county's store: "
+                             "with --workers (dask workers, then) or --scheduler")

@@ -37,11 +37,12 @@ def ingest(manifest, store, workers, scheduler, force, no_progress, as_json) -> 
     _finish(result, as_json)
 
 
-def analyse(store, rules_path, workers, scheduler, force, as_json) -> None:
+def analyse(store, rules_path, workers, scheduler, force, as_json, rows_per_partition: int | None = None) -> None:
     from ..jobs.region import analyse_region, region_cluster
 
     with region_cluster(workers, scheduler, echo=_echo) as client:
-        result = analyse_region(store, client, rules_path=rules_path, force=force)
+        result = analyse_region(store, client, rules_path=rules_path, force=force,
+                                rows_per_partition=rows_per_partition)
     _finish(result, as_json)
 
 

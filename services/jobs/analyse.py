@@ -41,6 +41,7 @@ from layers.store import open_store
 from layers.store.base import Store
 
 RUNS_TABLE = "analysis_runs"
+SURVEY_LAYERS = ("dltb", "dltb_prev")
 FLAGGED, CONFLICTS = "flagged_patches", "planning_conflicts"
 
 # Columns read per layer (those present in the store are read; geometry always comes along).
@@ -81,6 +82,7 @@ class AnalysisResult:
     timings: dict[str, float] = field(default_factory=dict)
     code_sets: dict[str, str | None] = field(default_factory=dict)  # land-use code set per survey layer
     crosswalk: str | None = None  # the 用地用海 → 三调 crosswalk used, when a layer needed it
+    partitions: dict = field(default_factory=dict)  # count, why, and each partition's 乡镇 and DLTB rows
 
     def counts(self) -> dict:
         verdicts = self.flagged["verdict"].value_counts().to_dict() if len(self.flagged) else {}
@@ -106,6 +108,7 @@ class AnalysisResult:
             "survey_pieces": self.dedupe.n_pieces,
             "code_sets": self.code_sets,
             "crosswalk": self.crosswalk,
+            "partitions": self.partitions,
         }
 
 
@@ -151,10 +154,17 @@ def _now() -> str:
 
 
 def run_analysis(store_target, rules: Rules | None = None, *, rules_path: str | Path | None = None,
-                 workers: int = 2, write: bool = True) -> AnalysisResult:
+                 workers: int = 2, write: bool = True, client=None,
+                 rows_per_partition: int | None = None) -> AnalysisResult:
     """Run the whole analysis on the store at ``store_target`` (path / URL / Store) and write the results.
 
     ``rules``: already loaded rules, else loaded from ``rules_path`` (None → the packaged default).
+
+    With a dask ``client`` and ``rows_per_partition``, a county of more DLTB patches than that reads its
+    survey layers in spatial partitions on the cluster (services/jobs/analyse_partitions.py) — the same
+    records as the whole county; the run records the partitions (or why it ran whole). ``client`` may be a
+    function returning a context that yields one (``distributed.worker_client``): it is entered only when
+    the plan has partitions.
     """
     t0 = time.perf_counter()
     started = _now()
@@ -177,30 +187,35 @@ def run_analysis(store_target, rules: Rules | None = None, *, rules_path: str | 
     if "dltb" not in present:
         raise NotFoundError(f"store {store.url} has no dltb layer (地类图斑); ingest the region first: "
                             "yzt ingest MANIFEST --store STORE")
-    layers = _read_all(store, present, workers)
+    plan: list = []
+    why = "whole county (no partitioning asked)"
+    if client is not None and rows_per_partition:
+        from .analyse_partitions import plan_analysis
+
+        plan, why = plan_analysis(store, rows_per_partition, present)
     code_sets = dict(_latest_load_ids(store, ["dltb", "dltb_prev"], "code_set"))
-    for name in ("dltb", "dltb_prev"):  # rules read 三调 codes: a 用地用海 survey comes through the crosswalk
-        layers[name] = to_rule_codes(layers[name], code_sets.get(name), name)
-    ignored, keys = {}, {}
-    for name in ("dltb", "dltb_prev"):  # exact duplicate survey patches would count their area twice
-        gdf = layers[name]
-        if gdf is not None and len(gdf):
-            keys[name] = geometry_keys(gdf)
-            dup = duplicate_mask(gdf, keys[name])
-            if dup.any():
-                ids = gdf["BSM"].astype(str).to_numpy()[dup] if "BSM" in gdf.columns else np.flatnonzero(dup) + 1
-                ignored[name] = [str(x) for x in ids]
-                layers[name] = gdf[~dup].reset_index(drop=True)
-                keys[name] = keys[name][~dup]
-    dltb, dltb_prev, monitoring = layers["dltb"], layers["dltb_prev"], layers["monitoring"]
+    survey = None  # the survey layers' share of the work, when it was done in partitions
+    if plan:
+        layers = _read_all(store, present - set(SURVEY_LAYERS), workers)
+        crs = store.read_layer("dltb", limit=0, columns=[]).crs
+        lap("read")
+        survey = _in_partitions(store, plan, rules, code_sets, client, crs)
+        ignored, unclassified = survey.ignored, survey.unclassified
+        keys: dict[str, np.ndarray] = {}
+        lap("partitions")
+    else:
+        layers = _read_all(store, present, workers)
+        keys, ignored = _survey_ready(layers, code_sets)
+        unclassified = {name: found for name in SURVEY_LAYERS
+                        if (found := unclassified_patches(layers[name], rules, name))}
+        assert layers["dltb"] is not None  # present, checked above
+        crs = layers["dltb"].crs
+    monitoring = layers["monitoring"]
     villages = villages_of(layers["xzq"])
-    unclassified = {name: found for name in ("dltb", "dltb_prev")
-                    if (found := unclassified_patches(layers[name], rules, name))}
-    input_ids = _latest_load_ids(store, [n for n in READ_COLUMNS if layers[n] is not None])
+    input_ids = _latest_load_ids(store, [n for n in READ_COLUMNS if n in present])
     old_flagged = store.read_layer(FLAGGED) if FLAGGED in present else None
-    assert dltb is not None  # present, checked above
-    crs = dltb.crs
-    lap("read")
+    if survey is None:
+        lap("read")
 
     # 1. the ground changes: monitoring patches + change patches of the survey ---------------------------
     parts = []
@@ -210,12 +225,15 @@ def run_analysis(store_target, rules: Rules | None = None, *, rules_path: str | 
         parts.append(monitoring.drop(columns=[c for c in ("yzt_fid", "area_m2") if c in monitoring.columns])
                      .assign(derived=False))
     n_changes = 0
-    if dltb_prev is not None and rules.changes_enabled:
-        changes = derive_change_patches(dltb_prev, dltb, rules, workers=workers, prev_keys=keys.get("dltb_prev"),
-                                        curr_keys=keys.get("dltb"))
+    changes = None
+    if survey is not None:
+        changes = survey.changes
+    elif layers["dltb_prev"] is not None and rules.changes_enabled:
+        changes = derive_change_patches(layers["dltb_prev"], layers["dltb"], rules, workers=workers,
+                                        prev_keys=keys.get("dltb_prev"), curr_keys=keys.get("dltb"))
+    if changes is not None and len(changes):
         n_changes = len(changes)
-        if n_changes:
-            parts.append(changes[["JCBH", "SOURCE", "ROUND", "HSX", "XZQDM", "TBLX", "derived", "geometry"]])
+        parts.append(changes[["JCBH", "SOURCE", "ROUND", "HSX", "XZQDM", "TBLX", "derived", "geometry"]])
     lap("changes")
     if parts:
         patches = gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), geometry="geometry", crs=crs)
@@ -226,6 +244,10 @@ def run_analysis(store_target, rules: Rules | None = None, *, rules_path: str | 
                                     site_min_shared_edge_m=rules.site_min_shared_edge_m,
                                     site_link_min_overlap_m2=rules.site_link_min_overlap_m2)
     lap("dedupe")
+    if survey is not None:  # the survey rows the judgement and idle_land look at: those near sites and parcels
+        _read_near_survey(store, layers, present, code_sets, [merged, patches], layers["parcels"])
+        lap("near")
+    dltb, dltb_prev = layers["dltb"], layers["dltb_prev"]
 
     # 2. judge ------------------------------------------------------------------------------------------
     flagged = judge_patches(merged, dltb=dltb, dltb_prev=dltb_prev, approvals=layers["approvals"],
@@ -240,7 +262,8 @@ def run_analysis(store_target, rules: Rules | None = None, *, rules_path: str | 
     conflicts, skipped = find_conflicts(rules=rules, dltb=dltb, yjjbnt=layers["yjjbnt"], stbhhx=layers["stbhhx"],
                                         czkfbj=layers["czkfbj"], ghfq=layers["ghfq"],
                                         approvals=layers["approvals"], parcels=layers["parcels"],
-                                        villages=villages, workers=workers)
+                                        villages=villages, workers=workers,
+                                        survey=None if survey is None else survey.conflicts)
     conflicts = conflicts.set_crs(crs, allow_override=True) if conflicts.crs is None else conflicts
     conflicts["area_m2"] = conflicts["area_m2"].astype(float).round(2)
     conflicts["run_id"] = run_id
@@ -254,13 +277,61 @@ def run_analysis(store_target, rules: Rules | None = None, *, rules_path: str | 
         n_monitoring=n_monitoring, n_change_patches=n_changes, carried_over=carried, skipped=skipped,
         input_load_ids=input_ids, seconds=0.0, timings=timings, cpu_timings=cpu_timings,
         duplicates_ignored=ignored, unclassified=unclassified, code_sets=code_sets,
-        crosswalk=crosswalk_label(code_sets))
+        crosswalk=crosswalk_label(code_sets),
+        partitions={"count": len(plan), "why": why, "partitions": [p.describe() for p in plan]})
     if write:
         _write(store, result, rules, crs)
         _sync_workflow(store)
         lap("write")
     result.seconds = round(time.perf_counter() - t0, 3)
     return result
+
+
+def _survey_ready(layers: dict, code_sets: dict[str, str | None]) -> tuple[dict, dict[str, list[str]]]:
+    """The survey layers in ``layers`` as the rules read them, in place: 用地用海 codes through the crosswalk
+    (rules read 三调 codes), and the later copies of an exactly duplicated patch set aside (they would count
+    their area twice). Returns the geometry keys of the rows kept and the ids set aside, per layer."""
+    keys: dict[str, np.ndarray] = {}
+    ignored: dict[str, list[str]] = {}
+    for name in SURVEY_LAYERS:
+        layers[name] = to_rule_codes(layers[name], code_sets.get(name), name)
+        gdf = layers[name]
+        if gdf is not None and len(gdf):
+            keys[name] = geometry_keys(gdf)
+            dup = duplicate_mask(gdf, keys[name])
+            if dup.any():
+                ids = gdf["BSM"].astype(str).to_numpy()[dup] if "BSM" in gdf.columns else np.flatnonzero(dup) + 1
+                ignored[name] = [str(x) for x in ids]
+                layers[name] = gdf[~dup].reset_index(drop=True)
+                keys[name] = keys[name][~dup]
+    return keys, ignored
+
+
+def _in_partitions(store: Store, plan: list, rules: Rules, code_sets: dict, client, crs):
+    """The survey layers' share of the analysis, computed in the plan's partitions on the cluster."""
+    from .analyse_partitions import compute_analysis_partitions, merge_analysis_parts
+    from .partitions import client_context, whole_layer_code_sets
+
+    # a code set not recorded at ingest is detected once over the whole layer, as the whole-county run does
+    code_sets = whole_layer_code_sets(store, {n: code_sets.get(n) for n in SURVEY_LAYERS if n in
+                                              store.layer_names()})
+    with client_context(client) as cluster:
+        parts = compute_analysis_partitions(cluster, plan, store.url, rules, READ_COLUMNS, code_sets)
+    return merge_analysis_parts(parts, crs)
+
+
+def _read_near_survey(store: Store, layers: dict, present: set[str], code_sets: dict, sites, parcels) -> None:
+    """Into ``layers``: the survey rows near the sites and their member patches (dltb, dltb_prev) and near the
+    parcels (dltb), made ready as the whole-county run makes its layers (:func:`_survey_ready`): the judgement
+    and idle_land pick the rows near what they judge (analysis.common.near) from these as from the whole."""
+    from .analyse_partitions import read_near
+
+    geoms = np.concatenate([np.asarray(g.geometry.values, dtype=object) for g in sites])
+    with_parcels = geoms if parcels is None else np.concatenate([geoms, np.asarray(parcels.geometry.values)])
+    layers["dltb"] = read_near(store, "dltb", with_parcels, READ_COLUMNS["dltb"])
+    if "dltb_prev" in present:
+        layers["dltb_prev"] = read_near(store, "dltb_prev", geoms, READ_COLUMNS["dltb_prev"])
+    _survey_ready(layers, code_sets)
 
 
 def _record(name: str, result: AnalysisResult, rows_read: int, rows_written: int, crs) -> LoadRecord:

@@ -16,7 +16,6 @@ A run is stored in three plain tables of the store, so that any number can later
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -132,13 +131,6 @@ def _analysis_run(store: Store, layers: dict) -> str | None:
     return None if len(runs) == 0 else str(runs["run_id"].iloc[-1])
 
 
-def _client_context(client):
-    """``client`` as a context manager: a dask Client as it is, a context factory (worker_client) entered."""
-    if callable(client) and not hasattr(client, "compute"):
-        return client()
-    return contextlib.nullcontext(client)
-
-
 def run_indicators(store: Store | str | Path, registry_path: str | Path | None = None, *,
                    save: bool = True, now: dt.datetime | None = None, client=None,
                    rows_per_partition: int | None = None) -> IndicatorRun:
@@ -168,11 +160,11 @@ def run_indicators(store: Store | str | Path, registry_path: str | Path | None =
     code_sets: dict[str, str | None] = {name: loads.get(name, {}).get("code_set") for name in ("dltb", "dltb_prev")
                                         if name in names}
     if plan:
-        from .partitions import compute_partitions, whole_layer_code_sets
+        from .partitions import client_context, compute_partitions, whole_layer_code_sets
 
         # a code set not recorded at ingest is detected once over the whole layer, as the whole-county run does
         code_sets = whole_layer_code_sets(store, code_sets)
-        with _client_context(client) as cluster:
+        with client_context(client) as cluster:
             parts = compute_partitions(cluster, plan, store.url, registry, names, code_sets)
         result = finish_indicators(merge_parts(parts), registry)
     else:

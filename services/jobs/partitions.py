@@ -27,6 +27,7 @@ then be row numbers, which a partition does not know); :func:`plan_partitions` s
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -134,16 +135,29 @@ def plan_partitions(store: Store, registry: Registry, rows_per_partition: int,
     reason = _splittable(registry, survey)
     if reason:
         return [], reason
+    return plan_townships(store, rows_per_partition,
+                          {layer: registry.id_fields.get(layer, registry.id_fields["default"]) for layer in survey})
+
+
+def plan_townships(store: Store, rows_per_partition: int, id_fields: Mapping[str, str]
+                   ) -> tuple[list[Partition], str]:
+    """Runs of whole 乡镇 holding about ``rows_per_partition`` DLTB patches each, owning the rows of the survey
+    layers ``id_fields`` names (dltb first) by their ZLDWDM; or ``[]`` and why the county runs whole. Each
+    survey layer needs a unique, non-empty id in its ``id_fields`` column: a partition names its records by
+    it, and only the whole layer would know row numbers."""
+    if rows_per_partition < 1:
+        raise ValueError(f"rows per partition {rows_per_partition}: give at least 1")
+    survey = list(id_fields)
     raw: dict[str, pd.Series] = {}
     for layer in survey:
-        id_field = registry.id_fields.get(layer, registry.id_fields["default"])
+        id_field = id_fields[layer]
         columns = list(dict.fromkeys([ATTRIBUTION_FIELD, id_field]))
         try:
             frame = store.read_attributes(layer, columns)
         except YztError:  # a column is missing: the whole-county run reports it
             return [], f"{layer} lacks {' or '.join(columns)}"
         ids = frame[id_field]
-        if ids.isna().any() or not ids.is_unique:
+        if ids.isna().any() or not ids.is_unique or (ids.astype(str).str.strip() == "").any():
             return [], (f"{layer} has no unique {id_field}: its record ids are row numbers, which only the whole "
                         "layer knows")
         raw[layer] = frame[ATTRIBUTION_FIELD]
@@ -194,15 +208,38 @@ def whole_layer_code_sets(store: Store, code_sets: Mapping[str, str | None]) -> 
     return out
 
 
+def client_context(client):
+    """``client`` as a context manager: a dask Client as it is, a context factory (worker_client) entered."""
+    if callable(client) and not hasattr(client, "compute"):
+        return client()
+    return contextlib.nullcontext(client)
+
+
 # --- on the workers --------------------------------------------------------------------------------------------
 
-def read_owned(partition: Partition, store_url: str, layer: str = "dltb") -> gpd.GeoDataFrame:
-    """The rows of ``layer`` the partition owns (one partition of the dask-geopandas frame)."""
+def check_loads(store: Store, partition: Partition, stage: str) -> None:
+    """StoreError when a survey layer was re-ingested since the plan (its rows would belong to no plan)."""
+    if partition.loads and _load_ids(store, [layer for layer, _ in partition.loads]) != partition.loads:
+        what = "indicators were" if stage == "indicators" else "analysis was"
+        raise StoreError(f"the survey layers of {store.url} were re-ingested while their {what} being computed; "
+                         f"run yzt {stage} again")
+
+def read_owned(partition: Partition, store_url: str, layer: str = "dltb", columns: list[str] | None = None
+               ) -> gpd.GeoDataFrame:
+    """The rows of ``layer`` the partition owns (one partition of the dask-geopandas frame); ``columns``: those
+    of them that are stored (all when None; the stable row id yzt_fid always comes along)."""
     with open_store(store_url) as store:
-        return store.read_layer(layer, where=partition.where(layer))
+        return store.read_layer(layer, where=partition.where(layer), columns=_stored(store, layer, columns))
 
 
-def _boxes(owned: Mapping[str, gpd.GeoDataFrame]) -> list[tuple[float, float, float, float]]:
+def _stored(store: Store, layer: str, columns: list[str] | None) -> list[str] | None:
+    if columns is None:
+        return None
+    available = store.schema(layer)
+    return [c for c in dict.fromkeys([F.FID, *columns]) if c in available]
+
+
+def township_boxes(owned: Mapping[str, gpd.GeoDataFrame]) -> list[tuple[float, float, float, float]]:
     """One box per 乡镇 around the owned rows of both survey years (a partition's 乡镇 may lie apart, and a
     乡镇 xzq does not draw is placed last on the curve: one box over them all could cover the county)."""
     frames = [pd.DataFrame({"township": [township_of(v) or "" for v in o[ATTRIBUTION_FIELD]],
@@ -215,12 +252,22 @@ def _boxes(owned: Mapping[str, gpd.GeoDataFrame]) -> list[tuple[float, float, fl
     return [(float(a), float(b), float(c), float(d)) for a, b, c, d in boxes.itertuples(index=False)]
 
 
-def _with_surroundings(store: Store, layer: str, owned: gpd.GeoDataFrame, boxes, others: Expr
-                       ) -> tuple[gpd.GeoDataFrame, np.ndarray]:
+def _others(partition: Partition, layer: str) -> Expr:
+    """The filter that reads the rows of ``layer`` the partition does not own."""
+    mine = partition.where(layer)
+    # NOT (ZLDWDM IN …) is not true for a NULL ZLDWDM: those rows are the first partition's (nulls)
+    return And(Not(mine), Not(IsNull(ATTRIBUTION_FIELD))) if partition.nulls else \
+        Or(Not(mine), IsNull(ATTRIBUTION_FIELD))
+
+
+def with_surroundings(store: Store, layer: str, owned: gpd.GeoDataFrame, boxes, others: Expr
+                      ) -> tuple[gpd.GeoDataFrame, np.ndarray]:
     """Owned rows and every row of ``layer`` whose envelope meets one of ``boxes``, in stored order; which are
-    owned. ``others`` selects the rows the partition does not own: an owned row is read once."""
-    frame = pd.concat([owned, *(store.read_layer(layer, bbox=box, where=others) for box in boxes)],
-                      ignore_index=True)
+    owned. ``others`` selects the rows the partition does not own: an owned row is read once. The columns
+    read are those of ``owned``."""
+    columns = [c for c in owned.columns if c != owned.geometry.name]
+    frame = pd.concat([owned, *(store.read_layer(layer, bbox=box, where=others, columns=columns)
+                                for box in boxes)], ignore_index=True)
     frame = frame.drop_duplicates(F.FID).sort_values(F.FID, kind="stable").reset_index(drop=True)
     return gpd.GeoDataFrame(frame, geometry=owned.geometry.name, crs=owned.crs), \
         frame[F.FID].isin(set(owned[F.FID])).to_numpy()
@@ -235,22 +282,16 @@ def partition_parts(partition: Partition, owned_dltb: gpd.GeoDataFrame, store_ur
 
     registry = parse_registry(registry_doc)
     with open_store(store_url) as store:
-        if partition.loads and _load_ids(store, [layer for layer, _ in partition.loads]) != partition.loads:
-            raise StoreError(f"the survey layers of {store.url} were re-ingested while their indicators were being "
-                             "computed; run yzt indicators again")
+        check_loads(store, partition, "indicators")
         layers = {name: store.read_layer(name) for name in layer_names if name not in SURVEY_LAYERS}
         owned = {"dltb": owned_dltb}
         for name in layer_names:
             if name in SURVEY_LAYERS and name != "dltb":
                 owned[name] = store.read_layer(name, where=partition.where(name))
-        boxes = _boxes(owned)
+        boxes = township_boxes(owned)
         masks = {}
         for name, rows in owned.items():
-            mine = partition.where(name)
-            # NOT (ZLDWDM IN …) is not true for a NULL ZLDWDM: those rows are the first partition's (nulls)
-            others = And(Not(mine), Not(IsNull(ATTRIBUTION_FIELD))) if partition.nulls else \
-                Or(Not(mine), IsNull(ATTRIBUTION_FIELD))
-            layers[name], masks[name] = _with_surroundings(store, name, rows, boxes, others)
+            layers[name], masks[name] = with_surroundings(store, name, rows, boxes, _others(partition, name))
     return indicator_parts(layers, registry, code_sets, owned=masks, owns=partition.owns)
 
 

@@ -51,7 +51,8 @@ from layers.store.province import RegionStore
 
 STAGES = ("ingest", "analyse", "indicators")
 DEFAULT_WORKERS = 2
-DEFAULT_PARTITION_ROWS = 500_000  # a county of more DLTB patches computes its indicators in spatial partitions
+DEFAULT_PARTITION_ROWS = 500_000  # a county of more DLTB patches is analysed and computes its indicators in
+# spatial partitions
 ROLLUP_RUNS, ROLLUP_VALUES, ROLLUP_WARNINGS = "rollup_runs", "rollup_values", "rollup_warnings"
 
 
@@ -214,8 +215,10 @@ def _input_loads(url: str, layers) -> dict[str, str | None]:
 
 
 def analyse_county(region_url: str, county: str, rules_path: str | None = None, force: bool = False,
-                   threads: int = 1) -> CountyOutcome:
-    """Analyse one county with services.jobs.analyse.run_analysis (the single-county path)."""
+                   threads: int = 1, rows_per_partition: int | None = DEFAULT_PARTITION_ROWS) -> CountyOutcome:
+    """Analyse one county with services.jobs.analyse.run_analysis (the single-county path); a county of more
+    than ``rows_per_partition`` DLTB patches reads its survey layers in spatial partitions on the same cluster
+    (services/jobs/analyse_partitions.py: the county task secedes while its partitions run)."""
     from analysis.rules import load_rules
 
     from .analyse import READ_COLUMNS, run_analysis
@@ -229,9 +232,17 @@ def analyse_county(region_url: str, county: str, rules_path: str | None = None, 
         return _sha("analyse", rules.sha256(), loads, _version())
 
     def work(url: str) -> tuple[str, dict]:
-        result = run_analysis(url, rules, rules_path=rules_path, workers=threads)
+        if rows_per_partition and _worker_name() != "local":
+            from distributed import worker_client
+
+            # as indicators_county: the task secedes only when its county is split
+            result = run_analysis(url, rules, rules_path=rules_path, workers=threads, client=worker_client,
+                                  rows_per_partition=rows_per_partition)
+        else:
+            result = run_analysis(url, rules, rules_path=rules_path, workers=threads)
         return result.run_id, {"seconds": result.seconds, "timings": result.timings,
-                               "flagged_patches": len(result.flagged), "planning_conflicts": len(result.conflicts)}
+                               "flagged_patches": len(result.flagged), "planning_conflicts": len(result.conflicts),
+                               "partitions": result.partitions["count"]}
 
     return _run_county(region_url, county, "analyse", key_of, lambda url: _store_meta(url, "analysis_run_id"),
                        work, force)
@@ -389,12 +400,13 @@ def ingest_region(region_path: str | Path, store_url: str, client, *, force: boo
 
 
 def analyse_region(store_url: str, client, *, rules_path: str | Path | None = None, force: bool = False,
-                   retries: int = 2, progress: bool = True) -> RegionRunResult:
+                   retries: int = 2, progress: bool = True,
+                   rows_per_partition: int | None = DEFAULT_PARTITION_ROWS) -> RegionRunResult:
     with RegionStore(store_url) as region:
         counties = region.counties()
         started, t0 = _now(), time.perf_counter()
         rules = str(rules_path) if rules_path is not None else None
-        tasks = [(c, analyse_county, (store_url, c, rules, force)) for c in counties]
+        tasks = [(c, analyse_county, (store_url, c, rules, force, 1, rows_per_partition)) for c in counties]
         outcomes = _submit_all(client, "analyse", tasks, retries, progress)
         return _finish(region, "analyse", started, t0, outcomes, client)
 
