@@ -22,18 +22,28 @@ def land_categories(codes: np.ndarray, rules: Rules, layer: str | None = None) -
     return np.array([lookup[c] for c in codes], dtype=object)
 
 
+def unclassified_rows(gdf: gpd.GeoDataFrame | None, rules: Rules, layer: str) -> list[tuple[int, str, str]]:
+    """(position, code, id) of the patches whose DLBM the rules do not classify, in row order."""
+    if gdf is None or len(gdf) == 0 or "DLBM" not in gdf.columns:
+        return []
+    codes = as_text(gdf["DLBM"])
+    bad = np.flatnonzero(land_categories(codes, rules, layer) == UNCLASSIFIED)
+    if not len(bad):
+        return []
+    ids = id_column(gdf, ("BSM",), layer)
+    return [(int(r), codes[r] or "(empty)", str(ids[r])) for r in bad]
+
+
 def unclassified_patches(gdf: gpd.GeoDataFrame | None, rules: Rules, layer: str) -> dict[str, list[str]]:
     """{code: [ids]} of the patches whose DLBM the rules do not classify (for the run report)."""
-    if gdf is None or len(gdf) == 0 or "DLBM" not in gdf.columns:
-        return {}
-    codes = as_text(gdf["DLBM"])
-    bad = land_categories(codes, rules, layer) == UNCLASSIFIED
-    if not bad.any():
-        return {}
-    ids = id_column(gdf, ("BSM",), layer)
+    return listed_by_code(unclassified_rows(gdf, rules, layer))
+
+
+def listed_by_code(rows) -> dict[str, list[str]]:
+    """{code: [ids]} from (key, code, id) rows in row order: codes in the order they first appear."""
     out: dict[str, list[str]] = {}
-    for code, i in zip(codes[bad], ids[bad]):
-        out.setdefault(code or "(empty)", []).append(str(i))
+    for _, code, i in rows:
+        out.setdefault(code, []).append(i)
     return out
 
 

@@ -170,58 +170,120 @@ def run_province(region_path: Path, url: str, workers: int) -> tuple[dict, dict]
     return times, peaks
 
 
+def _child(args: list[str]) -> tuple[float, float]:
+    """Run ``python -m services.cli ARGS`` in a process of its own: (wall seconds, its peak RSS in GB)."""
+    import subprocess
+
+    probe = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+             "sys.stderr.write(p.stderr[-2000:] if p.returncode else ''); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(p.returncode)")
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", probe, sys.executable, "-m", "services.cli", *args],
+                          capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    if proc.returncode != 0:
+        raise SystemExit(f"failed: yzt {' '.join(args)}\n{proc.stderr}")
+    return time.perf_counter() - t, int(proc.stdout.split()[-1]) / 1024 / 1024
+
+
 def large_county(folder: Path, patches: int, base_url: str, rows_per_partition: int,
                  manifest: Path | None = None) -> None:
-    """One county of ``patches`` DLTB patches: its indicator run whole (the single-county path, this process) and
-    in spatial partitions (services/jobs/partitions.py) on a LocalCluster of 1 and of 2 workers; equal values."""
+    """One county of ``patches`` DLTB patches: ingest, analyse and indicators by the single-county path, each in
+    a process of its own (wall time, peak RSS); then its analysis and its indicator run in spatial partitions
+    (services/jobs/analyse_partitions.py, services/jobs/partitions.py) on a LocalCluster of 1 and of 2 workers,
+    checked equal to the whole run."""
     import json
 
     import numpy as np
+    import pandas as pd
 
     from layers.region import load_region
+    from layers.store import open_store
     from layers.store.province import with_schema
-    from services.jobs import region as jobs
-    from services.jobs.analyse import run_analysis
-    from services.jobs.indicators import run_indicators
-    from services.jobs.ingest import load as ingest
+    from services.jobs.indicators import load_run
 
     if manifest is None:
         manifest = load_region(generate(folder, 1, patches)).counties[0].manifest_path
     code = manifest.parent.name.lstrip("c")
     url = with_schema(base_url, f"big_{code}")
     print(f"\n[one large county] {code} ({manifest}), load before {load()}", flush=True)
-    t = time.perf_counter()
-    ingest(manifest, url, progress=False)
-    t_ingest = time.perf_counter() - t
-    t = time.perf_counter()
-    run_analysis(url)
-    t_analyse = time.perf_counter() - t
-    t = time.perf_counter()
-    whole = run_indicators(url, save=False)
-    t_whole = time.perf_counter() - t
+    t_ingest, m_ingest = _child(["ingest", str(manifest), "--store", url])
+    t_analyse, m_analyse = _child(["analyse", "--store", url])
+    t_whole, m_whole = _child(["indicators", "--store", url, "--format", "json", "--out", os.devnull])
+    with open_store(url) as store:
+        flagged, conflicts = store.read_layer("flagged_patches"), store.read_layer("planning_conflicts")
+        runs = store.read_table("indicator_runs", columns=["run_id"])
+    whole = load_run(url, str(runs["run_id"].iloc[-1]))
     n = int(json.loads(whole.meta["input_loads"])["dltb"]["rows_written"])
-    print(f"  {n:,} DLTB patches: ingest {t_ingest:.1f} s, analyse {t_analyse:.1f} s, indicators whole "
-          f"{t_whole:.1f} s (this process, peak RSS {vm_hwm_gb():.2f} GB)", flush=True)
+    print(f"  {n:,} DLTB patches, whole (one process each): ingest {t_ingest:.1f} s ({m_ingest:.2f} GB), analyse "
+          f"{t_analyse:.1f} s ({m_analyse:.2f} GB), indicators {t_whole:.1f} s ({m_whole:.2f} GB)", flush=True)
     key = ["indicator", "unit_code"]
     base = whole.values.sort_values(key).reset_index(drop=True)
-    seconds = {}
+    seconds: dict[str, dict[int, float]] = {"analyse": {}, "indicators": {}}
     for workers in (1, 2):
-        with jobs.region_cluster(workers=workers, memory_limit="8GiB") as client:
-            t = time.perf_counter()
-            run = run_indicators(url, save=False, client=client, rows_per_partition=rows_per_partition)
-            seconds[workers] = time.perf_counter() - t
-            peaks = worker_stats(client)
-        got = run.values.sort_values(key).reset_index(drop=True)
-        same = all(np.array_equal(base[c].to_numpy(float), got[c].to_numpy(float), equal_nan=True)
-                   for c in ("value", "value_m2", "value_ha", "value_mu", "value_rounded", "record_count"))
-        same_ids = [json.dumps(v, sort_keys=True) for v in base["record_ids"]] == \
-            [json.dumps(v, sort_keys=True) for v in got["record_ids"]]
-        print(f"  partitioned on {workers} worker(s): {json.loads(run.meta['partitions'])['why']}; "
-              f"{seconds[workers]:.1f} s (× {t_whole / seconds[workers]:.2f} of whole); peak RSS per worker "
-              f"{[v[0] for v in peaks.values()]} GB; values identical {same}, drill-down ids identical {same_ids}; "
-              f"load {load()}", flush=True)
-    print(f"  partitions: 1 → 2 workers × {seconds[1] / seconds[2]:.2f} (efficiency "
-          f"{seconds[1] / (2 * seconds[2]):.2f})", flush=True)
+        for stage in ("analyse", "indicators"):
+            out = _partitioned_child(stage, url, rows_per_partition, workers)
+            seconds[stage][workers] = out["seconds"]
+            whole_s = t_analyse if stage == "analyse" else t_whole
+            if stage == "analyse":
+                same = (out["jcbh"] == flagged["JCBH"].tolist() and out["verdict"] == flagged["verdict"].tolist()
+                        and out["flagged_area"] == flagged["area_m2"].astype(float).tolist()
+                        and out["conflict_id"] == conflicts["conflict_id"].tolist()
+                        and out["conflict_area"] == conflicts["area_m2"].astype(float).tolist())
+                detail = f"stages {out['timings']}; records identical {same}"
+            else:
+                got = pd.read_pickle(out["values"]).sort_values(key).reset_index(drop=True)
+                same = all(np.array_equal(base[c].to_numpy(float), got[c].to_numpy(float), equal_nan=True)
+                           for c in ("value", "value_m2", "value_ha", "value_mu", "value_rounded", "record_count"))
+                same_ids = [json.dumps(v, sort_keys=True) for v in base["record_ids"]] == \
+                    [json.dumps(v, sort_keys=True) for v in got["record_ids"]]
+                detail = f"values identical {same}, drill-down ids identical {same_ids}"
+            print(f"  {stage} partitioned on {workers} worker(s): {out['why']}; {out['seconds']:.1f} s "
+                  f"(× {whole_s / out['seconds']:.2f} of whole); peak RSS per worker {out['workers_gb']} GB, the "
+                  f"county task {out['county_gb']:.2f} GB; {detail}; load {load()}", flush=True)
+    for stage, by in seconds.items():
+        print(f"  {stage} partitions: 1 → 2 workers × {by[1] / by[2]:.2f} (efficiency {by[1] / (2 * by[2]):.2f})",
+              flush=True)
+
+
+def _partitioned_child(stage: str, url: str, rows: int, workers: int) -> dict:
+    """Run one stage of the county in partitions in a process of its own (its peak RSS is the county task's)."""
+    import json
+    import subprocess
+
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--partition-child", stage, url, str(rows),
+                           str(workers)], capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"the partitioned {stage} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def partition_child(stage: str, url: str, rows: int, workers: int) -> None:
+    """(In the child) one stage in partitions on a fresh LocalCluster; its figures as one JSON line."""
+    import json
+
+    from services.jobs import region as jobs
+    from services.jobs.analyse import run_analysis
+    from services.jobs.indicators import run_indicators
+
+    with jobs.region_cluster(workers=workers, memory_limit="8GiB") as client:
+        t = time.perf_counter()
+        if stage == "analyse":
+            result = run_analysis(url, write=False, client=client, rows_per_partition=rows)
+        else:
+            run = run_indicators(url, save=False, client=client, rows_per_partition=rows)
+        seconds = time.perf_counter() - t
+        peaks = worker_stats(client)
+    out: dict = {"seconds": seconds, "workers_gb": [v[0] for v in peaks.values()], "county_gb": vm_hwm_gb()}
+    if stage == "analyse":
+        out.update(why=result.partitions["why"], timings=result.timings, jcbh=result.flagged["JCBH"].tolist(),
+                   verdict=result.flagged["verdict"].tolist(), flagged_area=result.flagged["area_m2"].tolist(),
+                   conflict_id=result.conflicts["conflict_id"].tolist(),
+                   conflict_area=result.conflicts["area_m2"].astype(float).tolist())
+    else:
+        path = ROOT / "bench" / "out" / f".partition-values-{workers}.pkl"  # exact floats, ids as they are
+        run.values.to_pickle(path)
+        out.update(why=json.loads(run.meta["partitions"])["why"], values=str(path))
+    print(json.dumps(out, ensure_ascii=False, default=str))
 
 
 def main() -> int:
@@ -234,7 +296,13 @@ def main() -> int:
     ap.add_argument("--partition-rows", type=int, default=250_000, help="the large county's partition size")
     ap.add_argument("--large-from", type=Path, default=None, metavar="MANIFEST",
                     help="measure the partitions on this county instead of generating --large patches")
+    ap.add_argument("--partition-child", nargs=4, metavar=("STAGE", "URL", "ROWS", "WORKERS"), default=None,
+                    help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.partition_child:
+        stage, url, rows, workers = args.partition_child
+        partition_child(stage, url, int(rows), int(workers))
+        return 0
     folder = (args.dir or ROOT / "bench" / "out" / f"province-{args.counties}-{args.patches}").resolve()
     folder.mkdir(parents=True, exist_ok=True)
     region_path = generate(folder, args.counties, args.patches)

@@ -189,18 +189,38 @@ def test_families_across_the_border_equal_the_whole_county(sample_store_copy, cl
     _assert_same_run(whole, parts)
 
 
-def test_a_county_runs_whole_when_small_or_its_survey_ids_repeat(sample_store, sample_store_copy, client):
+def test_a_county_runs_whole_when_small_or_a_patch_has_no_bsm(sample_store, sample_store_copy, client):
     small = run_analysis(str(sample_store), write=False, client=client, rows_per_partition=30_000)
     assert small.partitions == {"count": 0, "partitions": [],
                                 "why": "26021 DLTB patches fit one partition of 30000"}
     with open_store(sample_store_copy) as store:
         dltb = store.read_layer("dltb")
-        dltb.loc[5, "BSM"] = dltb.loc[4, "BSM"]
+        dltb.loc[5, "BSM"] = ""
         store.write_layers({"dltb": dltb}, records=[])
     result = run_analysis(str(sample_store_copy), write=False, client=client, rows_per_partition=TOWNSHIP_ROWS)
     assert result.partitions == {"count": 0, "partitions": [],
-                                 "why": "dltb has no unique BSM: its record ids are row numbers, which only the "
-                                        "whole layer knows"}
+                                 "why": "dltb has patches without BSM: the whole run names them by row number"}
+
+
+def test_a_bsm_that_repeats_in_two_townships(sample_store_copy, client):
+    """Two patches of different 乡镇 share a BSM (an export defect): the records name both by it, and their
+    conflict_ids are told apart (-2) over the whole kind, as in the whole run."""
+    with open_store(sample_store_copy) as store:
+        base = run_analysis(store, write=False)
+        dltb = store.read_layer("dltb")
+    outside = base.conflicts[base.conflicts["kind"] == "construction_outside_czkfbj"]
+    bsm = [json.loads(r)[0] for r in outside["left_ids"]]
+    town = dltb.set_index("BSM").loc[bsm, "ZLDWDM"].str[:9]
+    first = bsm[0]
+    second = next(b for b, t in zip(bsm, town) if t != town.iloc[0])
+    with open_store(sample_store_copy) as store:
+        dltb.loc[dltb["BSM"] == second, "BSM"] = first
+        store.write_layers({"dltb": dltb}, records=[])
+    whole = run_analysis(str(sample_store_copy), write=False)
+    parts = run_analysis(str(sample_store_copy), write=False, client=client, rows_per_partition=TOWNSHIP_ROWS)
+    ids = whole.conflicts[whole.conflicts["left_ids"] == json.dumps([first])]["conflict_id"].tolist()
+    assert len(ids) == 2 and sorted(ids)[1] == sorted(ids)[0] + "-2"
+    _assert_same_run(whole, parts)
 
 
 def test_a_partition_refuses_a_store_reingested_since_the_plan(sample_store):

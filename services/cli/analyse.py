@@ -6,8 +6,19 @@ import json
 
 import click
 
+from layers.errors import RuleError
+
 from ..jobs.region import DEFAULT_PARTITION_ROWS
-from .options import force_opt, json_opt, partition_rows_opt, rules_option, scheduler_opt, store_opt, workers_opt
+from .options import (
+    force_opt,
+    json_opt,
+    partition_rows_opt,
+    rules_option,
+    scheduler_opt,
+    store_opt,
+    worker_memory_opt,
+    workers_opt,
+)
 
 
 @click.command("analyse")
@@ -15,10 +26,11 @@ from .options import force_opt, json_opt, partition_rows_opt, rules_option, sche
 @rules_option("rules", "analysis/rules.yaml; see docs/analysis.md")
 @workers_opt
 @scheduler_opt
+@worker_memory_opt
 @force_opt
 @partition_rows_opt(DEFAULT_PARTITION_ROWS)
 @json_opt
-def analyse(store, rules_path, workers, scheduler, force, partition_rows, as_json):
+def analyse(store, rules_path, workers, scheduler, worker_memory, force, partition_rows, as_json):
     """Pre-judge monitoring patches (卫片预判), dedupe them, and find planning conflicts.
 
     Writes the layers flagged_patches and planning_conflicts and appends a row to the analysis_runs
@@ -34,18 +46,19 @@ def analyse(store, rules_path, workers, scheduler, force, partition_rows, as_jso
         from . import region
 
         region.analyse(store, rules_path, workers, scheduler, force, as_json,
-                       DEFAULT_PARTITION_ROWS if partition_rows is None else partition_rows)
+                       DEFAULT_PARTITION_ROWS if partition_rows is None else partition_rows, worker_memory)
         return
-    from .region import _echo, refuse_county_options
+    from .region import _echo, cluster, refuse_county_options
 
     if partition_rows is not None:  # --workers / --scheduler: the dask cluster of the partitions
-        from ..jobs.region import region_cluster
-
         refuse_county_options(None, None, force, f"{store} is one county's store")
-        with region_cluster(workers, scheduler, echo=_echo) as client:
+        with cluster(workers, scheduler, worker_memory) as client:
             result = run_analysis(store, rules_path=rules_path, client=client, rows_per_partition=partition_rows)
         _echo(f"partitions: {result.partitions['why']}")
     else:
+        if worker_memory is not None:
+            raise RuleError("--worker-memory sizes dask workers: give it with --partition-rows N (a large county "
+                            "in spatial partitions) or for a province store")
         refuse_county_options(workers, scheduler, force, f"{store} is one county's store")
         result = run_analysis(store, rules_path=rules_path, workers=workers or 2)
     if as_json:

@@ -21,6 +21,7 @@ from .options import (
     run_id_opt,
     scheduler_opt,
     store_opt,
+    worker_memory_opt,
     workers_opt,
 )
 
@@ -44,9 +45,11 @@ def _emit(result, out):
 @click.option("--run-id", default=None, metavar="RUN", help="export this stored run instead of computing a new one")
 @workers_opt
 @scheduler_opt
+@worker_memory_opt
 @force_opt
 @partition_rows_opt(DEFAULT_PARTITION_ROWS)
-def indicators(store, level, fmt, out, area_unit, registry, run_id, workers, scheduler, force, partition_rows):
+def indicators(store, level, fmt, out, area_unit, registry, run_id, workers, scheduler, worker_memory, force,
+               partition_rows):
     """Compute the indicators by 县/乡镇/村, store the run (留痕), and export it.
 
     A province STORE: each county's run (where its inputs changed, on dask), then the roll-up 村 → 乡 → 县 → 市 →
@@ -58,14 +61,15 @@ def indicators(store, level, fmt, out, area_unit, registry, run_id, workers, sch
         from . import region
 
         region.indicators(store, level, fmt, out, area_unit, registry, run_id, workers, scheduler, force,
-                          DEFAULT_PARTITION_ROWS if partition_rows is None else partition_rows)
+                          DEFAULT_PARTITION_ROWS if partition_rows is None else partition_rows, worker_memory)
         return
     from .region import refuse_county_options
 
     refuse_county_options(None, None, force, f"{store} is one county's store")
-    if (workers is not None or scheduler is not None) and partition_rows is None:
-        raise RuleError("--workers / --scheduler apply to one county's indicators only with --partition-rows N "
-                        "(a large county in spatial partitions on dask); without it a county runs in one process")
+    if (workers is not None or scheduler is not None or worker_memory is not None) and partition_rows is None:
+        raise RuleError("--workers / --scheduler / --worker-memory apply to one county's indicators only with "
+                        "--partition-rows N (a large county in spatial partitions on dask); without it a county "
+                        "runs in one process")
     if level in ("province", "city"):
         raise RuleError(f"--level {level} needs a province store (yzt ingest region.yaml --store …); {store} "
                         "holds one county")
@@ -75,10 +79,9 @@ def indicators(store, level, fmt, out, area_unit, registry, run_id, workers, sch
             raise RuleError("--run-id exports a stored run with its own registry; drop --registry")
         run = jobs.load_run(s, run_id)
     elif partition_rows is not None:
-        from ..jobs.region import region_cluster
-        from .region import _echo
+        from .region import cluster
 
-        with region_cluster(workers, scheduler, echo=_echo) as client:
+        with cluster(workers, scheduler, worker_memory) as client:
             run = jobs.run_indicators(s, registry, client=client, rows_per_partition=partition_rows)
         click.echo(f"partitions: {json.loads(run.meta['partitions'])['why']}", err=True)
     else:

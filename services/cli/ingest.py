@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from .options import force_opt, json_opt, manifest_arg, scheduler_opt, store_opt, workers_opt
+from .options import force_opt, json_opt, manifest_arg, scheduler_opt, store_opt, worker_memory_opt, workers_opt
 
 
 @click.command("ingest")
@@ -29,10 +29,12 @@ from .options import force_opt, json_opt, manifest_arg, scheduler_opt, store_opt
               help="let a layer with no features replace a stored layer that has some (refused otherwise)")
 @workers_opt
 @scheduler_opt
+@worker_memory_opt
 @force_opt
 @json_opt
 def ingest(manifest: Path, store: str, roles: tuple[str, ...], no_progress: bool, allow_empty: bool,
-           workers: int | None, scheduler: str | None, force: bool, as_json: bool) -> None:
+           workers: int | None, scheduler: str | None, worker_memory: str | None, force: bool,
+           as_json: bool) -> None:
     """Load every layer of MANIFEST into STORE in one atomic write (入库).
 
     Any error (unreadable or damaged file, unknown CRS, missing required field, another region in the store,
@@ -55,13 +57,13 @@ def ingest(manifest: Path, store: str, roles: tuple[str, ...], no_progress: bool
 
             raise YztError("--role and --allow-empty re-ingest layers of one county: give that county's "
                            "manifest.yaml and its store (the province store's county schema)")
-        region.ingest(manifest, store, workers, scheduler, force, no_progress, as_json)
+        region.ingest(manifest, store, workers, scheduler, force, no_progress, as_json, worker_memory)
         return
-    if workers is not None or scheduler is not None or force:
+    if workers is not None or scheduler is not None or worker_memory is not None or force:
         from layers.errors import YztError
 
-        raise YztError(f"--workers, --scheduler and --force apply to a region set (region.yaml); {manifest} is "
-                       "one county's manifest")
+        raise YztError(f"--workers, --scheduler, --worker-memory and --force apply to a region set (region.yaml); "
+                       f"{manifest} is one county's manifest")
 
     result = load(manifest, store, roles=list(roles) or None, progress=not no_progress,
                   allow_empty=allow_empty)

@@ -28,7 +28,8 @@ json_opt = click.option("--json", "as_json", is_flag=True, help="print the resul
 
 workers_opt = click.option("--workers", type=click.IntRange(1, 64), default=None,
                            help="one county: threads for the overlays (default 2); a province (region.yaml or a "
-                                "province store): dask worker processes of a local cluster (default 2)")
+                                "province store), or one county with --partition-rows: dask worker processes of a "
+                                "local cluster (default 2)")
 
 scheduler_opt = click.option("--scheduler", default=None, metavar="ADDRESS",
                              help="a province: run the counties on this running dask cluster (tcp://host:8786) "
@@ -66,3 +67,22 @@ def partition_rows_opt(default: int):
                         help="a county of more than N DLTB patches computes in spatial partitions (whole 乡镇) on "
                              f"dask — the same results; a province store: default {default}, one county's store: "
                              "with --workers (dask workers, then) or --scheduler")
+
+
+def _memory(ctx, param, value):
+    if value is None:
+        return None
+    from dask.utils import parse_bytes
+
+    try:
+        if parse_bytes(value) < 2**28:
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a memory size of at least 256 MiB; give e.g. 8GiB") from None
+    return value
+
+
+worker_memory_opt = click.option(
+    "--worker-memory", default=None, metavar="SIZE", callback=_memory,
+    help="memory per worker of the local dask cluster (default 4GiB; the nanny restarts a worker past it): a "
+         "county of about 1 M DLTB patches needs 6GiB to ingest (docs/scale.md §6)")

@@ -29,33 +29,44 @@ def refuse_county_options(workers, scheduler, force, what: str) -> None:
         raise YztError(f"--scheduler and --force apply to a province (a region.yaml or a province store); {what}")
 
 
-def ingest(manifest, store, workers, scheduler, force, no_progress, as_json) -> None:
-    from ..jobs.region import ingest_region, region_cluster
+def cluster(workers, scheduler, worker_memory: str | None):
+    """The dask client of a command: a running cluster, or a local one of ``workers`` with ``worker_memory``."""
+    from ..jobs.region import region_cluster
 
-    with region_cluster(workers, scheduler, echo=_echo) as client:
+    if worker_memory is not None and scheduler is not None:
+        raise YztError("--worker-memory sizes the workers of a local cluster; a running cluster (--scheduler) "
+                       "has the memory its `dask worker --memory-limit` gave it")
+    return region_cluster(workers, scheduler, memory_limit=worker_memory or "4GiB", echo=_echo)
+
+
+def ingest(manifest, store, workers, scheduler, force, no_progress, as_json, worker_memory=None) -> None:
+    from ..jobs.region import ingest_region
+
+    with cluster(workers, scheduler, worker_memory) as client:
         result = ingest_region(manifest, store, client, force=force, progress=not no_progress)
     _finish(result, as_json)
 
 
-def analyse(store, rules_path, workers, scheduler, force, as_json, rows_per_partition: int | None = None) -> None:
-    from ..jobs.region import analyse_region, region_cluster
+def analyse(store, rules_path, workers, scheduler, force, as_json, rows_per_partition: int | None = None,
+            worker_memory=None) -> None:
+    from ..jobs.region import analyse_region
 
-    with region_cluster(workers, scheduler, echo=_echo) as client:
+    with cluster(workers, scheduler, worker_memory) as client:
         result = analyse_region(store, client, rules_path=rules_path, force=force,
                                 rows_per_partition=rows_per_partition)
     _finish(result, as_json)
 
 
 def indicators(store, level, fmt, out, area_unit, registry, run_id, workers, scheduler, force,
-               rows_per_partition: int | None = None) -> None:
-    from ..jobs.region import indicators_region, load_rollup, region_cluster
+               rows_per_partition: int | None = None, worker_memory=None) -> None:
+    from ..jobs.region import indicators_region, load_rollup
     from ..reports.indicators import export_values
 
     rollup: RollupRun | None
     if run_id is not None:
         rollup = load_rollup(store, run_id)
     else:
-        with region_cluster(workers, scheduler, echo=_echo) as client:
+        with cluster(workers, scheduler, worker_memory) as client:
             result, rollup = indicators_region(store, client, registry_path=registry, force=force,
                                                rows_per_partition=rows_per_partition)
         _echo(result.to_text())

@@ -310,11 +310,9 @@ def _survey_ready(layers: dict, code_sets: dict[str, str | None]) -> tuple[dict,
 def _in_partitions(store: Store, plan: list, rules: Rules, code_sets: dict, client, crs):
     """The survey layers' share of the analysis, computed in the plan's partitions on the cluster."""
     from .analyse_partitions import compute_analysis_partitions, merge_analysis_parts
-    from .partitions import client_context, whole_layer_code_sets
+    from .partitions import client_context
 
-    # a code set not recorded at ingest is detected once over the whole layer, as the whole-county run does
-    code_sets = whole_layer_code_sets(store, {n: code_sets.get(n) for n in SURVEY_LAYERS if n in
-                                              store.layer_names()})
+    # the code sets as recorded at ingest (none recorded: 三调, as analysis.codeset reads it in the whole run)
     with client_context(client) as cluster:
         parts = compute_analysis_partitions(cluster, plan, store.url, rules, READ_COLUMNS, code_sets)
     return merge_analysis_parts(parts, crs)
@@ -401,6 +399,8 @@ def summary_text(result: AnalysisResult) -> str:
     ]
     for v, zh in VERDICT_ZH.items():
         lines.append(f"    {zh:<6} {v:<18} {c['by_verdict'][v]:>7}")
+    if result.partitions.get("count"):
+        lines.append(f"  survey layers read in {result.partitions['why']}")
     if result.crosswalk:
         sets = ", ".join(f"{k} {v}" for k, v in result.code_sets.items() if v)
         lines.append(f"  land-use codes: {sets}; 用地用海 read through {result.crosswalk}")

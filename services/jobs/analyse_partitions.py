@@ -19,8 +19,8 @@ them (each record carries the stored position of its DLTB patch), dedupes the mo
 into sites (one union-find over the county), judges each site against the survey rows *near* the sites (read by
 box, :func:`read_near`; the judgement only ever looks at those) and finds the remaining conflicts (control
 line pairs, parcels, approvals, idle land against the survey rows near the parcels). So no process holds a
-whole survey layer. A county runs whole when its survey layers lack a unique, non-empty BSM (the records name
-patches by it) or the stable row id yzt_fid (the order of the records).
+whole survey layer. A county runs whole when its survey layers lack the stable row id yzt_fid (the order of the
+records).
 """
 
 from __future__ import annotations
@@ -36,9 +36,8 @@ import shapely
 
 from analysis.changes import ORDER_KEY, derive_change_patches, duplicate_mask, geometry_keys
 from analysis.codeset import to_rule_codes
-from analysis.common import id_column
 from analysis.conflicts import control_faces, merge_survey_conflicts, survey_conflicts
-from analysis.landuse import unclassified_patches
+from analysis.landuse import listed_by_code, unclassified_rows
 from analysis.rules import Rules
 from layers import fields as F
 from layers.store import open_store
@@ -68,7 +67,14 @@ def plan_analysis(store: Store, rows_per_partition: int, present: set[str]) -> t
     for name in survey:
         if F.FID not in store.schema(name):
             return [], f"{name} has no {F.FID} column (the stored order of its rows)"
-    return plan_townships(store, rows_per_partition, {name: ID_FIELD for name in survey})
+        if ID_FIELD not in store.schema(name):
+            return [], f"{name} has no {ID_FIELD} column: the whole run names its patches by row number"
+        ids = store.read_attributes(name, [ID_FIELD])[ID_FIELD]
+        if ids.isna().any() or (ids.astype(str).str.strip() == "").any():
+            return [], f"{name} has patches without {ID_FIELD}: the whole run names them by row number"
+    # the records are listed by the stored order of their patches (yzt_fid); a BSM may repeat, as in the
+    # whole run (the conflict_ids of a kind are given over the merged kind)
+    return plan_townships(store, rows_per_partition, {name: F.FID for name in survey})
 
 
 @dataclass
@@ -98,17 +104,16 @@ def survey_part(index: int, frames: Mapping[str, gpd.GeoDataFrame], owned: Mappi
         gdf = ready
         k = geometry_keys(gdf)
         dup = duplicate_mask(gdf, k)
-        ids = id_column(gdf, (ID_FIELD,), name)
         gone = np.flatnonzero(dup & owned[name])
         if len(gone):  # named as run_analysis names them
             ignored[name] = [(int(fid[i]), str(gdf[ID_FIELD].iloc[i])) for i in gone]
         keep = ~dup
         survey[name] = gdf[keep].reset_index(drop=True)
         keys[name], fids[name], mine[name] = k[keep], fid[keep], np.asarray(owned[name], bool)[keep]
-        fid_of = dict(zip(ids[keep], fids[name]))
-        found = unclassified_patches(survey[name][mine[name]], rules, name)
+        found = unclassified_rows(survey[name][mine[name]], rules, name)
         if found:
-            unclassified[name] = sorted((int(fid_of[i]), code, i) for code, listed in found.items() for i in listed)
+            own_fids = fids[name][mine[name]]
+            unclassified[name] = [(int(own_fids[r]), code, i) for r, code, i in found]
     dltb, prev = survey["dltb"], survey.get("dltb_prev")
     if prev is not None and rules.changes_enabled:
         changes = derive_change_patches(prev, dltb, rules, workers=workers, prev_keys=keys["dltb_prev"],
@@ -195,9 +200,7 @@ def merge_analysis_parts(parts: list[AnalysisPart], crs) -> MergedSurvey:
         gone = sorted(x for p in parts for x in p.ignored.get(name, []))
         if gone:
             ignored[name] = [i for _, i in gone]
-        found: dict[str, list[str]] = {}
-        for _, code, i in sorted(x for p in parts for x in p.unclassified.get(name, [])):
-            found.setdefault(code, []).append(i)
+        found = listed_by_code(sorted(x for p in parts for x in p.unclassified.get(name, [])))
         if found:
             unclassified[name] = found
     return MergedSurvey(changes, merge_survey_conflicts([p.conflicts for p in parts]), ignored, unclassified)
