@@ -428,6 +428,29 @@ def test_cli_on_a_running_scheduler(province):
     county = CliRunner().invoke(cli, ["ingest", str(load_region(province["region"]).counties[0].manifest_path),
                                       "--store", "x.gpkg", "--workers", "2"])
     assert county.exit_code == 2 and "apply to a region set" in county.stderr
+    sized = CliRunner().invoke(cli, ["analyse", "--store", province["url"], "--scheduler", "tcp://127.0.0.1:1",
+                                     "--worker-memory", "8GiB"])
+    assert sized.exit_code == 2 and "--worker-memory sizes the workers of a local cluster" in sized.stderr
+    for bad in ("lots", "100MB"):
+        r = CliRunner().invoke(cli, ["ingest", str(province["region"]), "--store", province["url"],
+                                     "--worker-memory", bad])
+        assert r.exit_code == 2 and f"{bad!r} is not a memory size of at least 256 MiB; give e.g. 8GiB" in r.stderr
+
+
+def test_the_local_cluster_takes_the_worker_memory(sample_store_copy):
+    """`--worker-memory` sizes the local cluster's workers (the nanny restarts a worker past it)."""
+    from click.testing import CliRunner
+
+    from services.cli import cli
+
+    r = CliRunner().invoke(cli, ["indicators", "--store", str(sample_store_copy), "--partition-rows", "30000",
+                                 "--workers", "1", "--worker-memory", "3GiB", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    assert "dask: 1 worker(s) at " in r.stderr and "; 3.00 GiB per worker; dashboard" in r.stderr
+    assert "partitions: 26021 DLTB patches fit one partition of 30000" in r.stderr
+    whole = CliRunner().invoke(cli, ["analyse", "--store", str(sample_store_copy), "--worker-memory", "3GiB"])
+    assert whole.exit_code == 2 and "--worker-memory sizes dask workers: give it with --partition-rows N" in \
+        whole.stderr
 
 
 def test_a_county_computed_whole_keeps_its_thread(province):

@@ -223,3 +223,30 @@ def test_envelope_test_of_a_gpkg_blob(envelope):
     assert envelope_meets(_gpkg_blob(shapely.Polygon(), envelope), -1e9, -1e9, 1e9, 1e9) == 0
     assert envelope_meets(_gpkg_blob(shapely.Polygon(), "nan"), -1e9, -1e9, 1e9, 1e9) == 0
     assert envelope_meets(None, -1e9, -1e9, 1e9, 1e9) == 0
+
+
+def test_read_near_unites_many_boxes_in_stored_order(target):
+    """read_near = the rows whose envelope meets one of the boxes, each once, in stored order — checked against
+    the envelopes computed here; a box touching a row's envelope at an edge counts, float32 index boxes do
+    not widen the answer."""
+    dltb = make_polygons(400, seed=11)
+    store = open_store(target)
+    store.write_layers({"dltb": dltb}, [record("dltb", "L1", 400)], meta=META)
+    env = shapely.bounds(dltb.geometry.values)
+    rng = np.random.default_rng(4)
+    boxes = [(X0 + x, Y0 + y, X0 + x + w, Y0 + y + h) for x, y, w, h in
+             zip(rng.uniform(0, 15_000, 40), rng.uniform(0, 15_000, 40), rng.uniform(0, 2_500, 40),
+                 rng.uniform(0, 2_500, 40))]
+    row = 17
+    boxes.append((env[row, 2], env[row, 3], env[row, 2] + 1.0, env[row, 3] + 1.0))  # touches row 17's corner
+    boxes.append((env[row, 2] + 0.001, env[row, 1], env[row, 2] + 0.002, env[row, 3]))  # 1 mm right of it
+    boxes.append(boxes[0])  # a repeated box adds nothing
+    expect = [i for i in range(len(dltb)) if any(env[i, 2] >= a and env[i, 0] <= c and env[i, 3] >= b and
+                                                 env[i, 1] <= d for a, b, c, d in boxes)]
+    assert row in expect and 20 < len(expect) < 400
+    got = store.read_near("dltb", boxes, columns=["BSM"])
+    assert list(got.columns) == ["BSM", "geometry"]
+    assert got["BSM"].tolist() == dltb["BSM"].iloc[expect].tolist()
+    assert len(store.read_near("dltb", [])) == 0
+    with pytest.raises(StoreError, match="bbox"):
+        store.read_near("dltb", [(1, 1, 0, 0)])

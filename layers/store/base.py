@@ -91,6 +91,16 @@ class Store(ABC):
         StoreError for an unknown column or a bad where clause.
         """
 
+    def read_near(self, name: str, boxes, columns: list[str] | None = None) -> gpd.GeoDataFrame:
+        """The rows of a layer whose envelope meets at least one of ``boxes`` (minx, miny, maxx, maxy in the
+        store CRS; edges included), each row once, in stored order: what read_layer(bbox=…) returns for each
+        box, united. One query over the spatial index, however many boxes (the backends override the
+        candidates); the exact test is :func:`meets_any` in double precision."""
+        boxes = [b for b in (validate_bbox(b) for b in boxes) if b is not None]
+        frame = self.read_layer(name, columns=columns, limit=None if boxes else 0)
+        keep = meets_any(np.asarray(frame.geometry.values), boxes)
+        return frame[keep].reset_index(drop=True)
+
     def read_attributes(self, name: str, columns: list[str], where: Where | None = None) -> pd.DataFrame:
         """Attribute columns of a layer without its geometry, rows in stored order (a planning read: the
         backends override it so that no geometry is decoded)."""
@@ -478,6 +488,28 @@ def validate_paging(limit: int | None, offset: int) -> None:
         raise StoreError(f"limit {limit!r} must be a non-negative integer")
     if not isinstance(offset, (int, np.integer)) or offset < 0:
         raise StoreError(f"offset {offset!r} must be a non-negative integer")
+
+
+def meets_any(geoms: np.ndarray, boxes: list[BBox]) -> np.ndarray:
+    """Which geometries have an envelope that meets one of ``boxes`` (edges included; missing and empty
+    geometries never do)."""
+    import shapely
+
+    out = np.zeros(len(geoms), dtype=bool)
+    present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    if not boxes or not present.any():
+        return out
+    rows = np.flatnonzero(present)
+    env = shapely.bounds(geoms[rows])
+    tree = shapely.STRtree(shapely.box(*np.asarray(boxes, dtype=float).T))
+    hit = tree.query(shapely.box(env[:, 0], env[:, 1], env[:, 2], env[:, 3]))[0]
+    out[rows[np.unique(hit)]] = True
+    return out
+
+
+def near_values(boxes: list[BBox]) -> str:
+    """The boxes as an SQL VALUES list of (x0, y0, x1, y1)."""
+    return ", ".join(f"({a!r}, {b!r}, {c!r}, {d!r})" for a, b, c, d in boxes)
 
 
 def validate_bbox(bbox) -> BBox | None:

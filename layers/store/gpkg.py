@@ -56,6 +56,8 @@ from .base import (
     frame_from_arrow,
     history_filter,
     kind_of_arrow,
+    meets_any,
+    near_values,
     prepare_layer,
     prepare_tables,
     record_row,
@@ -304,6 +306,28 @@ class GeoPackageStore(Store):
         geom_field = geom_col
         frame = frame_from_arrow(table, geom_field, epsg)
         return frame[[*attrs, GEOMETRY]]
+
+    def read_near(self, name: str, boxes, columns: list[str] | None = None) -> gpd.GeoDataFrame:
+        boxes = [b for b in (validate_bbox(b) for b in boxes) if b is not None]
+        if not boxes:
+            return self.read_layer(name, columns=columns, limit=0)
+        with self._read() as con:
+            geom_col, _ = self._layer_geometry(con, name)
+            _, attrs = self._select(con, name, columns, None, None, geom_col)
+            epsg = self._srs(con, name)
+            kinds = self._columns(con, name)
+            rtree = f"rtree_{name}_{geom_col}"
+            has_rtree = con is not None and _has_table(con, rtree)
+        if not has_rtree:  # a store written without its index: the base reads the layer and tests each row
+            return super().read_near(name, boxes, columns)
+        select = ", ".join([*(_q(c) for c in attrs), _q(geom_col)])
+        # the R*Tree joined with the boxes (float32 boxes rounded outwards: the exact test follows)
+        sql = (f"WITH b(x0, y0, x1, y1) AS (VALUES {near_values(boxes)}) SELECT {select} FROM {_q(name)} WHERE fid "
+               f"IN (SELECT r.id FROM b, {_q(rtree)} r WHERE r.minx <= b.x1 AND r.maxx >= b.x0 AND r.miny <= b.y1 "
+               f"AND r.maxy >= b.y0) ORDER BY fid")
+        frame = frame_from_arrow(self._run_sql(sql, f"layer {name!r}", kinds, geom_col), geom_col, epsg)
+        frame = frame[[*attrs, GEOMETRY]]
+        return frame[meets_any(np.asarray(frame.geometry.values), boxes)].reset_index(drop=True)
 
     def read_attributes(self, name: str, columns: list[str], where: Where | None = None) -> pd.DataFrame:
         with self._read() as con:

@@ -51,6 +51,8 @@ from .base import (
     frame_from_arrow,
     history_filter,
     kind_of_arrow,
+    meets_any,
+    near_values,
     prepare_layer,
     prepare_tables,
     record_row,
@@ -344,6 +346,24 @@ class PostGISStore(Store):
         table = _utc(table, cols)
         frame = frame_from_arrow(table, GEOMETRY, entry["epsg"], decode_geometry=_from_hex)
         return frame[[*cols, GEOMETRY]]
+
+    def read_near(self, name: str, boxes, columns: list[str] | None = None) -> gpd.GeoDataFrame:
+        boxes = [b for b in (validate_bbox(b) for b in boxes) if b is not None]
+        if not boxes:
+            return self.read_layer(name, columns=columns, limit=0)
+        with self._reading(lock=name, what=f"reading layer {name!r} from") as conn:
+            entry = self._entry(name, "layer", conn)
+            cols = self._pick(name, columns, conn)
+            select = ", ".join([*self._select_list(cols), f"encode(ST_AsBinary({_q(STORED_GEOMETRY)}, 'NDR'), 'hex')"])
+            g = f"a.{_q(STORED_GEOMETRY)}"
+            # a nested loop over the boxes, each an index scan (GiST boxes are float4: the exact test follows)
+            sql = (f"SELECT {select} FROM {self._t(name)} WHERE fid IN (SELECT a.fid FROM {self._t(name)} a "
+                   f"JOIN (VALUES {near_values(boxes)}) AS b(x0, y0, x1, y1) "
+                   f"ON {g} && ST_MakeEnvelope(b.x0, b.y0, b.x1, b.y1, {int(entry['epsg'])})) ORDER BY fid")
+            table = self._copy_out(conn, sql, [*cols, GEOMETRY], [*cols.values(), "str"])
+        frame = frame_from_arrow(_utc(table, cols), GEOMETRY, entry["epsg"], decode_geometry=_from_hex)
+        frame = frame[[*cols, GEOMETRY]]
+        return frame[meets_any(np.asarray(frame.geometry.values), boxes)].reset_index(drop=True)
 
     def read_attributes(self, name: str, columns: list[str], where: Where | None = None) -> pd.DataFrame:
         with self._reading(lock=name, what=f"reading layer {name!r} from") as conn:

@@ -56,7 +56,6 @@ from .partitions import (
 SURVEY = ("dltb", "dltb_prev")
 CONTROLS = ("yjjbnt", "stbhhx", "czkfbj")
 ID_FIELD = "BSM"
-NEAR_GRID = 16  # the boxes read_near reads: at most NEAR_GRID² cells over the extent of the geometries
 
 
 def plan_analysis(store: Store, rows_per_partition: int, present: set[str]) -> tuple[list[Partition], str]:
@@ -206,33 +205,11 @@ def merge_analysis_parts(parts: list[AnalysisPart], crs) -> MergedSurvey:
     return MergedSurvey(changes, merge_survey_conflicts([p.conflicts for p in parts]), ignored, unclassified)
 
 
-def near_boxes(geoms: np.ndarray, grid: int = NEAR_GRID) -> list[tuple[float, float, float, float]]:
-    """Boxes covering the envelopes of ``geoms``: the envelopes grouped by the cell of a grid × grid lattice
-    over their extent that holds their centre, one box per occupied cell (the union of its envelopes)."""
+def read_near(store: Store, layer: str, geoms: np.ndarray, columns: list[str]) -> gpd.GeoDataFrame:
+    """Every row of ``layer`` whose envelope meets the envelope of one of ``geoms``, in stored order, with
+    ``columns`` (those stored): exactly what analysis.common.near picks from the whole layer, in one query
+    (Store.read_near)."""
     geoms = np.asarray(geoms, dtype=object)
     geoms = geoms[~(shapely.is_missing(geoms) | shapely.is_empty(geoms))]
-    if len(geoms) == 0:
-        return []
-    b = shapely.bounds(geoms)
-    x0, y0 = b[:, 0].min(), b[:, 1].min()
-    w = max(b[:, 2].max() - x0, 1e-9) / grid
-    h = max(b[:, 3].max() - y0, 1e-9) / grid
-    cx = np.minimum(((b[:, 0] + b[:, 2]) / 2 - x0) // w, grid - 1)
-    cy = np.minimum(((b[:, 1] + b[:, 3]) / 2 - y0) // h, grid - 1)
-    frame = pd.DataFrame({"cell": cx * grid + cy, "minx": b[:, 0], "miny": b[:, 1], "maxx": b[:, 2],
-                          "maxy": b[:, 3]}).groupby("cell")
-    boxes = pd.concat([frame["minx"].min(), frame["miny"].min(), frame["maxx"].max(), frame["maxy"].max()], axis=1)
-    return [(float(a), float(c), float(d), float(e)) for a, c, d, e in boxes.itertuples(index=False)]
-
-
-def read_near(store: Store, layer: str, geoms: np.ndarray, columns: list[str]) -> gpd.GeoDataFrame:
-    """Every row of ``layer`` whose envelope meets the envelope of one of ``geoms`` — and some more around them
-    — in stored order, with ``columns`` (those stored). A superset of what analysis.common.near picks from the
-    whole layer, in the same order: near() over it picks the same rows."""
-    wanted = _stored(store, layer, columns)
-    frames = [store.read_layer(layer, bbox=box, columns=wanted) for box in near_boxes(geoms)]
-    if not frames:
-        return store.read_layer(layer, limit=0, columns=[c for c in wanted if c != F.FID])
-    frame = pd.concat(frames, ignore_index=True).drop_duplicates(F.FID).sort_values(F.FID, kind="stable")
-    frame = frame.drop(columns=[F.FID]).reset_index(drop=True)
-    return gpd.GeoDataFrame(frame, geometry=frames[0].geometry.name, crs=frames[0].crs)
+    boxes = sorted({tuple(float(v) for v in b) for b in shapely.bounds(geoms)}) if len(geoms) else []
+    return store.read_near(layer, boxes, columns=_stored(store, layer, columns, fid=False))

@@ -104,8 +104,13 @@ def region_cluster(workers: int | None = None, scheduler: str | None = None, *, 
     except ImportError as exc:  # pragma: no cover - a broken install
         raise YztError(f"dask.distributed is not installed ({exc}); run make setup") from None
     if echo is not None:
-        n = len(client.scheduler_info().get("workers", {}))
-        echo(f"dask: {n} worker(s) at {client.scheduler.address}; dashboard {client.dashboard_link}")
+        from dask.utils import format_bytes
+
+        workers_info = client.scheduler_info().get("workers", {})
+        limits = {w.get("memory_limit") for w in workers_info.values()}
+        memory = f"; {format_bytes(limits.pop())} per worker" if len(limits) == 1 and None not in limits else ""
+        echo(f"dask: {len(workers_info)} worker(s) at {client.scheduler.address}{memory}; dashboard "
+             f"{client.dashboard_link}")
     try:
         yield client
     finally:
