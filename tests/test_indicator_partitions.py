@@ -182,7 +182,8 @@ def test_cli_partitions_a_county_on_a_local_cluster(sample_store_copy):
 def test_cli_refuses_workers_on_a_county_without_partitions(sample_store_copy):
     r = CliRunner().invoke(cli, ["indicators", "--store", str(sample_store_copy), "--workers", "2"])
     assert r.exit_code != 0
-    assert "--workers / --scheduler apply to one county's indicators only with --partition-rows N" in r.output
+    assert ("--workers / --scheduler / --worker-memory apply to one county's indicators only with "
+            "--partition-rows N") in r.output
 
 
 def test_a_partition_refuses_a_store_reingested_since_the_plan(registry, tmp_path):

@@ -47,6 +47,7 @@ from .partitions import (
     Partition,
     _others,
     check_loads,
+    fits_one,
     plan_townships,
     read_owned,
     township_boxes,
@@ -63,6 +64,9 @@ def plan_analysis(store: Store, rows_per_partition: int, present: set[str]) -> t
     survey = [name for name in SURVEY if name in present]
     if "dltb" not in survey:
         return [], "no dltb layer"
+    small = fits_one(store, rows_per_partition)  # most counties: decided by a row count, nothing read
+    if small:
+        return [], small
     for name in survey:
         if F.FID not in store.schema(name):
             return [], f"{name} has no {F.FID} column (the stored order of its rows)"

@@ -132,11 +132,19 @@ def plan_partitions(store: Store, registry: Registry, rows_per_partition: int,
     survey = [name for name in SURVEY_LAYERS if name in present]
     if "dltb" not in survey:
         return [], "no dltb layer"
-    reason = _splittable(registry, survey)
+    reason = _splittable(registry, survey) or fits_one(store, rows_per_partition)
     if reason:
         return [], reason
     return plan_townships(store, rows_per_partition,
                           {layer: registry.id_fields.get(layer, registry.id_fields["default"]) for layer in survey})
+
+
+def fits_one(store: Store, rows_per_partition: int) -> str | None:
+    """Why the county runs whole when its DLTB fits one partition (a row count: no column is read)."""
+    if rows_per_partition < 1:
+        raise ValueError(f"rows per partition {rows_per_partition}: give at least 1")
+    n = store.count("dltb")
+    return f"{n} DLTB patches fit one partition of {rows_per_partition}" if n <= rows_per_partition else None
 
 
 def plan_townships(store: Store, rows_per_partition: int, id_fields: Mapping[str, str]
