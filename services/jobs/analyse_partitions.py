@@ -45,9 +45,9 @@ from layers.store.base import Store
 
 from .partitions import (
     Partition,
-    _others,
     check_loads,
     fits_one,
+    others_filter,
     plan_townships,
     read_owned,
     township_boxes,
@@ -146,7 +146,7 @@ def analysis_part(partition: Partition, owned_dltb: gpd.GeoDataFrame, store_url:
         boxes = township_boxes(owned)
         frames, masks = {}, {}
         for name, rows in owned.items():
-            frames[name], masks[name] = with_surroundings(store, name, rows, boxes, _others(partition, name))
+            frames[name], masks[name] = with_surroundings(store, name, rows, boxes, others_filter(partition, name))
         controls = {name: store.read_layer(name, columns=_stored(store, name, columns[name], fid=False))
                     for name in CONTROLS if name in present and name in columns}
     return survey_part(partition.index, frames, masks, controls, rules, code_sets)

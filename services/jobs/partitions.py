@@ -1,5 +1,6 @@
 """A large county's indicator run in spatial partitions on dask.distributed (dask-geopandas), equal to the
-whole-county run value for value and id for id.
+whole-county run value for value and id for id; the plan and the reads the partitioned analysis
+(services/jobs/analyse_partitions.py) shares.
 
 A partition is a run of neighbouring 乡镇 (ordered along a Hilbert curve through their centres in xzq), cut so
 that each holds about ``rows_per_partition`` DLTB patches. It **owns** the survey rows (dltb, dltb_prev) whose
@@ -232,6 +233,7 @@ def check_loads(store: Store, partition: Partition, stage: str) -> None:
         raise StoreError(f"the survey layers of {store.url} were re-ingested while their {what} being computed; "
                          f"run yzt {stage} again")
 
+
 def read_owned(partition: Partition, store_url: str, layer: str = "dltb", columns: list[str] | None = None
                ) -> gpd.GeoDataFrame:
     """The rows of ``layer`` the partition owns (one partition of the dask-geopandas frame); ``columns``: those
@@ -260,7 +262,7 @@ def township_boxes(owned: Mapping[str, gpd.GeoDataFrame]) -> list[tuple[float, f
     return [(float(a), float(b), float(c), float(d)) for a, b, c, d in boxes.itertuples(index=False)]
 
 
-def _others(partition: Partition, layer: str) -> Expr:
+def others_filter(partition: Partition, layer: str) -> Expr:
     """The filter that reads the rows of ``layer`` the partition does not own."""
     mine = partition.where(layer)
     # NOT (ZLDWDM IN …) is not true for a NULL ZLDWDM: those rows are the first partition's (nulls)
@@ -299,7 +301,7 @@ def partition_parts(partition: Partition, owned_dltb: gpd.GeoDataFrame, store_ur
         boxes = township_boxes(owned)
         masks = {}
         for name, rows in owned.items():
-            layers[name], masks[name] = with_surroundings(store, name, rows, boxes, _others(partition, name))
+            layers[name], masks[name] = with_surroundings(store, name, rows, boxes, others_filter(partition, name))
     return indicator_parts(layers, registry, code_sets, owned=masks, owns=partition.owns)
 
 
