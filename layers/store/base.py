@@ -94,8 +94,9 @@ class Store(ABC):
     def read_near(self, name: str, boxes, columns: list[str] | None = None) -> gpd.GeoDataFrame:
         """The rows of a layer whose envelope meets at least one of ``boxes`` (minx, miny, maxx, maxy in the
         store CRS; edges included), each row once, in stored order: what read_layer(bbox=…) returns for each
-        box, united. One query over the spatial index, however many boxes (the backends override the
-        candidates); the exact test is :func:`meets_any` in double precision."""
+        box, united; the exact test is :func:`meets_any` in double precision. The GeoPackage and PostGIS
+        stores override it with one query over the spatial index, however many boxes; this fallback reads
+        the layer and tests every row."""
         boxes = [b for b in (validate_bbox(b) for b in boxes) if b is not None]
         frame = self.read_layer(name, columns=columns, limit=None if boxes else 0)
         keep = meets_any(np.asarray(frame.geometry.values), boxes)

@@ -50,6 +50,7 @@ from .partitions import (
     others_filter,
     plan_townships,
     read_owned,
+    stored_columns,
     township_boxes,
     with_surroundings,
 )
@@ -130,6 +131,12 @@ def survey_part(index: int, frames: Mapping[str, gpd.GeoDataFrame], owned: Mappi
     return AnalysisPart(index, changes, conflicts, ignored, unclassified)
 
 
+def _stored_list(store: Store, layer: str, columns: list[str], fid: bool = True) -> list[str]:
+    out = stored_columns(store, layer, columns, fid)
+    assert out is not None  # columns is a list
+    return out
+
+
 # --- on the workers --------------------------------------------------------------------------------------------
 
 def analysis_part(partition: Partition, owned_dltb: gpd.GeoDataFrame, store_url: str, rules: Rules,
@@ -142,19 +149,14 @@ def analysis_part(partition: Partition, owned_dltb: gpd.GeoDataFrame, store_url:
         owned = {"dltb": owned_dltb}
         if "dltb_prev" in present and "dltb_prev" in columns:
             owned["dltb_prev"] = store.read_layer("dltb_prev", where=partition.where("dltb_prev"),
-                                                  columns=_stored(store, "dltb_prev", columns["dltb_prev"]))
+                                                  columns=_stored_list(store, "dltb_prev", columns["dltb_prev"]))
         boxes = township_boxes(owned)
         frames, masks = {}, {}
         for name, rows in owned.items():
             frames[name], masks[name] = with_surroundings(store, name, rows, boxes, others_filter(partition, name))
-        controls = {name: store.read_layer(name, columns=_stored(store, name, columns[name], fid=False))
+        controls = {name: store.read_layer(name, columns=_stored_list(store, name, columns[name], fid=False))
                     for name in CONTROLS if name in present and name in columns}
     return survey_part(partition.index, frames, masks, controls, rules, code_sets)
-
-
-def _stored(store: Store, layer: str, columns: list[str], fid: bool = True) -> list[str]:
-    available = store.schema(layer)
-    return [c for c in dict.fromkeys([*([F.FID] if fid else []), *columns]) if c in available]
 
 
 def compute_analysis_partitions(client, plan: list[Partition], store_url: str, rules: Rules,
@@ -167,7 +169,7 @@ def compute_analysis_partitions(client, plan: list[Partition], store_url: str, r
     import dask_geopandas
 
     with open_store(store_url) as store:
-        wanted = _stored(store, "dltb", columns["dltb"])
+        wanted = _stored_list(store, "dltb", columns["dltb"])
         meta = store.read_layer("dltb", limit=0, columns=wanted)
     # the column list goes in through partial: from_map would take a columns= keyword as its own projection
     frames = dd.from_map(functools.partial(read_owned, columns=wanted), plan, store_url=store_url, meta=meta,
@@ -216,4 +218,4 @@ def read_near(store: Store, layer: str, geoms: np.ndarray, columns: list[str]) -
     geoms = np.asarray(geoms, dtype=object)
     geoms = geoms[~(shapely.is_missing(geoms) | shapely.is_empty(geoms))]
     boxes = sorted({tuple(float(v) for v in b) for b in shapely.bounds(geoms)}) if len(geoms) else []
-    return store.read_near(layer, boxes, columns=_stored(store, layer, columns, fid=False))
+    return store.read_near(layer, boxes, columns=_stored_list(store, layer, columns, fid=False))

@@ -239,14 +239,16 @@ def read_owned(partition: Partition, store_url: str, layer: str = "dltb", column
     """The rows of ``layer`` the partition owns (one partition of the dask-geopandas frame); ``columns``: those
     of them that are stored (all when None; the stable row id yzt_fid always comes along)."""
     with open_store(store_url) as store:
-        return store.read_layer(layer, where=partition.where(layer), columns=_stored(store, layer, columns))
+        return store.read_layer(layer, where=partition.where(layer), columns=stored_columns(store, layer, columns))
 
 
-def _stored(store: Store, layer: str, columns: list[str] | None) -> list[str] | None:
+def stored_columns(store: Store, layer: str, columns: list[str] | None, fid: bool = True) -> list[str] | None:
+    """Those of ``columns`` that ``layer`` stores (None: all), with the stable row id yzt_fid first when
+    ``fid``."""
     if columns is None:
         return None
     available = store.schema(layer)
-    return [c for c in dict.fromkeys([F.FID, *columns]) if c in available]
+    return [c for c in dict.fromkeys([*([F.FID] if fid else []), *columns]) if c in available]
 
 
 def township_boxes(owned: Mapping[str, gpd.GeoDataFrame]) -> list[tuple[float, float, float, float]]:
