@@ -250,3 +250,27 @@ def test_read_near_unites_many_boxes_in_stored_order(target):
     assert len(store.read_near("dltb", [])) == 0
     with pytest.raises(StoreError, match="bbox"):
         store.read_near("dltb", [(1, 1, 0, 0)])
+
+
+def test_postgis_writes_tables_frozen_and_lz4(pg_schema_url):
+    """A written table's pages are all-visible and all-frozen (COPY FREEZE: no hint bits for readers to set,
+    nothing for autovacuum to freeze), and a large value is TOASTed with lz4 — checked by the server itself
+    (pg_visibility, pg_column_compression), on the table as committed."""
+    import psycopg
+
+    from layers.store.postgis import parse_url
+
+    store = open_store(pg_schema_url)
+    store.write_layers({"dltb": make_polygons(3000)}, [record("dltb", "L1", 3000)], meta=META)
+    ids = pd.DataFrame({"run_id": ["r1"], "record_ids": [",".join(f"1305992100{k:07d}" for k in range(20000))]})
+    store.write_tables({"indicator_values": ids})
+    conninfo, schema, _ = parse_url(pg_schema_url)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_visibility")
+        pages, visible, frozen = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE all_visible), count(*) FILTER (WHERE all_frozen) "
+            f"FROM pg_visibility_map('\"{schema}\".dltb')").fetchone()
+        lz4 = conn.execute(f"SELECT pg_column_compression(record_ids) FROM \"{schema}\".indicator_values").fetchone()
+    assert pages > 10 and visible == pages and frozen == pages
+    assert lz4 == ("lz4",)
+    assert store.read_table("indicator_values")["record_ids"].iloc[0].endswith("13059921000019999")

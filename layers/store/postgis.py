@@ -10,7 +10,8 @@ Layout inside the schema (created on the first write):
   type, EPSG, rows, exact extent), and plain tables written by later stages.
 
 Writing: each layer is streamed with ``COPY … FROM STDIN (FORMAT csv)`` (geometry as hex EWKB, produced by
-Arrow's C++ CSV writer) into a fresh table, indexed and analysed; then the old tables are dropped, the new ones
+Arrow's C++ CSV writer) into a fresh table — FREEZE, as the table is new in the transaction, and large values
+TOASTed with lz4 where the server has it — indexed and analysed; then the old tables are dropped, the new ones
 renamed, the load records / findings inserted and the meta updated — all inside ONE transaction, serialised
 per schema by an advisory lock. A failure or a lost connection rolls everything back: readers see the old
 state until the commit and the new state after it. Reading streams ``COPY (SELECT …) TO STDOUT`` into
@@ -453,6 +454,8 @@ class PostGISStore(Store):
                 with conn.transaction():
                     self.lock_writers(conn)
                     self._prepare_schema(conn)
+                    if _has_lz4(conn):  # large values (indicator ids, big polygons) compress ~5× faster than pglz
+                        conn.execute("SET LOCAL default_toast_compression = 'lz4'")
                     yield conn
             except psycopg.Error as exc:
                 raise write_failed(what, names, self.url, first_line(exc)) from None
@@ -463,10 +466,14 @@ class PostGISStore(Store):
                 if kind == held_kind]
         refuse_kind_clash(self.url, writing, names, held)
 
-    def _copy_in(self, conn, table: str, data: pa.Table) -> None:
+    def _copy_in(self, conn, table: str, data: pa.Table, freeze: bool = False) -> None:
+        """Stream ``data`` into ``table``. ``freeze``: the table was created in this transaction, so its rows
+        can be written frozen and its pages marked all-visible (COPY FREEZE): no reader sets hint bits on
+        them and autovacuum has nothing to freeze — each table is written once and replaced whole."""
         columns = ", ".join(_q(c) for c in data.column_names)
         options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
-        with conn.cursor().copy(f"COPY {self._t(table)} ({columns}) FROM STDIN (FORMAT csv)") as copy:
+        how = "FORMAT csv, FREEZE" if freeze else "FORMAT csv"
+        with conn.cursor().copy(f"COPY {self._t(table)} ({columns}) FROM STDIN ({how})") as copy:
             for start in range(0, data.num_rows, _COPY_CHUNK):
                 sink = io.BytesIO()
                 pacsv.write_csv(data.slice(start, _COPY_CHUNK), sink, options)
@@ -483,7 +490,7 @@ class PostGISStore(Store):
         if geom_sql:
             data = data.append_column(STORED_GEOMETRY, pa.array(geoms_hex, pa.string()))
         if data.num_rows:
-            self._copy_in(conn, tmp, data)
+            self._copy_in(conn, tmp, data, freeze=True)
         conn.execute(f"ALTER TABLE {self._t(tmp)} ADD CONSTRAINT {_q(tmp + '_pkey')} PRIMARY KEY (fid)")
         if geom_sql:
             conn.execute(f"CREATE INDEX {_q(tmp + '_geom')} ON {self._t(tmp)} USING GIST ({_q(STORED_GEOMETRY)})")
@@ -569,6 +576,19 @@ class PostGISStore(Store):
 
 class _Missing(Exception):
     """Internal: the table to lock does not exist."""
+
+
+_LZ4: dict[str, bool] = {}  # server → whether it offers lz4 TOAST compression (PostgreSQL ≥ 14 built with lz4)
+
+
+def _has_lz4(conn) -> bool:
+    info = conn.info
+    key = f"{info.host}:{info.port}/{info.dbname}"
+    if key not in _LZ4:
+        row = conn.execute("SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
+                           "WHERE name = 'default_toast_compression'").fetchone()
+        _LZ4[key] = bool(row and row[0])
+    return _LZ4[key]
 
 
 def _from_hex(values: np.ndarray) -> np.ndarray:
