@@ -28,6 +28,7 @@ written at a time).
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import sys
@@ -61,6 +62,59 @@ def worker_stats(client) -> dict[str, tuple[float, float]]:
         return vm_hwm_gb(), u.ru_utime + u.ru_stime
 
     return {addr: (round(v[0], 2), round(v[1], 1)) for addr, v in client.run(stats).items()}
+
+
+class CpuTimeline:
+    """Cores busy over time, from /proc/stat sampled every ``every`` seconds in a thread of this process:
+    where a run leaves a core idle (a stage's tail, the roll-up, a wait) shows as buckets under 2."""
+
+    def __init__(self, every: float = 0.5):
+        import threading
+
+        self.every, self.samples, self.marks = every, [], []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _read() -> tuple[float, float]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return float(sum(fields)), float(idle)
+
+    def _run(self) -> None:
+        total0, idle0 = self._read()
+        while not self._stop.wait(self.every):
+            total, idle = self._read()
+            if total > total0:
+                busy = (os.cpu_count() or 1) * (1 - (idle - idle0) / (total - total0))
+                self.samples.append((time.perf_counter(), busy))
+            total0, idle0 = total, idle
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def mark(self, name: str) -> None:
+        self.marks.append((time.perf_counter(), name))
+
+    def report(self, end: float) -> str:
+        """Per stage: mean cores busy, idle core-seconds, and of those the ones in the stage's last 60 s."""
+        cores = os.cpu_count() or 1
+        lines = []
+        bounds = [*self.marks, (end, "")]
+        for (t0, name), (t1, _) in itertools.pairwise(bounds):
+            inside = [(t, c) for t, c in self.samples if t0 < t <= t1]
+            if not inside:
+                continue
+            busy = sum(c for _, c in inside) / len(inside)
+            idle = sum(cores - c for _, c in inside) * self.every
+            tail = sum(cores - c for t, c in inside if t > t1 - 60) * self.every
+            lines.append(f"{name} {busy:.2f} cores busy, {idle:.0f} core-s idle ({tail:.0f} in its last 60 s)")
+        return "; ".join(lines)
 
 
 def schema_sizes(url: str) -> dict[str, float]:
@@ -142,9 +196,11 @@ def run_province(region_path: Path, url: str, workers: int) -> tuple[dict, dict]
     from services.jobs import region as jobs
 
     times = {}
-    with jobs.region_cluster(workers=workers, memory_limit="6GiB") as client:
+    timeline = CpuTimeline()
+    with timeline, jobs.region_cluster(workers=workers, memory_limit="6GiB") as client:
         print(f"  dashboard {client.dashboard_link}", flush=True)
         t = time.perf_counter()
+        timeline.mark("ingest")
         r = jobs.ingest_region(region_path, url, client, progress=False)
         times["ingest"] = time.perf_counter() - t
         assert not r.failed, r.to_text()
@@ -154,6 +210,7 @@ def run_province(region_path: Path, url: str, workers: int) -> tuple[dict, dict]
             write_s = sum(d["write_seconds"] for d in done) / len(done)
             print(f"  ingest per county: load {load_s:.1f} s + PostGIS write {write_s:.1f} s (mean)", flush=True)
         t = time.perf_counter()
+        timeline.mark("analyse")
         r = jobs.analyse_region(url, client, progress=False)
         times["analyse"] = time.perf_counter() - t
         assert not r.failed, r.to_text()
@@ -163,10 +220,15 @@ def run_province(region_path: Path, url: str, workers: int) -> tuple[dict, dict]
                 stages[k] = stages.get(k, 0.0) + v / len(r.outcomes)
         print(f"  analyse per county (mean, s): { {k: round(v, 1) for k, v in stages.items()} }", flush=True)
         t = time.perf_counter()
+        timeline.mark("indicators")
         r, rollup = jobs.indicators_region(url, client, progress=False)
         times["indicators"] = time.perf_counter() - t
         assert rollup is not None, r.to_text()
+        print(f"  indicators: county tasks {r.seconds:.1f} s, then the roll-up to 市 and 省 "
+              f"{times['indicators'] - r.seconds:.1f} s", flush=True)
         peaks = worker_stats(client)
+        end = time.perf_counter()
+    print(f"  CPU timeline: {timeline.report(end)}", flush=True)
     return times, peaks
 
 
