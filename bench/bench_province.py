@@ -248,7 +248,7 @@ def _child(args: list[str]) -> tuple[float, float]:
 
 
 def large_county(folder: Path, patches: int, base_url: str, rows_per_partition: int,
-                 manifest: Path | None = None) -> None:
+                 manifest: Path | None = None, partitions: bool = True) -> None:
     """One county of ``patches`` DLTB patches: ingest, analyse and indicators by the single-county path, each in
     a process of its own (wall time, peak RSS); then its analysis and its indicator run in spatial partitions
     (services/jobs/analyse_partitions.py, services/jobs/partitions.py) on a LocalCluster of 1 and of 2 workers,
@@ -278,6 +278,8 @@ def large_county(folder: Path, patches: int, base_url: str, rows_per_partition: 
     n = int(json.loads(whole.meta["input_loads"])["dltb"]["rows_written"])
     print(f"  {n:,} DLTB patches, whole (one process each): ingest {t_ingest:.1f} s ({m_ingest:.2f} GB), analyse "
           f"{t_analyse:.1f} s ({m_analyse:.2f} GB), indicators {t_whole:.1f} s ({m_whole:.2f} GB)", flush=True)
+    if not partitions:
+        return
     key = ["indicator", "unit_code"]
     base = whole.values.sort_values(key).reset_index(drop=True)
     seconds: dict[str, dict[int, float]] = {"analyse": {}, "indicators": {}}
@@ -353,7 +355,7 @@ def main() -> int:
     ap.add_argument("--counties", type=int, default=30)
     ap.add_argument("--patches", type=int, default=330_000, help="DLTB patches per county")
     ap.add_argument("--dir", type=Path, default=None, help="province files (default bench/out/province-N-P)")
-    ap.add_argument("--skip", default="", help="comma list of runs to skip: single,1,2,large")
+    ap.add_argument("--skip", default="", help="comma list of runs to skip: single,1,2,large, partitions (the large county's)")
     ap.add_argument("--large", type=int, default=1_000_000, help="DLTB patches of the one large county")
     ap.add_argument("--partition-rows", type=int, default=250_000, help="the large county's partition size")
     ap.add_argument("--large-from", type=Path, default=None, metavar="MANIFEST",
@@ -421,7 +423,7 @@ def main() -> int:
             print(f"single-county path / province on 2 workers = {results['single'] / results[2]:.2f}×")
         if "large" not in skip:
             large_county(ROOT / "bench" / "out" / f"county-{args.large}", args.large, cluster.url,
-                         args.partition_rows, args.large_from)
+                         args.partition_rows, args.large_from, partitions="partitions" not in skip)
     finally:
         cluster.stop()
         shutil.rmtree(base, ignore_errors=True)

@@ -23,11 +23,11 @@ from .crs import central_meridian, zone_of_gk_epsg
 from .errors import ManifestError, SourceError
 from .fields import ROLES
 from .georef import survey_region
-from .load import _Context, load_role, package_version, resolve_target_epsg
+from .load import LoadedLayer, _Context, load_role, package_version, resolve_target_epsg
 from .manifest import Manifest
 from .records import ERROR, INFO, WARNING, Finding, LoadRecord
 from .store import Store, open_store
-from .topology import cross_layer_findings
+from .topology import Coverage, cross_layer_findings
 
 
 @dataclass
@@ -161,30 +161,6 @@ def _ingest(manifest: Manifest, store: Store, roles, progress: bool, allow_empty
     store.check_region(manifest.region_code, epsg)
 
     load_id = uuid.uuid4().hex
-    loaded = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(selected), unit="layer", file=sys.stderr, desc="load", leave=False)
-    try:
-        for role in selected:
-            if bar is not None:
-                bar.set_description(f"load {role}")
-            layer = load_role(manifest, role, epsg, progress=progress, _context=context)
-            layer.record.load_id = load_id
-            loaded.append(layer)
-            if bar is not None:
-                bar.update()
-    finally:
-        if bar is not None:
-            bar.close()
-
-    if not allow_empty:
-        refuse_emptying(store, loaded, manifest)
-    records = [layer.record for layer in loaded]
-    findings = [f for layer in loaded for f in layer.findings]
-    findings += cross_layer_findings({layer.role: layer.gdf for layer in loaded}, manifest.options)
     current = store.meta()
     now = datetime.now(UTC).isoformat(timespec="seconds")
     zone = zone_of_gk_epsg(epsg)
@@ -192,11 +168,45 @@ def _ingest(manifest: Manifest, store: Store, roles, progress: bool, allow_empty
             "crs": f"EPSG:{epsg}", "zone": str(zone[0]) if zone else "", "created_at": current.get("created_at", now),
             "updated_at": now, "version": package_version(), "last_load_id": load_id,
             "manifest": str(manifest.path)}
-    if bar is not None:
-        sys.stderr.write(f"writing {len(loaded)} layer(s) to {store.url} …\n")
-    write_started = time.monotonic()
-    store.write_layers({layer.role: layer.gdf for layer in loaded}, records, meta=meta, findings=findings)
-    write_seconds = time.monotonic() - write_started
+    loaded = []
+    kept: dict = {}  # what the check against the county needs: xzq, and each survey layer's Coverage
+    write_seconds = 0.0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(selected), unit="layer", file=sys.stderr, desc="load", leave=False)
+    try:
+        # each layer is staged as soon as it is loaded and let go (PostGIS writes it into a stage table;
+        # the GeoPackage keeps it): one layer in memory at a time, the store unchanged until publish
+        with store.staged_layers(meta) as staging:
+            for role in selected:
+                if bar is not None:
+                    bar.set_description(f"load {role}")
+                layer = load_role(manifest, role, epsg, progress=progress, _context=context)
+                layer.record.load_id = load_id
+                if not allow_empty:
+                    refuse_emptying(store, [layer], manifest)
+                if role in ("dltb", "dltb_prev", "xzq"):
+                    kept[role] = layer.gdf if role == "xzq" else Coverage.of(layer.gdf)
+                t = time.monotonic()
+                staging.stage(role, layer.gdf)
+                write_seconds += time.monotonic() - t
+                loaded.append(LoadedLayer(layer.role, layer.gdf.iloc[:0], layer.record, layer.findings))
+                del layer
+                if bar is not None:
+                    bar.update()
+            records = [layer.record for layer in loaded]
+            findings = [f for layer in loaded for f in layer.findings]
+            findings += cross_layer_findings(kept, manifest.options)
+            if bar is not None:
+                sys.stderr.write(f"publishing {len(loaded)} layer(s) in {store.url} …\n")
+            t = time.monotonic()
+            staging.publish(records, findings)
+            write_seconds += time.monotonic() - t
+    finally:
+        if bar is not None:
+            bar.close()
 
     summaries = []
     for layer in loaded:

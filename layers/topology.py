@@ -14,6 +14,8 @@ the rest.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import geopandas as gpd
 import numpy as np
 import shapely
@@ -144,13 +146,36 @@ def gap_findings(gdf: gpd.GeoDataFrame, role: str, ids: np.ndarray, tolerance_m2
                             "the county")]
 
 
-def boundary_findings(dltb: gpd.GeoDataFrame, county, role: str, tolerance_m2: float,
+@dataclass(frozen=True)
+class Coverage:
+    """What the check against the county needs of a survey layer once its rows are written and let go
+    (layers.ingest stages each layer, then drops it): its union, CRS and row count."""
+
+    union: object
+    crs: object
+    rows: int
+
+    @classmethod
+    def of(cls, gdf: gpd.GeoDataFrame) -> Coverage:
+        """The coverage of a survey layer loaded by layers.load (its union was kept in ``gdf.attrs``)."""
+        union = gdf.attrs.pop(SURVEY_UNION, None)
+        if union is None:
+            union = coverage_union(np.asarray(gdf.geometry.values, dtype=object))
+        return cls(union, gdf.crs, len(gdf))
+
+
+def boundary_findings(dltb: gpd.GeoDataFrame | Coverage, county, role: str, tolerance_m2: float,
                       union=None) -> list[Finding]:
     """The county (xzq) area that no patch of ``dltb`` covers, and patch area outside the county."""
-    geoms = np.asarray(dltb.geometry.values, dtype=object)
-    if len(geoms) == 0 or county is None or shapely.is_empty(county):
+    if isinstance(dltb, Coverage):
+        rows, union, crs = dltb.rows, dltb.union, dltb.crs
+    else:
+        geoms = np.asarray(dltb.geometry.values, dtype=object)
+        rows, crs = len(geoms), dltb.crs
+        if rows and union is None:
+            union = coverage_union(geoms)
+    if rows == 0 or county is None or shapely.is_empty(county):
         return []
-    union = coverage_union(geoms) if union is None else union
     # holes inside the coverage are gap findings of their own: compare the county with the filled coverage
     filled = shapely.union_all([shapely.Polygon(p.exterior) for p in shapely.get_parts(union)])
     out = []
@@ -159,7 +184,7 @@ def boundary_findings(dltb: gpd.GeoDataFrame, county, role: str, tolerance_m2: f
         pieces = np.asarray(shapely.get_parts(_polygonal(np.array([part], dtype=object))[0]), dtype=object)
         if len(pieces) == 0:
             continue
-        areas = ellipsoidal_area(pieces, dltb.crs)
+        areas = ellipsoidal_area(pieces, crs)
         big = areas > tolerance_m2
         if not big.any():
             continue
@@ -218,12 +243,13 @@ def layer_findings(gdf: gpd.GeoDataFrame, role: str, ids: np.ndarray, options) -
 
 
 def cross_layer_findings(layers: dict, options) -> list[Finding]:
-    """Findings between layers: the survey (dltb, dltb_prev) against the county boundary (xzq)."""
+    """Findings between layers: the survey (dltb, dltb_prev) against the county boundary (xzq). A survey
+    layer is its GeoDataFrame or, once written and let go, its :class:`Coverage`."""
     county = county_boundary(layers.get("xzq"))
     out: list[Finding] = []
     for role in ("dltb", "dltb_prev"):
-        gdf = layers.get(role)
-        if gdf is not None and county is not None:
-            out += boundary_findings(gdf, county, role, options.gap_tolerance_m2,
-                                     union=gdf.attrs.pop(SURVEY_UNION, None))
+        layer = layers.get(role)
+        if layer is not None and county is not None:
+            coverage = layer if isinstance(layer, Coverage) else Coverage.of(layer)
+            out += boundary_findings(coverage, county, role, options.gap_tolerance_m2)
     return out

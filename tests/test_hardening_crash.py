@@ -210,6 +210,11 @@ def test_kill_on_postgis(kind, analysed_gpkg, pg_url):
         assert done.returncode == 0, done.stderr[-2000:]
         after = _pg_state(url)
         assert after["records"] > state["records"] and after["meta"] != state["meta"]
+        # an ingest killed while staging leaves its stage tables (invisible: not in the catalog); the re-run
+        # dropped them (their stager's session lock was free) and published its own
+        left = watcher.execute("SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename LIKE "
+                               "'\\_yzt\\_%%'", (schema,)).fetchone()[0]
+        assert left == 0
         if kind == "analyse":
             assert after["runs"] == state["runs"] + 1
     finally:

@@ -245,3 +245,72 @@ def test_concurrent_reader_sees_old_or_new_never_half(populated):
     assert errors == []
     assert len(seen) >= 3
     assert set(seen) <= {(("A",), 300), (("B",), 450)}
+
+
+# --- staged layers (an ingest writes one layer at a time, publishes them together) ---------------------------
+
+def stage_tables(store) -> list[str]:
+    rows = store._query("SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename LIKE "
+                        "'\\_yzt\\_stage\\_%%' ORDER BY 1", (store.schema_name,))
+    return [r[0] for r in rows]
+
+
+def test_staged_layers_are_seen_only_once_published(populated):
+    kind, target, store = populated
+    before = snapshot(store)
+    new_dltb, new_cams = make_polygons(120, seed=9), make_points(4)
+    with store.staged_layers({**META, "last_load_id": "L2"}) as staging:
+        staging.stage("dltb", new_dltb)
+        staging.stage("cameras", new_cams)
+        if kind == "postgis":
+            assert len(stage_tables(store)) == 2  # written already, in tables of their own
+        assert_same_snapshot(snapshot(open_store(target)), before)  # a reader still sees the old store
+        staging.publish([record("dltb", "L2", 120), record("cameras", "L2", 4)])
+    assert_same_layer(store.read_layer("dltb"), new_dltb)
+    assert_same_layer(store.read_layer("cameras"), new_cams)
+    assert store.meta()["last_load_id"] == "L2"
+    assert store.load_records()["load_id"].tolist() == ["L1", "L1", "L2", "L2"]
+    assert store.read_table("workflow")["JCBH"].tolist() == ["J1", "J2"]
+    if kind == "postgis":
+        assert stage_tables(store) == [] and stray_tables(store) == []
+
+
+def test_staged_layers_left_without_publish_change_nothing(populated):
+    kind, target, store = populated
+    before = snapshot(store)
+    with pytest.raises(RuntimeError, match="a later layer failed to load"):
+        with store.staged_layers({**META, "last_load_id": "L2"}) as staging:
+            staging.stage("dltb", make_polygons(50, seed=4))
+            raise RuntimeError("a later layer failed to load")
+    assert_same_snapshot(snapshot(store), before)
+    if kind == "postgis":
+        assert stage_tables(store) == []
+    with pytest.raises(StoreError, match="staged twice"), store.staged_layers(META) as staging:
+        staging.stage("dltb", make_polygons(5))
+        staging.stage("dltb", make_polygons(5))
+    assert_same_snapshot(snapshot(store), before)
+
+
+@pytest.mark.postgis
+def test_a_dead_stagers_tables_are_dropped_by_the_next_never_a_live_ones(pg_schema_url):
+    """A stager killed between stage and publish leaves its tables (committed, not in the catalog: no reader
+    sees them). The next stager drops them — found dead by its free session lock — and leaves those of a
+    stager still running, which then publishes."""
+    store = open_store(pg_schema_url)
+    store.write_layers({"dltb": make_polygons(30)}, [record("dltb", "L1", 30)], meta=META)
+    live = store.staged_layers({**META, "last_load_id": "live"})
+    live.stage("cameras", make_points(3))
+    dead = store.staged_layers({**META, "last_load_id": "dead"})
+    dead.stage("dltb", make_polygons(40, seed=5))
+    dead.stage("cameras", make_points(6))
+    dead._conn.close()  # what a kill -9 leaves: the tables, and no session holding the stager's lock
+    dead_tables = [f"_yzt_stage_{dead.id}_0", f"_yzt_stage_{dead.id}_1"]
+    assert stage_tables(store) == sorted([f"_yzt_stage_{live.id}_0", *dead_tables])
+    assert store.layer_names() == ["dltb"] and len(store.read_layer("dltb")) == 30
+    with store.staged_layers(META) as third:
+        assert third.dropped_orphans == dead_tables
+    assert stage_tables(store) == [f"_yzt_stage_{live.id}_0"]
+    live.publish([record("cameras", "live", 3)])
+    live.close()
+    assert store.layer_names() == ["cameras", "dltb"] and len(store.read_layer("cameras")) == 3
+    assert store.meta()["last_load_id"] == "live" and stage_tables(store) == []

@@ -134,6 +134,20 @@ class Store(ABC):
         On any failure, or interruption, the store is left exactly as before and readable.
         """
 
+    def staged_layers(self, meta: Mapping[str, str]) -> LayerStaging:
+        """A write of layers one at a time, published together::
+
+            with store.staged_layers(meta) as staging:
+                staging.stage("dltb", dltb)          # the caller may let dltb go now
+                staging.stage("dltb_prev", prev)
+                staging.publish(records, findings)   # the one atomic write
+
+        Until publish() the store is as it was; leaving the block without it (an exception) leaves it so.
+        This default keeps the staged layers and writes them with write_layers at publish; PostGIS writes
+        each into a table of its own as it is staged, so the caller holds one layer at a time, and publish
+        only swaps them in (layers/store/postgis.py)."""
+        return LayerStaging(self, meta)
+
     def load_records(self, layer: str | None = None) -> pd.DataFrame:
         """All load records (history), newest last; optionally for one layer. field_mapping is a dict."""
         return records_frame(self._history(LOAD_TABLE, LOAD_COLUMNS, layer=layer))
@@ -162,6 +176,33 @@ class Store(ABC):
 
     def close(self) -> None:  # pragma: no cover - trivial default
         pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class LayerStaging:
+    """Layers staged for one atomic write (see Store.staged_layers): kept here, written at publish."""
+
+    def __init__(self, store: Store, meta: Mapping[str, str]):
+        self.store, self.meta = store, dict(meta)
+        self.layers: dict[str, gpd.GeoDataFrame] = {}
+        self.published = False
+
+    def stage(self, name: str, gdf: gpd.GeoDataFrame) -> None:
+        check_name(name)
+        self.layers[name] = gdf
+
+    def publish(self, records: list[LoadRecord], findings: list[Finding] | None = None) -> None:
+        self.store.write_layers(self.layers, records, meta=self.meta, findings=findings)
+        self.published = True
+        self.layers = {}
+
+    def close(self) -> None:
+        self.layers = {}
 
     def __enter__(self):
         return self

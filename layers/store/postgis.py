@@ -46,6 +46,7 @@ from .base import (
     META_TABLE,
     STORED_GEOMETRY,
     BBox,
+    LayerStaging,
     Store,
     Where,
     finding_row,
@@ -53,6 +54,8 @@ from .base import (
     history_filter,
     kind_of_arrow,
     meets_any,
+    check_name,
+    check_region_meta,
     near_values,
     prepare_layer,
     prepare_tables,
@@ -510,8 +513,6 @@ class PostGISStore(Store):
     def write_layers(self, layers: Mapping[str, gpd.GeoDataFrame], records: list[LoadRecord],
                      meta: Mapping[str, str] | None = None, findings: list[Finding] | None = None,
                      tables: Mapping[str, pd.DataFrame] | None = None) -> None:
-        from psycopg.types.json import Jsonb
-
         meta = {str(k): str(v) for k, v in (meta or {}).items()}
         plain = prepare_tables(tables) if tables else {}
         refuse_kind_clash(self.url, "table", plain, list(layers))
@@ -526,41 +527,59 @@ class PostGISStore(Store):
                 self._swap(conn, tmp, name, {"kind": "table", "geometry_type": None, "epsg": None,
                                              "has_z": None, "n_rows": table_attrs.num_rows, "minx": None,
                                              "miny": None, "maxx": None, "maxy": None})
-            staged = []
-            for name, gdf in layers.items():
-                attrs, geoms, kind, has_z = prepare_layer(name, gdf, epsg)
-                tmp = f"_yzt_new_{uuid.uuid4().hex[:16]}"
-                present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
-                hexes = _to_hex_ewkb(geoms, epsg, has_z)
-                geom_sql = f"geometry({kind}{'Z' if has_z else ''}, {epsg})"
-                self._create_and_fill(conn, tmp, attrs, geom_sql, hexes)
-                bounds = shapely.total_bounds(geoms[present]) if present.any() else [None] * 4
-                staged.append((tmp, name, {
-                    "kind": "layer", "geometry_type": kind + ("Z" if has_z else ""), "epsg": epsg,
-                    "has_z": has_z, "n_rows": len(geoms),
-                    **dict(zip(("minx", "miny", "maxx", "maxy"),
-                               (None if v is None else float(v) for v in bounds)))}))
+            staged = [self._stage_layer(conn, name, gdf, epsg) for name, gdf in layers.items()]
             for tmp, name, entry in staged:
                 self._swap(conn, tmp, name, entry)
-            load_cols = list(_LOAD_TYPES)
-            with conn.cursor() as cur:
-                if records:
-                    cur.executemany(
-                        f"INSERT INTO {self._t(LOAD_TABLE)} ({', '.join(_q(c) for c in load_cols)}) "
-                        f"VALUES ({', '.join(['%s'] * len(load_cols))})",
-                        [tuple(Jsonb(r.field_mapping or {}) if c == "field_mapping" else record_row(r)[c]
-                               for c in load_cols) for r in records])
-                if findings:
-                    load_id = records[0].load_id if records else ""
-                    cur.executemany(
-                        f"INSERT INTO {self._t(FINDINGS_TABLE)} "
-                        f"({', '.join(_q(c) for c in FINDING_COLUMNS)}) "
-                        f"VALUES ({', '.join(['%s'] * len(FINDING_COLUMNS))})",
-                        [tuple(Jsonb(list(f.ids or [])) if c == "ids" else finding_row(f, load_id)[c]
-                               for c in FINDING_COLUMNS) for f in findings])
-                for key, value in meta.items():
-                    cur.execute(f"INSERT INTO {self._t(META_TABLE)} (key, value) VALUES (%s, %s) "
-                                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (key, value))
+            self._append_history(conn, records, findings, meta)
+
+    def _stage_layer(self, conn, name: str, gdf: gpd.GeoDataFrame, epsg: int, tmp: str | None = None
+                     ) -> tuple[str, str, dict]:
+        """Write ``gdf`` into a new table ``tmp`` (indexed, analysed): (tmp, name, its catalog entry)."""
+        attrs, geoms, kind, has_z = prepare_layer(name, gdf, epsg)
+        tmp = tmp or f"_yzt_new_{uuid.uuid4().hex[:16]}"
+        present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+        hexes = _to_hex_ewkb(geoms, epsg, has_z)
+        geom_sql = f"geometry({kind}{'Z' if has_z else ''}, {epsg})"
+        self._create_and_fill(conn, tmp, attrs, geom_sql, hexes)
+        bounds = shapely.total_bounds(geoms[present]) if present.any() else [None] * 4
+        return tmp, name, {
+            "kind": "layer", "geometry_type": kind + ("Z" if has_z else ""), "epsg": epsg,
+            "has_z": has_z, "n_rows": len(geoms),
+            **dict(zip(("minx", "miny", "maxx", "maxy"), (None if v is None else float(v) for v in bounds)))}
+
+    def _append_history(self, conn, records: list[LoadRecord], findings: list[Finding] | None,
+                        meta: Mapping[str, str]) -> None:
+        """The load records and findings of a write appended, its meta set (inside the write's transaction)."""
+        from psycopg.types.json import Jsonb
+
+        load_cols = list(_LOAD_TYPES)
+        with conn.cursor() as cur:
+            if records:
+                cur.executemany(
+                    f"INSERT INTO {self._t(LOAD_TABLE)} ({', '.join(_q(c) for c in load_cols)}) "
+                    f"VALUES ({', '.join(['%s'] * len(load_cols))})",
+                    [tuple(Jsonb(r.field_mapping or {}) if c == "field_mapping" else record_row(r)[c]
+                           for c in load_cols) for r in records])
+            if findings:
+                load_id = records[0].load_id if records else ""
+                cur.executemany(
+                    f"INSERT INTO {self._t(FINDINGS_TABLE)} "
+                    f"({', '.join(_q(c) for c in FINDING_COLUMNS)}) "
+                    f"VALUES ({', '.join(['%s'] * len(FINDING_COLUMNS))})",
+                    [tuple(Jsonb(list(f.ids or [])) if c == "ids" else finding_row(f, load_id)[c]
+                           for c in FINDING_COLUMNS) for f in findings])
+            for key, value in meta.items():
+                cur.execute(f"INSERT INTO {self._t(META_TABLE)} (key, value) VALUES (%s, %s) "
+                            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (key, value))
+
+    def staged_layers(self, meta: Mapping[str, str]) -> _PostGISStaging:
+        """Each staged layer is written at once into a table of its own (``_yzt_stage_<id>_<n>``: COPY,
+        index, ANALYZE, committed — invisible to readers, who see the catalog), so the caller lets it go;
+        publish() swaps them all in, with the records, findings and meta, in ONE short transaction under
+        the schema's writer lock, which no one waits for while layers load. The staging connection holds a
+        session advisory lock named by its id while it lives: the tables of a stager that died (kill -9, a
+        lost connection) are dropped by the next one, never those of a live one."""
+        return _PostGISStaging(self, meta)
 
     def write_tables(self, tables: Mapping[str, pd.DataFrame]) -> None:
         prepared = prepare_tables(tables)
@@ -572,6 +591,108 @@ class PostGISStore(Store):
                 self._swap(conn, tmp, name, {"kind": "table", "geometry_type": None, "epsg": None,
                                              "has_z": None, "n_rows": attrs.num_rows, "minx": None,
                                              "miny": None, "maxx": None, "maxy": None})
+
+
+STAGE_PREFIX = "_yzt_stage_"  # + <staging id>_<n>: a staged layer's table until publish renames it
+
+
+class _PostGISStaging(LayerStaging):
+    """PostGISStore.staged_layers: each layer written and committed into a stage table as it comes, the
+    swap in one short transaction at publish."""
+
+    def __init__(self, store: PostGISStore, meta: Mapping[str, str]):
+        import psycopg
+
+        super().__init__(store, {str(k): str(v) for k, v in meta.items()})
+        self.pg = store
+        self.id = uuid.uuid4().hex[:16]
+        self.staged: list[tuple[str, str, dict]] = []
+        self._conn = connect(store._target, application_name="yizhangtu")
+        try:
+            self._conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (self._key(self.id),))
+            with self._conn.transaction():
+                store.lock_writers(self._conn)  # only to create the schema's tables without a race
+                store._prepare_schema(self._conn)
+                self._current = dict(self._conn.execute(f"SELECT key, value FROM {store._t(META_TABLE)}").fetchall())
+            check_region_meta(store.url, self._current, self.meta.get("region_code"), self.meta.get("epsg"))
+            self.dropped_orphans = self._drop_orphans()
+        except psycopg.Error as exc:
+            self._conn.close()
+            raise write_failed("layers", [], store.url, first_line(exc)) from None
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _key(self, stage_id: str) -> str:
+        return f"yzt-stage:{self.pg.schema_name}:{stage_id}"
+
+    def _drop_orphans(self) -> list[str]:
+        """Drop the stage tables of stagers that are gone (their session lock is free): a kill -9 or a lost
+        connection between stage and publish. Returns the tables dropped."""
+        rows = self._conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname LIKE %s ORDER BY 1",
+            (self.pg.schema_name, STAGE_PREFIX.replace("_", r"\_") + "%")).fetchall()
+        by_stager: dict[str, list[str]] = {}
+        for (name,) in rows:
+            by_stager.setdefault(name[len(STAGE_PREFIX):].split("_")[0], []).append(name)
+        dropped = []
+        for stage_id, tables in by_stager.items():
+            if stage_id == self.id or not self._conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))",
+                                                              (self._key(stage_id),)).fetchone()[0]:
+                continue  # ours, or a live stager's
+            try:
+                for table in tables:
+                    self._conn.execute(f"DROP TABLE IF EXISTS {self.pg._t(table)}")
+                    dropped.append(table)
+            finally:
+                self._conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (self._key(stage_id),))
+        return dropped
+
+    def stage(self, name: str, gdf: gpd.GeoDataFrame) -> None:
+        import psycopg
+
+        check_name(name)
+        if any(n == name for _, n, _ in self.staged):
+            raise StoreError(f"layer {name!r} is staged twice in one write to {self.pg.url}")
+        tmp = f"{STAGE_PREFIX}{self.id}_{len(self.staged)}"
+        try:
+            with self._conn.transaction():
+                if _has_lz4(self._conn):
+                    self._conn.execute("SET LOCAL default_toast_compression = 'lz4'")
+                epsg = resolve_store_epsg(self._current, self.meta, {name: gdf}, self.pg.url)
+                self.pg._refuse_clash(self._conn, "layer", [name])
+                self.staged.append(self.pg._stage_layer(self._conn, name, gdf, epsg, tmp))
+        except psycopg.Error as exc:
+            raise write_failed("layers", [name], self.pg.url, first_line(exc)) from None
+
+    def publish(self, records: list[LoadRecord], findings: list[Finding] | None = None) -> None:
+        names = [name for _, name, _ in self.staged]
+        with self.pg._writing("layers", names) as conn:
+            current = dict(conn.execute(f"SELECT key, value FROM {self.pg._t(META_TABLE)}").fetchall())
+            check_region_meta(self.pg.url, current, self.meta.get("region_code"), self.meta.get("epsg"))
+            held = current.get("epsg") or self.meta.get("epsg")
+            epsg = int(held) if held else None
+            self.pg._refuse_clash(conn, "layer", names)
+            for tmp, name, entry in self.staged:
+                if epsg is not None and entry["epsg"] != epsg:  # another write set the store's CRS meanwhile
+                    raise StoreError(f"layer {name!r} was staged in EPSG:{entry['epsg']}, and {self.pg.url} now "
+                                     f"keeps EPSG:{epsg}; write it again")
+                self.pg._swap(conn, tmp, name, entry)
+            self.pg._append_history(conn, records, findings, self.meta)
+        self.published, self.staged = True, []
+
+    def close(self) -> None:
+        """Drop what was staged and not published (best effort: a stager that cannot is an orphan the next one
+        drops), release the session lock by closing the connection."""
+        try:
+            if not self.published:
+                for tmp, _, _ in self.staged:
+                    with contextlib.suppress(Exception):
+                        self._conn.execute(f"DROP TABLE IF EXISTS {self.pg._t(tmp)}")
+            self.staged = []
+        finally:
+            self._conn.close()
 
 
 class _Missing(Exception):
