@@ -355,7 +355,8 @@ def main() -> int:
     ap.add_argument("--counties", type=int, default=30)
     ap.add_argument("--patches", type=int, default=330_000, help="DLTB patches per county")
     ap.add_argument("--dir", type=Path, default=None, help="province files (default bench/out/province-N-P)")
-    ap.add_argument("--skip", default="", help="comma list of runs to skip: single,1,2,large, partitions (the large county's)")
+    ap.add_argument("--skip", default="",
+                    help="comma list of runs to skip: single,1,2,large, partitions (the large county's)")
     ap.add_argument("--large", type=int, default=1_000_000, help="DLTB patches of the one large county")
     ap.add_argument("--partition-rows", type=int, default=250_000, help="the large county's partition size")
     ap.add_argument("--large-from", type=Path, default=None, metavar="MANIFEST",

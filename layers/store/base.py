@@ -194,6 +194,8 @@ class LayerStaging:
 
     def stage(self, name: str, gdf: gpd.GeoDataFrame) -> None:
         check_name(name)
+        if name in self.layers:
+            raise StoreError(f"layer {name!r} is staged twice in one write to {self.store.url}")
         self.layers[name] = gdf
 
     def publish(self, records: list[LoadRecord], findings: list[Finding] | None = None) -> None:
