@@ -192,7 +192,8 @@ def _ingest(manifest: Manifest, store: Store, roles, progress: bool, allow_empty
                 t = time.monotonic()
                 staging.stage(role, layer.gdf)
                 write_seconds += time.monotonic() - t
-                loaded.append(LoadedLayer(layer.role, layer.gdf.iloc[:0], layer.record, layer.findings))
+                # an empty copy: a slice (iloc[:0]) would be a view keeping every row of the layer alive
+                loaded.append(LoadedLayer(layer.role, layer.gdf.iloc[:0].copy(), layer.record, layer.findings))
                 del layer
                 if bar is not None:
                     bar.update()

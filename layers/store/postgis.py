@@ -469,31 +469,41 @@ class PostGISStore(Store):
                 if kind == held_kind]
         refuse_kind_clash(self.url, writing, names, held)
 
-    def _copy_in(self, conn, table: str, data: pa.Table, freeze: bool = False) -> None:
+    def _copy_in(self, conn, table: str, data: pa.Table, freeze: bool = False, geometry=None) -> None:
         """Stream ``data`` into ``table``. ``freeze``: the table was created in this transaction, so its rows
         can be written frozen and its pages marked all-visible (COPY FREEZE): no reader sets hint bits on
-        them and autovacuum has nothing to freeze — each table is written once and replaced whole."""
-        columns = ", ".join(_q(c) for c in data.column_names)
+        them and autovacuum has nothing to freeze — each table is written once and replaced whole.
+        ``geometry(start, stop)``: the geometry column of those rows, made block by block (a county's hex
+        EWKB at once would be a second copy of its geometries)."""
+        names = data.column_names + ([STORED_GEOMETRY] if geometry is not None else [])
+        columns = ", ".join(_q(c) for c in names)
         options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
         how = "FORMAT csv, FREEZE" if freeze else "FORMAT csv"
         with conn.cursor().copy(f"COPY {self._t(table)} ({columns}) FROM STDIN ({how})") as copy:
             for start in range(0, data.num_rows, _COPY_CHUNK):
+                block = data.slice(start, _COPY_CHUNK)
+                if geometry is not None:
+                    block = block.append_column(STORED_GEOMETRY, geometry(start, start + block.num_rows))
                 sink = io.BytesIO()
-                pacsv.write_csv(data.slice(start, _COPY_CHUNK), sink, options)
+                pacsv.write_csv(block, sink, options)
                 copy.write(sink.getvalue())
 
     def _create_and_fill(self, conn, tmp: str, attrs: pa.Table, geom_sql: str | None,
-                         geoms_hex: np.ndarray | None) -> None:
+                         geoms: np.ndarray | None = None, epsg: int | None = None, has_z: bool = False) -> None:
         kinds = {f.name: kind_of_arrow(f.type) for f in attrs.schema}
         cols = "".join(f", {_q(c)} {_PG_TYPES[k]}" for c, k in kinds.items())
         if geom_sql:
             cols += f", {_q(STORED_GEOMETRY)} {geom_sql}"
         conn.execute(f"CREATE TABLE {self._t(tmp)} (fid bigint NOT NULL{cols})")
         data = attrs.add_column(0, "fid", pa.array(np.arange(1, attrs.num_rows + 1, dtype=np.int64)))
-        if geom_sql:
-            data = data.append_column(STORED_GEOMETRY, pa.array(geoms_hex, pa.string()))
+        geometry = None
+        if geom_sql and geoms is not None and epsg is not None:
+            values, srid = geoms, epsg
+
+            def geometry(start: int, stop: int) -> pa.Array:
+                return pa.array(_to_hex_ewkb(values[start:stop], srid, has_z), pa.string())
         if data.num_rows:
-            self._copy_in(conn, tmp, data, freeze=True)
+            self._copy_in(conn, tmp, data, freeze=True, geometry=geometry)
         conn.execute(f"ALTER TABLE {self._t(tmp)} ADD CONSTRAINT {_q(tmp + '_pkey')} PRIMARY KEY (fid)")
         if geom_sql:
             conn.execute(f"CREATE INDEX {_q(tmp + '_geom')} ON {self._t(tmp)} USING GIST ({_q(STORED_GEOMETRY)})")
@@ -523,7 +533,7 @@ class PostGISStore(Store):
             self._refuse_clash(conn, "table", plain)
             for name, table_attrs in plain.items():  # the plain tables of the same write (an analysis run)
                 tmp = f"_yzt_new_{uuid.uuid4().hex[:16]}"
-                self._create_and_fill(conn, tmp, table_attrs, None, None)
+                self._create_and_fill(conn, tmp, table_attrs, None)
                 self._swap(conn, tmp, name, {"kind": "table", "geometry_type": None, "epsg": None,
                                              "has_z": None, "n_rows": table_attrs.num_rows, "minx": None,
                                              "miny": None, "maxx": None, "maxy": None})
@@ -538,9 +548,8 @@ class PostGISStore(Store):
         attrs, geoms, kind, has_z = prepare_layer(name, gdf, epsg)
         tmp = tmp or f"_yzt_new_{uuid.uuid4().hex[:16]}"
         present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
-        hexes = _to_hex_ewkb(geoms, epsg, has_z)
         geom_sql = f"geometry({kind}{'Z' if has_z else ''}, {epsg})"
-        self._create_and_fill(conn, tmp, attrs, geom_sql, hexes)
+        self._create_and_fill(conn, tmp, attrs, geom_sql, geoms, epsg, has_z)
         bounds = shapely.total_bounds(geoms[present]) if present.any() else [None] * 4
         return tmp, name, {
             "kind": "layer", "geometry_type": kind + ("Z" if has_z else ""), "epsg": epsg,
@@ -587,7 +596,7 @@ class PostGISStore(Store):
             self._refuse_clash(conn, "table", prepared)
             for name, attrs in prepared.items():
                 tmp = f"_yzt_new_{uuid.uuid4().hex[:16]}"
-                self._create_and_fill(conn, tmp, attrs, None, None)
+                self._create_and_fill(conn, tmp, attrs, None)
                 self._swap(conn, tmp, name, {"kind": "table", "geometry_type": None, "epsg": None,
                                              "has_z": None, "n_rows": attrs.num_rows, "minx": None,
                                              "miny": None, "maxx": None, "maxy": None})
