@@ -14,8 +14,10 @@ Arrow's C++ CSV writer) into a fresh table — FREEZE, as the table is new in th
 TOASTed with lz4 where the server has it — indexed and analysed; then the old tables are dropped, the new ones
 renamed, the load records / findings inserted and the meta updated — all inside ONE transaction, serialised
 per schema by an advisory lock. A failure or a lost connection rolls everything back: readers see the old
-state until the commit and the new state after it. Reading streams ``COPY (SELECT …) TO STDOUT`` into
-Arrow's CSV reader, and runs in a READ ONLY transaction.
+state until the commit and the new state after it. An ingest stages its layers instead
+(``staged_layers``): each layer's table is written and committed under a stage name no reader sees, and only
+the swap, with the records, findings and meta, is that one transaction. Reading streams
+``COPY (SELECT …) TO STDOUT`` into Arrow's CSV reader, and runs in a READ ONLY transaction.
 """
 
 from __future__ import annotations
