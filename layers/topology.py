@@ -164,17 +164,10 @@ class Coverage:
         return cls(union, gdf.crs, len(gdf))
 
 
-def boundary_findings(dltb: gpd.GeoDataFrame | Coverage, county, role: str, tolerance_m2: float,
-                      union=None) -> list[Finding]:
-    """The county (xzq) area that no patch of ``dltb`` covers, and patch area outside the county."""
-    if isinstance(dltb, Coverage):
-        rows, union, crs = dltb.rows, dltb.union, dltb.crs
-    else:
-        geoms = np.asarray(dltb.geometry.values, dtype=object)
-        rows, crs = len(geoms), dltb.crs
-        if rows and union is None:
-            union = coverage_union(geoms)
-    if rows == 0 or county is None or shapely.is_empty(county):
+def boundary_findings(coverage: Coverage, county, role: str, tolerance_m2: float) -> list[Finding]:
+    """The county (xzq) area that no patch of the survey layer covers, and patch area outside the county."""
+    union, crs = coverage.union, coverage.crs
+    if coverage.rows == 0 or county is None or shapely.is_empty(county):
         return []
     # holes inside the coverage are gap findings of their own: compare the county with the filled coverage
     filled = shapely.union_all([shapely.Polygon(p.exterior) for p in shapely.get_parts(union)])
