@@ -618,14 +618,12 @@ class _PostGISStaging(LayerStaging):
         self.pg = store
         self.id = uuid.uuid4().hex[:16]
         self.staged: list[tuple[str, str, dict]] = []
+        with store._writing("layers", []) as conn:  # a brief write: the schema's tables created, its meta read
+            self._current = dict(conn.execute(f"SELECT key, value FROM {store._t(META_TABLE)}").fetchall())
+        check_region_meta(store.url, self._current, self.meta.get("region_code"), self.meta.get("epsg"))
         self._conn = connect(store._target, application_name="yizhangtu")
         try:
             self._conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (self._key(self.id),))
-            with self._conn.transaction():
-                store.lock_writers(self._conn)  # only to create the schema's tables without a race
-                store._prepare_schema(self._conn)
-                self._current = dict(self._conn.execute(f"SELECT key, value FROM {store._t(META_TABLE)}").fetchall())
-            check_region_meta(store.url, self._current, self.meta.get("region_code"), self.meta.get("epsg"))
             self.dropped_orphans = self._drop_orphans()
         except psycopg.Error as exc:
             self._conn.close()
