@@ -316,3 +316,34 @@ def test_a_dead_stagers_tables_are_dropped_by_the_next_never_a_live_ones(pg_sche
     live.close()
     assert store.layer_names() == ["cameras", "dltb"] and len(store.read_layer("cameras")) == 3
     assert store.meta()["last_load_id"] == "live" and stage_tables(store) == []
+
+
+@pytest.mark.postgis
+def test_a_staged_layer_is_analysed_once_and_autovacuum_has_nothing_left(pg_schema_url):
+    """The stage table is analysed after its COPY committed (with the row counts flushed first): the server
+    then counts no change since that analysis, so autovacuum does not analyse the layer a second time
+    (ANALYZE inside the COPY's transaction left n_mod_since_analyze = the rows written). Asked of the server's
+    own statistics once the writing session is gone."""
+    import time
+
+    import psycopg
+
+    from layers.store.postgis import parse_url
+
+    store = open_store(pg_schema_url)
+    with store.staged_layers(META) as staging:
+        staging.stage("dltb", make_polygons(3000, seed=2))
+        staging.publish([record("dltb", "L1", 3000)])
+    conninfo, schema, _ = parse_url(pg_schema_url)
+    with psycopg.connect(conninfo, autocommit=True, application_name="yzt-test-stats") as conn:
+        for _ in range(100):  # the stager's session flushes its last statistics as it exits
+            if not conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'yizhangtu' "
+                                "AND datname = current_database()").fetchone()[0]:
+                break
+            time.sleep(0.1)
+        time.sleep(1.0)  # PostgreSQL ≥ 15 may hold a backend's counts up to a second before flushing them
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        live, changed, analysed = conn.execute(
+            "SELECT n_live_tup, n_mod_since_analyze, last_analyze IS NOT NULL FROM pg_stat_user_tables "
+            "WHERE schemaname = %s AND relname = 'dltb'", (schema,)).fetchone()
+    assert (live, changed, analysed) == (3000, 0, True)

@@ -9,15 +9,16 @@ Layout inside the schema (created on the first write):
   jsonb), ``yzt_findings`` (入库质检 findings; ids jsonb), ``yzt_layers`` (catalog: kind layer/table, geometry
   type, EPSG, rows, exact extent), and plain tables written by later stages.
 
-Writing: each layer is streamed with ``COPY … FROM STDIN (FORMAT csv)`` (geometry as hex EWKB, produced by
-Arrow's C++ CSV writer) into a fresh table — FREEZE, as the table is new in the transaction, and large values
-TOASTed with lz4 where the server has it — indexed and analysed; then the old tables are dropped, the new ones
-renamed, the load records / findings inserted and the meta updated — all inside ONE transaction, serialised
-per schema by an advisory lock. A failure or a lost connection rolls everything back: readers see the old
-state until the commit and the new state after it. An ingest stages its layers instead
-(``staged_layers``): each layer's table is written and committed under a stage name no reader sees, and only
-the swap, with the records, findings and meta, is that one transaction. Reading streams
-``COPY (SELECT …) TO STDOUT`` into Arrow's CSV reader, and runs in a READ ONLY transaction.
+Writing: each layer is streamed with ``COPY … FROM STDIN (FORMAT binary)`` (pgbinary.py: the rows built
+column-wise with numpy and Arrow, geometry as EWKB) into a fresh table — FREEZE, as the table is new in the
+transaction, and large values TOASTed with lz4 where the server has it — indexed and analysed; then the old
+tables are dropped, the new ones renamed, the load records / findings inserted and the meta updated — all
+inside ONE transaction, serialised per schema by an advisory lock. A failure or a lost connection rolls
+everything back: readers see the old state until the commit and the new state after it. An ingest stages its
+layers instead (``staged_layers``): each layer's table is written and committed under a stage name no reader
+sees, then analysed (after that commit, so autovacuum does not analyse it a second time), and only the swap,
+with the records, findings and meta, is that one transaction. Reading streams ``COPY (SELECT …) TO STDOUT``
+into Arrow's CSV reader, and runs in a READ ONLY transaction.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import shapely
 
 from ..errors import NotFoundError, StoreError
 from ..records import Finding, LoadRecord
+from . import pgbinary
 from .base import (
     CATALOG_TABLE,
     FINDING_COLUMNS,
@@ -86,7 +88,7 @@ _LOAD_TYPES = {name: ("jsonb" if name == "field_mapping" else "bigint" if f.type
                for name, f in LoadRecord.__dataclass_fields__.items()}
 _FINDING_TYPES = {"load_id": "text", "layer": "text", "check": "text", "severity": "text", "message": "text",
                   "ids": "jsonb", "count": "bigint"}
-_COPY_CHUNK = 20_000  # rows per CSV block streamed to COPY
+_COPY_CHUNK = 20_000  # rows per block streamed to COPY
 # Session settings of every store connection: timestamps travel in UTC, dates as ISO year-month-day, doubles
 # with all their digits (the store's text reads and writes depend on these).
 SESSION_SETTINGS = {"TimeZone": "UTC", "DateStyle": "ISO, YMD", "extra_float_digits": "3"}
@@ -472,26 +474,29 @@ class PostGISStore(Store):
         refuse_kind_clash(self.url, writing, names, held)
 
     def _copy_in(self, conn, table: str, data: pa.Table, freeze: bool = False, geometry=None) -> None:
-        """Stream ``data`` into ``table``. ``freeze``: the table was created in this transaction, so its rows
-        can be written frozen and its pages marked all-visible (COPY FREEZE): no reader sets hint bits on
-        them and autovacuum has nothing to freeze — each table is written once and replaced whole.
-        ``geometry(start, stop)``: the geometry column of those rows, made block by block (a county's hex
+        """Stream ``data`` into ``table`` in PostgreSQL's binary COPY format (layers/store/pgbinary.py: no
+        number, date or geometry is parsed from text on the server). ``freeze``: the table was created in this
+        transaction, so its rows can be written frozen and its pages marked all-visible (COPY FREEZE): no
+        reader sets hint bits on them and autovacuum has nothing to freeze — each table is written once and
+        replaced whole. ``geometry(start, stop)``: the EWKB of those rows, made block by block (a county's
         EWKB at once would be a second copy of its geometries)."""
         names = data.column_names + ([STORED_GEOMETRY] if geometry is not None else [])
+        kinds = [kind_of_arrow(f.type) for f in data.schema]
         columns = ", ".join(_q(c) for c in names)
-        options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
-        how = "FORMAT csv, FREEZE" if freeze else "FORMAT csv"
+        how = "FORMAT binary, FREEZE" if freeze else "FORMAT binary"
         with conn.cursor().copy(f"COPY {self._t(table)} ({columns}) FROM STDIN ({how})") as copy:
+            copy.write(pgbinary.SIGNATURE)
             for start in range(0, data.num_rows, _COPY_CHUNK):
                 block = data.slice(start, _COPY_CHUNK)
+                values = list(zip(kinds, block.columns))
                 if geometry is not None:
-                    block = block.append_column(STORED_GEOMETRY, geometry(start, start + block.num_rows))
-                sink = io.BytesIO()
-                pacsv.write_csv(block, sink, options)
-                copy.write(sink.getvalue())
+                    values.append(("wkb", geometry(start, start + block.num_rows)))
+                copy.write(pgbinary.rows(values))
+            copy.write(pgbinary.TRAILER)
 
     def _create_and_fill(self, conn, tmp: str, attrs: pa.Table, geom_sql: str | None,
-                         geoms: np.ndarray | None = None, epsg: int | None = None, has_z: bool = False) -> None:
+                         geoms: np.ndarray | None = None, epsg: int | None = None, has_z: bool = False,
+                         analyse: bool = True) -> None:
         kinds = {f.name: kind_of_arrow(f.type) for f in attrs.schema}
         cols = "".join(f", {_q(c)} {_PG_TYPES[k]}" for c, k in kinds.items())
         if geom_sql:
@@ -503,13 +508,14 @@ class PostGISStore(Store):
             values, srid = geoms, epsg
 
             def geometry(start: int, stop: int) -> pa.Array:
-                return pa.array(_to_hex_ewkb(values[start:stop], srid, has_z), pa.string())
+                return pa.array(_to_ewkb(values[start:stop], srid, has_z), pa.binary())
         if data.num_rows:
             self._copy_in(conn, tmp, data, freeze=True, geometry=geometry)
         conn.execute(f"ALTER TABLE {self._t(tmp)} ADD CONSTRAINT {_q(tmp + '_pkey')} PRIMARY KEY (fid)")
         if geom_sql:
             conn.execute(f"CREATE INDEX {_q(tmp + '_geom')} ON {self._t(tmp)} USING GIST ({_q(STORED_GEOMETRY)})")
-        conn.execute(f"ANALYZE {self._t(tmp)}")
+        if analyse:
+            conn.execute(f"ANALYZE {self._t(tmp)}")
 
     def _swap(self, conn, tmp: str, name: str, entry: dict) -> None:
         conn.execute(f"DROP TABLE IF EXISTS {self._t(name)}")
@@ -544,14 +550,15 @@ class PostGISStore(Store):
                 self._swap(conn, tmp, name, entry)
             self._append_history(conn, records, findings, meta)
 
-    def _stage_layer(self, conn, name: str, gdf: gpd.GeoDataFrame, epsg: int, tmp: str | None = None
-                     ) -> tuple[str, str, dict]:
-        """Write ``gdf`` into a new table ``tmp`` (indexed, analysed): (tmp, name, its catalog entry)."""
+    def _stage_layer(self, conn, name: str, gdf: gpd.GeoDataFrame, epsg: int, tmp: str | None = None,
+                     analyse: bool = True) -> tuple[str, str, dict]:
+        """Write ``gdf`` into a new table ``tmp`` (indexed; analysed unless ``analyse`` is False): (tmp, name,
+        its catalog entry)."""
         attrs, geoms, kind, has_z = prepare_layer(name, gdf, epsg)
         tmp = tmp or f"_yzt_new_{uuid.uuid4().hex[:16]}"
         present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
         geom_sql = f"geometry({kind}{'Z' if has_z else ''}, {epsg})"
-        self._create_and_fill(conn, tmp, attrs, geom_sql, geoms, epsg, has_z)
+        self._create_and_fill(conn, tmp, attrs, geom_sql, geoms, epsg, has_z, analyse)
         bounds = shapely.total_bounds(geoms[present]) if present.any() else [None] * 4
         return tmp, name, {
             "kind": "layer", "geometry_type": kind + ("Z" if has_z else ""), "epsg": epsg,
@@ -671,9 +678,20 @@ class _PostGISStaging(LayerStaging):
                     self._conn.execute("SET LOCAL default_toast_compression = 'lz4'")
                 epsg = resolve_store_epsg(self._current, self.meta, {name: gdf}, self.pg.url)
                 self.pg._refuse_clash(self._conn, "layer", [name])
-                self.staged.append(self.pg._stage_layer(self._conn, name, gdf, epsg, tmp))
+                self.staged.append(self.pg._stage_layer(self._conn, name, gdf, epsg, tmp, analyse=False))
+            self._analyse(tmp)
         except psycopg.Error as exc:
             raise write_failed("layers", [name], self.pg.url, first_line(exc)) from None
+
+    def _analyse(self, tmp: str) -> None:
+        """ANALYZE the stage table after its COPY committed, not inside that transaction: an ANALYZE in the
+        writing transaction is followed at commit by the count of the rows it wrote, which then reads as
+        that many changes since the analysis and has autovacuum analyse the table a second time. The
+        counts are flushed first (they may wait up to a second in the backend, PostgreSQL ≥ 15). No reader
+        sees the table before publish, so none plans against it unanalysed."""
+        if self._conn.info.server_version >= 150000:
+            self._conn.execute("SELECT pg_stat_force_next_flush()")
+        self._conn.execute(f"ANALYZE {self.pg._t(tmp)}")
 
     def publish(self, records: list[LoadRecord], findings: list[Finding] | None = None) -> None:
         names = [name for _, name, _ in self.staged]
@@ -727,11 +745,11 @@ def _from_hex(values: np.ndarray) -> np.ndarray:
     return shapely.from_wkb(raw)
 
 
-def _to_hex_ewkb(geoms: np.ndarray, epsg: int, has_z: bool) -> np.ndarray:
-    """Geometries → hex EWKB carrying the SRID (what a geometry(Type, EPSG) column accepts in COPY)."""
-    wkb = shapely.to_wkb(shapely.set_srid(geoms, epsg), include_srid=True, output_dimension=3 if has_z else 2,
-                         flavor="extended")
-    return np.array([None if v is None else v.hex() for v in wkb], dtype=object)
+def _to_ewkb(geoms: np.ndarray, epsg: int, has_z: bool) -> np.ndarray:
+    """Geometries → EWKB carrying the SRID (what PostGIS's receive function takes for a geometry(Type, EPSG)
+    column in a binary COPY)."""
+    return shapely.to_wkb(shapely.set_srid(geoms, epsg), include_srid=True, output_dimension=3 if has_z else 2,
+                          flavor="extended")
 
 
 def _utc(table: pa.Table, cols: dict[str, str]) -> pa.Table:
