@@ -171,9 +171,10 @@ def check_coordinates(geoms: np.ndarray, ids: np.ndarray, where: str, source: st
     present = np.flatnonzero(~shapely.is_missing(geoms))
     if not len(present):
         return
-    coords, index = shapely.get_coordinates(geoms[present], return_index=True)
-    bad = ~np.isfinite(coords).all(axis=1) | (np.abs(np.nan_to_num(coords, nan=0.0)) > MAX_COORDINATE).any(axis=1)
+    coords = shapely.get_coordinates(geoms[present])
+    bad = ~(np.abs(coords) <= MAX_COORDINATE).all(axis=1)  # NaN and ±inf compare False
     if bad.any():
+        _, index = shapely.get_coordinates(geoms[present], return_index=True)  # which feature: only when needed
         k = int(np.flatnonzero(bad)[0])
         row = int(present[index[k]])
         x, y = coords[k]
