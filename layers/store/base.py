@@ -317,6 +317,8 @@ def to_json(value) -> str | None:
 
 def _object_column(name: str, values: pd.Series) -> pa.Array:
     """An object column: JSON text if it holds lists/dicts, else what its values are (str, date, bool …)."""
+    if pd.api.types.infer_dtype(values, skipna=True) == "string":  # the common case, decided in C: all str
+        return pa.array(values, pa.string(), from_pandas=True)
     present = [v for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))]
     if any(isinstance(v, (list, dict, tuple, set, np.ndarray)) for v in present):
         return pa.array([None if (v is None or (isinstance(v, float) and np.isnan(v)))
