@@ -128,8 +128,10 @@ _YDYH_ONLY = frozenset(c for c in YDYH_CODES if c not in SANDIAO_CODES)
 def normalise_code(value) -> str | None:
     """Tidy one DLBM value: strip, drop a trailing '.0' from numeric exports, restore a lost leading zero.
 
-    >>> normalise_code(101.0), normalise_code(" 0101 "), normalise_code("5H1"), normalise_code(None)
-    ('0101', '0101', '05H1', None)
+    >>> normalise_code(303.0), normalise_code(" 0101 "), normalise_code("5H1"), normalise_code(None)
+    ('0303', '0101', '05H1', None)
+
+    A three-digit value that is a 二调 code stays as it is (101 is 二调 铁路用地, not 三调 0101 without its zero).
     """
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return None
@@ -143,6 +145,15 @@ def normalise_code(value) -> str | None:
     if len(text) == 1:
         text = "0" + text
     return text
+
+
+def normalise_codes(values: pd.Series) -> pd.Series:
+    """normalise_code over a column (object dtype, None for no code), computed once per distinct value: a
+    county's 300 000 patches hold a few dozen codes."""
+    values = values.astype(object)
+    table = {u: normalise_code(u) for u in pd.unique(values) if not pd.isna(u)}
+    out = values.map(table)
+    return pd.Series(out.to_numpy(dtype=object, na_value=None), index=values.index, dtype=object)
 
 
 def detect_code_set(codes: Iterable, declared: str | None = None, where: str = "the layer") -> str:

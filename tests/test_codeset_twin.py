@@ -164,3 +164,19 @@ def test_twin_codes_round_trip_through_the_crosswalk(tmp_path):
     assert (twin["DLBM"] != clean["DLBM"]).sum() > 1000
     assert (twin.geometry.values == clean.geometry.values).all()
     assert json.dumps(sorted(twin.columns)) == json.dumps(sorted(clean.columns))
+
+
+def test_normalise_codes_is_normalise_code_per_value_with_none_for_no_code():
+    """The column form computes each distinct code once; its values are what the tidy-up rules give by hand
+    (numeric exports, a lost leading zero, blanks), None for every kind of missing value, index kept."""
+    import numpy as np
+    import pandas as pd
+
+    from layers.codes import normalise_codes
+
+    column = pd.Series([303.0, " 0101 ", None, np.nan, "5h1", pd.NA, "", "nan", 1203, "0102"], dtype=object,
+                       index=range(10, 20))
+    got = normalise_codes(column)
+    assert got.tolist() == ["0303", "0101", None, None, "05H1", None, None, None, "1203", "0102"]
+    assert list(got.index) == list(range(10, 20)) and got.dtype == object
+    assert normalise_codes(pd.Series(["0101", None], dtype="str")).tolist() == ["0101", None]

@@ -507,3 +507,26 @@ def test_a_ydyh_coded_survey_gives_the_same_indicators(layers, registry, result,
     a = result.values.set_index(["indicator", "unit_code"])["value"]
     b = res.values.set_index(["indicator", "unit_code"])["value"]
     pd.testing.assert_series_equal(a.sort_index(), b.sort_index())
+
+
+def test_id_lists_packed_path_equals_the_sets_and_a_hand_count():
+    """_id_lists' numpy path (integer ids) against its Python-set path (the same ids as objects) on random
+    rows — units in the same order, the same sorted lists — and a small case counted by hand."""
+    from analysis.indicators.compute import _id_lists
+
+    rng = np.random.default_rng(5)
+    n = 5000
+    villages = ["130571101001", "130571101002", "130571102001", "130571102", "", "13057110100X", "130572201003"]
+    ids = pd.DataFrame({"village": rng.choice(villages, n), "layer": rng.choice(["dltb", "yjjbnt", "ghfq"], n),
+                        "rid": rng.integers(0, 900, n)})
+    packed = _id_lists(ids)
+    by_sets = _id_lists(ids.assign(rid=ids["rid"].astype(object)))
+    assert list(packed) == list(by_sets)
+    assert all(list(packed[u]) == list(by_sets[u]) and packed[u] == by_sets[u] for u in packed)
+    small = pd.DataFrame({"village": ["130571101001", "130571101002", "130571101002", "130571102001", "130571102"],
+                          "layer": ["dltb", "dltb", "dltb", "dltb", "dltb"], "rid": [7, 3, 7, 5, 9]})
+    assert _id_lists(small) == {"130571": {"dltb": [3, 5, 7]}, "130571101": {"dltb": [3, 7]},
+                                "130571101001": {"dltb": [7]}, "130571101002": {"dltb": [3, 7]},
+                                "130571102": {"dltb": [5, 9]}, "130571102001": {"dltb": [5]}}
+    assert list(_id_lists(small)) == ["130571", "130571101", "130571101001", "130571101002", "130571102",
+                                      "130571102001"]

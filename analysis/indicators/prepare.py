@@ -19,7 +19,7 @@ from layers.codes import (
     YDYH,
     crosswalk,
     detect_code_set,
-    normalise_code,
+    normalise_codes,
     to_sandiao,
 )
 from layers.errors import CodeSetError, FieldError
@@ -56,7 +56,7 @@ def prepare_survey(gdf: gpd.GeoDataFrame, layer: str, notes: list | None = None,
     notes = notes if notes is not None else []
     _require(gdf, layer, ["DLBM", "ZLDWDM", F.AREA])
     out = gdf.copy()
-    out["DLBM"] = out["DLBM"].map(normalise_code)
+    out["DLBM"] = normalise_codes(out["DLBM"])
     if len(out):
         if code_set is None:
             code_set = detect_code_set(out["DLBM"].dropna(), where=f"layer {layer!r}")

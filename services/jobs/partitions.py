@@ -207,12 +207,12 @@ def plan_townships(store: Store, rows_per_partition: int, id_fields: Mapping[str
 def whole_layer_code_sets(store: Store, code_sets: Mapping[str, str | None]) -> dict[str, str | None]:
     """The land-use code set of each survey layer: as recorded at ingest, else detected from the whole layer's
     DLBM exactly as prepare_survey would (a partition's rows alone could read as another set)."""
-    from layers.codes import detect_code_set, normalise_code
+    from layers.codes import detect_code_set, normalise_codes
 
     out = dict(code_sets)
     for layer, known in code_sets.items():
         if known is None:
-            codes = store.read_attributes(layer, ["DLBM"])["DLBM"].map(normalise_code).dropna()
+            codes = normalise_codes(store.read_attributes(layer, ["DLBM"])["DLBM"]).dropna()
             out[layer] = detect_code_set(codes, where=f"layer {layer!r}") if len(codes) else None
     return out
 
