@@ -88,6 +88,9 @@ def _id_lists(ids: pd.DataFrame) -> dict[str, dict[str, list]]:
     return out
 
 
+_ID_BITS = 40  # ids below 2**40 (1.1e12); then 6 bits of layer and 17 of unit: 63 bits of an int64
+
+
 def _int_id_lists(ids: pd.DataFrame) -> dict[str, dict[str, list]] | None:
     """_id_lists for integer ids (yzt_fid, the default) in numpy: each (unit, layer, id) packed into one int64
     whose order is the output's (units and layers ranked by name), one sort. The same units in the same
@@ -96,7 +99,7 @@ def _int_id_lists(ids: pd.DataFrame) -> dict[str, dict[str, list]] | None:
     lcode, layers = pd.factorize(ids["layer"].astype(str), sort=True)
     rid = ids["rid"].to_numpy(dtype=np.int64)
     units = sorted({str(v) for v in villages} | {str(v)[:n] for v in villages if len(v) == 12 for n in (9, 6)})
-    if len(units) >= 1 << 10 or len(layers) >= 1 << 6 or rid.min() < 0 or rid.max() >= 1 << 47:
+    if len(units) >= 1 << 17 or len(layers) >= 1 << 6 or rid.min() < 0 or rid.max() >= 1 << _ID_BITS:
         return None
     rank = {u: k for k, u in enumerate(units)}
     keys = [(np.array([rank[str(v)] for v in villages], dtype=np.int64)[vcode], lcode, rid)]
@@ -104,11 +107,12 @@ def _int_id_lists(ids: pd.DataFrame) -> dict[str, dict[str, list]] | None:
     for n in (9, 6):  # 乡镇 and 县: unions of their villages
         of = np.array([rank.get(str(v)[:n], 0) for v in villages], dtype=np.int64)
         keys.append((of[vcode[twelve]], lcode[twelve], rid[twelve]))
-    packed = np.sort(np.concatenate([(u << 53) | (lc.astype(np.int64) << 47) | r for u, lc, r in keys]))
+    packed = np.sort(np.concatenate([(u << (_ID_BITS + 6)) | (lc.astype(np.int64) << _ID_BITS) | r
+                                     for u, lc, r in keys]))
     packed = packed[np.r_[True, packed[1:] != packed[:-1]]]  # (np.unique hashes: 5× slower on this)
-    group = packed >> 47
+    group = packed >> _ID_BITS
     starts = np.r_[0, np.flatnonzero(group[1:] != group[:-1]) + 1]
-    values = packed & ((1 << 47) - 1)
+    values = packed & ((1 << _ID_BITS) - 1)
     out: dict[str, dict[str, list]] = {}
     for start, stop in zip(starts, np.r_[starts[1:], len(packed)]):
         out.setdefault(units[int(group[start] >> 6)], {})[str(layers[int(group[start] & 63)])] = \

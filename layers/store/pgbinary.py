@@ -24,7 +24,6 @@ import pyarrow.compute as pc
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER = b"\xff\xff"
-_NULL = b"\xff\xff\xff\xff"
 _EPOCH_DAYS = 10_957  # 2000-01-01, PostgreSQL's epoch, in days after 1970-01-01
 _EPOCH_US = _EPOCH_DAYS * 86_400 * 1_000_000
 _EMPTY = pa.scalar(b"", pa.binary())
