@@ -274,3 +274,30 @@ def test_postgis_writes_tables_frozen_and_lz4(pg_schema_url):
     assert pages > 10 and visible == pages and frozen == pages
     assert lz4 == ("lz4",)
     assert store.read_table("indicator_values")["record_ids"].iloc[0].endswith("13059921000019999")
+
+
+def test_postgis_store_refuses_a_database_not_encoded_in_utf8(pg_cluster, monkeypatch):
+    """A bureau's database created EUC_CN (PostgreSQL's only Chinese server encoding, GB 2312) cannot hold
+    characters that layers and the store's own findings hold (m², ×, rare place names): a write is refused
+    before anything is created, with one message naming the encoding and the remedy; the same layer and
+    finding then go into a UTF8 database and come back unchanged — also from a client whose environment asks
+    for GBK (PGCLIENTENCODING, common on Chinese desktops): the store's sessions speak UTF-8 regardless."""
+    import psycopg
+
+    with psycopg.connect(pg_cluster.url_for("postgres"), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE yzt_euc_cn ENCODING 'EUC_CN' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+    with psycopg.connect(pg_cluster.url_for("yzt_euc_cn"), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+    layer = make_polygons(60)
+    layer["ZLDWMC"] = [["东关村", "西营村", "南街村（一组）", ""][i % 4] for i in range(60)]
+    gap = Finding("dltb", "gap", "warning", "县界内 3.20 m² 无图斑覆盖", ["13059921000000001"], 1)
+    euc = open_store(pg_cluster.url_for("yzt_euc_cn") + "?schema=euc")
+    with pytest.raises(StoreError, match=r"encoded EUC_CN; the store needs a UTF8 database .* ENCODING 'UTF8'"):
+        euc.write_layers({"dltb": layer}, [record("dltb", "L1", 60)], meta=META, findings=[gap])
+    with psycopg.connect(pg_cluster.url_for("yzt_euc_cn"), autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'euc'").fetchone()[0] == 0
+    monkeypatch.setenv("PGCLIENTENCODING", "GBK")
+    utf8 = open_store(pg_cluster.url + "?schema=utf8_text")
+    utf8.write_layers({"dltb": layer}, [record("dltb", "L1", 60)], meta=META, findings=[gap])
+    assert utf8.read_layer("dltb")["ZLDWMC"].tolist() == layer["ZLDWMC"].tolist()
+    assert utf8.findings()["message"].tolist() == ["县界内 3.20 m² 无图斑覆盖"]

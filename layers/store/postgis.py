@@ -89,9 +89,11 @@ _LOAD_TYPES = {name: ("jsonb" if name == "field_mapping" else "bigint" if f.type
 _FINDING_TYPES = {"load_id": "text", "layer": "text", "check": "text", "severity": "text", "message": "text",
                   "ids": "jsonb", "count": "bigint"}
 _COPY_CHUNK = 20_000  # rows per block streamed to COPY
-# Session settings of every store connection: timestamps travel in UTC, dates as ISO year-month-day, doubles
-# with all their digits (the store's text reads and writes depend on these).
-SESSION_SETTINGS = {"TimeZone": "UTC", "DateStyle": "ISO, YMD", "extra_float_digits": "3"}
+# Session settings of every store connection: text travels in UTF-8 whatever the client's environment asks
+# (PGCLIENTENCODING=GBK is common on Chinese desktops, and the COPY streams are UTF-8), timestamps in UTC,
+# dates as ISO year-month-day, doubles with all their digits (the store's reads and writes depend on these).
+SESSION_SETTINGS = {"client_encoding": "UTF8", "TimeZone": "UTC", "DateStyle": "ISO, YMD",
+                    "extra_float_digits": "3"}
 
 
 def first_line(exc: Exception) -> str:
@@ -126,8 +128,8 @@ def parse_url(url: str) -> tuple[str, str, str]:
 def connect(url: str, *, application_name: str = "yizhangtu"):
     """A new autocommit psycopg connection to the database of store ``url``, set up as the store uses it.
 
-    The session gets SESSION_SETTINGS (TimeZone UTC, DateStyle ISO/YMD, extra_float_digits 3). Raises
-    StoreError ``cannot connect to PostGIS store <url without password>: <first line of the cause>``.
+    The session gets SESSION_SETTINGS (client_encoding UTF8, TimeZone UTC, DateStyle ISO/YMD, extra_float_digits
+    3). Raises StoreError ``cannot connect to PostGIS store <url without password>: <first line of the cause>``.
     Every connection that reads or writes a store's schema should come from here.
     """
     import psycopg
@@ -417,6 +419,14 @@ class PostGISStore(Store):
     def _prepare_schema(self, conn) -> None:
         if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'postgis'").fetchone() is None:
             raise StoreError(f"database of {self.url} lacks PostGIS: run CREATE EXTENSION postgis; as its owner")
+        encoding = conn.info.parameter_status("server_encoding")
+        if encoding not in ("UTF8", None):
+            # EUC_CN (GB 2312, the only Chinese server encoding PostgreSQL has) lacks characters that layers and
+            # the store's own findings hold (m², ×, rare place-name characters): a write would fail half-way
+            raise StoreError(f"the database of {self.url} is encoded {encoding}; the store needs a UTF8 database "
+                             "(GB 2312 lacks characters that layers and findings hold, such as m² and rare place "
+                             "names): create one with CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0, "
+                             "CREATE EXTENSION postgis, and use its URL")
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(self.schema_name)}")
         conn.execute(f"CREATE TABLE IF NOT EXISTS {self._t(META_TABLE)} (key text PRIMARY KEY, value text)")
         load_cols = ", ".join(f"{_q(c)} {t}" for c, t in _LOAD_TYPES.items())
@@ -461,8 +471,7 @@ class PostGISStore(Store):
                 with conn.transaction():
                     self.lock_writers(conn)
                     self._prepare_schema(conn)
-                    if _has_lz4(conn):  # large values (indicator ids, big polygons) compress ~5× faster than pglz
-                        conn.execute("SET LOCAL default_toast_compression = 'lz4'")
+                    _compress_with_lz4(conn)
                     yield conn
             except psycopg.Error as exc:
                 raise write_failed(what, names, self.url, first_line(exc)) from None
@@ -674,8 +683,7 @@ class _PostGISStaging(LayerStaging):
         tmp = f"{STAGE_PREFIX}{self.id}_{len(self.staged)}"
         try:
             with self._conn.transaction():
-                if _has_lz4(self._conn):
-                    self._conn.execute("SET LOCAL default_toast_compression = 'lz4'")
+                _compress_with_lz4(self._conn)
                 epsg = resolve_store_epsg(self._current, self.meta, {name: gdf}, self.pg.url)
                 self.pg._refuse_clash(self._conn, "layer", [name])
                 self.staged.append(self.pg._stage_layer(self._conn, name, gdf, epsg, tmp, analyse=False))
@@ -727,6 +735,13 @@ class _Missing(Exception):
 
 
 _LZ4: dict[str, bool] = {}  # server → whether it offers lz4 TOAST compression (PostgreSQL ≥ 14 built with lz4)
+
+
+def _compress_with_lz4(conn) -> None:
+    """In the transaction under way, TOAST large values (indicator ids, big polygons) with lz4 — ~5× faster
+    than pglz — where the server has it."""
+    if _has_lz4(conn):
+        conn.execute("SET LOCAL default_toast_compression = 'lz4'")
 
 
 def _has_lz4(conn) -> bool:
