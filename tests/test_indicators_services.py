@@ -236,3 +236,31 @@ def test_glyph_check_refuses_tofu():
 def test_no_cjk_font_is_a_clear_error(tmp_path):
     with pytest.raises(FontError, match="fonts-noto-cjk"):
         cjk_font(dirs=(str(tmp_path),))
+
+
+def test_survey_layers_are_read_with_the_columns_the_registry_uses(tmp_path):
+    """The indicators read of a survey layer only the columns prepare_survey, the built-ins and the registry's
+    terms use: a bureau's term on GDLX (梯田 patches) gets GDLX, the text nothing reads (ZLDWMC) stays in the
+    store, and the count equals the patches counted from the fixture itself."""
+    layers = fx.layers()
+    dltb = layers["dltb"]
+    dltb["GDLX"] = ["TT" if k % 3 == 0 else "PD" for k in range(len(dltb))]
+    dltb["ZLDWMC"] = "某村"
+    path = tmp_path / "store.gpkg"
+    with open_store(path) as store:
+        store.write_layers(layers, [_record(n, g) for n, g in layers.items()],
+                           meta={"region_code": fx.COUNTY, "epsg": str(fx.EPSG)})
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("extends: builtin\nindicators:\n  - code: terraced_patches\n    name: 梯田图斑数\n"
+                    "    rule: GDLX 为 TT\n    unit: count\n"
+                    "    measure: {layer: dltb, count: true, where: \"GDLX == 'TT'\"}\n",
+                    encoding="utf-8")
+    registry, _ = svc.load_registry(mine)
+    with open_store(path) as store:
+        columns = svc.read_columns(store, registry, "dltb")
+        assert columns[0] == "yzt_fid" and "GDLX" in columns and "ZLDWMC" not in columns
+        assert {"BSM", "DLBM", "KCXS", "ZLDWDM", "TBMJ", "area_m2"} <= set(columns)
+        assert svc.read_columns(store, registry, "yjjbnt") is None
+    run = svc.run_indicators(path, mine)
+    county = run.values[(run.values["indicator"] == "terraced_patches") & (run.values["unit_code"] == fx.COUNTY)]
+    assert county["value"].tolist() == [float(sum(v == "TT" for v in dltb["GDLX"]))]

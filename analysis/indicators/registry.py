@@ -128,6 +128,20 @@ class Registry:
             visit(code, [])
         return done
 
+    def survey_columns(self, layer: str) -> list[str]:
+        """The columns of a survey layer (dltb, dltb_prev) the indicators read: what prepare_survey and the
+        built-ins use (codes, 扣除系数, the reported areas, the ellipsoidal area, the ids, the attribution
+        field), and every name the registry's terms over that layer read. A superset is harmless (names that
+        are not stored, or are derived, like ``category``, are not read); what is left out is text no
+        indicator looks at (DLMC, QSDWMC, ZLDWMC …), which a county would otherwise read twice a run."""
+        names = [F.FID, "BSM", "DLBM", "KCXS", "ZLDWDM", "TBMJ", "KCMJ", "TBDLMJ", F.AREA,
+                 self.id_fields.get(layer, self.id_fields["default"]), self.attribution.get(layer, "ZLDWDM")]
+        for ind in self.indicators.values():
+            for term in ind.terms:
+                if term.layer == layer:
+                    names += [n for e in (term.sum, term.where) if e is not None for n in sorted(e.names)]
+        return list(dict.fromkeys(names))
+
     def dependencies(self, code: str) -> set[str]:
         ind = self.indicators[code]
         if ind.kind != "formula" or ind.formula is None:

@@ -43,6 +43,7 @@ from analysis.scoring import (
     total_score,
 )
 from layers.errors import FieldError, NotFoundError, RuleError, StoreError
+from layers.fields import FID as F_FID
 from layers.store import open_store
 from layers.store.base import Store
 from layers.yamlfile import read_yaml_file
@@ -131,6 +132,15 @@ def _analysis_run(store: Store, layers: dict) -> str | None:
     return None if len(runs) == 0 else str(runs["run_id"].iloc[-1])
 
 
+def read_columns(store: Store, registry: Registry, name: str) -> list[str] | None:
+    """The stored columns of layer ``name`` the indicators read: a survey layer's that the registry needs
+    (Registry.survey_columns, yzt_fid first), every column of the other layers (None)."""
+    if name not in SURVEY_LAYERS:
+        return None
+    stored = store.schema(name)
+    return [c for c in dict.fromkeys([F_FID, *registry.survey_columns(name)]) if c in stored]
+
+
 def run_indicators(store: Store | str | Path, registry_path: str | Path | None = None, *,
                    save: bool = True, now: dt.datetime | None = None, client=None,
                    rows_per_partition: int | None = None) -> IndicatorRun:
@@ -154,7 +164,7 @@ def run_indicators(store: Store | str | Path, registry_path: str | Path | None =
 
         plan, why = plan_partitions(store, registry, rows_per_partition, names)
     read = [n for n in names if not (plan and n in SURVEY_LAYERS)]  # partitions read the survey layers themselves
-    layers = {name: store.read_layer(name) for name in read}
+    layers = {name: store.read_layer(name, columns=read_columns(store, registry, name)) for name in read}
     loads = _latest_loads(store, names)  # analysis outputs carry a load record too (load_id = run_id)
     analysis_run_id = _analysis_run(store, layers)
     code_sets: dict[str, str | None] = {name: loads.get(name, {}).get("code_set") for name in ("dltb", "dltb_prev")

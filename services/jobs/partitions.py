@@ -29,6 +29,7 @@ then be row numbers, which a partition does not know); :func:`plan_partitions` s
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -286,10 +287,12 @@ def with_surroundings(store: Store, layer: str, owned: gpd.GeoDataFrame, boxes, 
 
 
 def partition_parts(partition: Partition, owned_dltb: gpd.GeoDataFrame, store_url: str, registry_doc: dict,
-                    layer_names: list[str], code_sets: Mapping[str, str | None]) -> IndicatorParts:
+                    layer_names: list[str], code_sets: Mapping[str, str | None],
+                    columns: Mapping[str, list[str] | None] | None = None) -> IndicatorParts:
     """One partition's :class:`IndicatorParts`: its owned survey rows and their surroundings, the small layers
     whole, through the same indicator_parts as the whole county. ``registry_doc``: the effective registry the
-    county task loaded (a worker never re-reads the file)."""
+    county task loaded (a worker never re-reads the file); ``columns``: the survey layers' columns to read
+    (services.jobs.indicators.read_columns: those the whole county reads)."""
     from analysis.indicators import parse_registry
 
     registry = parse_registry(registry_doc)
@@ -299,7 +302,8 @@ def partition_parts(partition: Partition, owned_dltb: gpd.GeoDataFrame, store_ur
         owned = {"dltb": owned_dltb}
         for name in layer_names:
             if name in SURVEY_LAYERS and name != "dltb":
-                owned[name] = store.read_layer(name, where=partition.where(name))
+                owned[name] = store.read_layer(name, where=partition.where(name),
+                                               columns=(columns or {}).get(name))
         boxes = township_boxes(owned)
         masks = {}
         for name, rows in owned.items():
@@ -315,12 +319,16 @@ def compute_partitions(client, plan: list[Partition], store_url: str, registry: 
     import dask.dataframe as dd
     import dask_geopandas
 
+    from .indicators import read_columns
+
     with open_store(store_url) as store:
-        meta = store.read_layer("dltb", limit=0)
-    frames = dd.from_map(read_owned, plan, store_url=store_url, meta=meta, enforce_metadata=False,
-                         label="yzt-dltb-partition")
+        columns = {name: read_columns(store, registry, name) for name in layer_names if name in SURVEY_LAYERS}
+        meta = store.read_layer("dltb", limit=0, columns=columns.get("dltb"))
+    # the columns go in a partial: from_map's own ``columns`` keyword means a projection of the frame
+    frames = dd.from_map(functools.partial(read_owned, columns=columns.get("dltb")), plan, store_url=store_url,
+                         meta=meta, enforce_metadata=False, label="yzt-dltb-partition")
     dltb = dask_geopandas.from_dask_dataframe(frames, geometry=meta.geometry.name)
     tasks = [dask.delayed(partition_parts, pure=False)(p, part, store_url, registry.document, layer_names,
-                                                          dict(code_sets))
+                                                          dict(code_sets), columns)
              for p, part in zip(plan, dltb.to_delayed())]
     return list(client.gather(client.compute(tasks)))
