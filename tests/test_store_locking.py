@@ -228,7 +228,8 @@ def test_postgis_workflow_and_store_writers_wait_for_the_same_advisory_lock(pg_s
 def test_connect_sets_the_store_session(pg_url):
     conn = connect(f"{pg_url}?schema=any_schema", application_name="yzt-test")
     try:
-        assert SESSION_SETTINGS == {"TimeZone": "UTC", "DateStyle": "ISO, YMD", "extra_float_digits": "3"}
+        assert SESSION_SETTINGS == {"client_encoding": "UTF8", "TimeZone": "UTC", "DateStyle": "ISO, YMD",
+                                    "extra_float_digits": "3"}
         assert {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in SESSION_SETTINGS} == SESSION_SETTINGS
         assert conn.execute("SHOW application_name").fetchone()[0] == "yzt-test"
         assert conn.autocommit is True
