@@ -42,8 +42,8 @@ from analysis.scoring import (
     score_item,
     total_score,
 )
+from layers import fields as F
 from layers.errors import FieldError, NotFoundError, RuleError, StoreError
-from layers.fields import FID as F_FID
 from layers.store import open_store
 from layers.store.base import Store
 from layers.yamlfile import read_yaml_file
@@ -138,7 +138,7 @@ def read_columns(store: Store, registry: Registry, name: str) -> list[str] | Non
     if name not in SURVEY_LAYERS:
         return None
     stored = store.schema(name)
-    return [c for c in dict.fromkeys([F_FID, *registry.survey_columns(name)]) if c in stored]
+    return [c for c in dict.fromkeys([F.FID, *registry.survey_columns(name)]) if c in stored]
 
 
 def run_indicators(store: Store | str | Path, registry_path: str | Path | None = None, *,
