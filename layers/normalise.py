@@ -9,7 +9,7 @@ Mapping order, per standard field of the role:
 Columns that map to nothing the role keeps are dropped and reported (info). A missing required field is a
 FieldError naming the role, the field, the fields present and the manifest remedy.
 
-Values: land-use codes (DLBM, KCDLBM) through ``codes.normalise_code`` (101 → "0101"); identifier codes
+Values: land-use codes (DLBM, KCDLBM) through ``codes.normalise_codes`` (303 → "0303"); identifier codes
 (BSM, XZQDM, ZLDWDM …) as text without a trailing ".0"; a floating-point column holding codes beyond 2⁵³
 has lost digits and is refused; areas and coefficients as float; SJNF as integer; dates as ISO
 ``YYYY-MM-DD`` text (``YYYY-MM`` for a month-only date; see ``_dates`` for the forms read). Values that cannot be
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .codes import normalise_code
+from .codes import normalise_codes
 from .errors import FieldError
 from .fields import ALIASES, FIELDS, ROLES, ROUND, SOURCE, standard_name, standard_source
 from .records import INFO, WARNING, Finding
@@ -203,9 +203,7 @@ def _codes(series: pd.Series, code: str, where: str) -> pd.Series:
         series = _numeric_codes(series)
     else:
         series = _text(series, code, where)
-    uniques = pd.unique(series.astype(object))
-    table = {u: normalise_code(u) for u in uniques if not (u is None or (isinstance(u, float) and np.isnan(u)))}
-    return as_object(series.astype(object).map(table))
+    return normalise_codes(series)
 
 
 def _numbers(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
