@@ -22,8 +22,15 @@ from pathlib import Path
 from .crs import central_meridian, zone_of_gk_epsg
 from .errors import ManifestError, SourceError
 from .fields import ROLES
-from .georef import survey_region
-from .load import LoadedLayer, _Context, load_role, package_version, resolve_target_epsg
+from .georef import RegionSurvey, survey_region
+from .load import (
+    LoadedLayer,
+    _Context,
+    load_role,
+    package_version,
+    peer_code_set_findings,
+    resolve_target_epsg,
+)
 from .manifest import Manifest
 from .records import ERROR, INFO, WARNING, Finding, LoadRecord
 from .store import Store, open_store
@@ -62,11 +69,12 @@ class IngestResult:
     seconds: float = 0.0  # whole run
     write_seconds: float = 0.0  # of which the atomic store write
     untouched: list[str] = field(default_factory=list)  # layers already in the store and not re-ingested
+    layer_tasks: int = 0  # layers loaded as tasks of their own on a dask cluster (0: all in this process)
 
     def to_dict(self) -> dict:
         return {"store": self.store, "region_code": self.region_code, "region_name": self.region_name,
                 "target_epsg": self.target_epsg, "load_id": self.load_id, "seconds": round(self.seconds, 2),
-                "write_seconds": round(self.write_seconds, 2),
+                "write_seconds": round(self.write_seconds, 2), "layer_tasks": self.layer_tasks,
                 "layers": [asdict(s) for s in self.layers], "untouched": self.untouched,
                 "findings": [f.to_dict() for f in self.findings]}
 
@@ -78,7 +86,9 @@ class IngestResult:
             crs_text += f" (CGCS2000 3° GK zone {zone[0]}, CM {central_meridian(zone[0]):g}°E)"
         lines = [f"入库 ingest {self.region_name} ({self.region_code}) → {crs_text}",
                  f"store {self.store}   load_id {self.load_id}   {self.seconds:.1f} s "
-                 f"(load {self.seconds - self.write_seconds:.1f} s, write {self.write_seconds:.1f} s)", ""]
+                 + (f"(layers loaded as {self.layer_tasks} dask tasks; writing {self.write_seconds:.1f} s in all)"
+                    if self.layer_tasks else
+                    f"(load {self.seconds - self.write_seconds:.1f} s, write {self.write_seconds:.1f} s)"), ""]
         header = ["layer", "rows", "read", "repaired", "dropped", "dup", "area≠", "warn", "info",
                   "source CRS (how known) → transformation"]
         rows: list[list] = [[s.role, s.rows_written, s.rows_read, s.repaired, s.dropped_empty, s.duplicates,
@@ -153,13 +163,39 @@ def refuse_emptying(store: Store, loaded, manifest: Manifest) -> None:
                               "--allow-empty")
 
 
-def _ingest(manifest: Manifest, store: Store, roles, progress: bool, allow_empty: bool = False) -> IngestResult:
-    started = time.monotonic()
-    selected = _select_roles(manifest, roles)
-    context = _Context(survey_region(manifest))
-    epsg = resolve_target_epsg(manifest, context.survey)
-    store.check_region(manifest.region_code, epsg)
+@dataclass
+class IngestPlan:
+    """What every layer of one ingest shares: the roles, the store CRS, the load id, the meta the publish
+    sets. Picklable: a county whose layers load on several dask workers sends it with each layer's task."""
 
+    manifest: Manifest
+    roles: list[str]
+    epsg: int
+    load_id: str
+    meta: dict[str, str]
+    survey: RegionSurvey
+    allow_empty: bool = False
+
+
+@dataclass
+class StagedLayer:
+    """One role loaded, checked and staged: its LoadedLayer with the frame let go (no rows), what the
+    cross-layer check keeps of it (xzq's frame, a survey layer's Coverage) and the seconds its staging took.
+    ``entry``: the stage table, when it was staged by another process than the one that publishes."""
+
+    layer: LoadedLayer
+    kept: object | None
+    write_seconds: float
+    entry: tuple | None = None
+
+
+def plan_ingest(manifest: Manifest, store: Store, roles=None, allow_empty: bool = False) -> IngestPlan:
+    """Select the roles, resolve the store CRS, refuse a store of another region or CRS; nothing is read
+    beyond the sources' extents and nothing is written."""
+    selected = _select_roles(manifest, roles)
+    survey = survey_region(manifest)
+    epsg = resolve_target_epsg(manifest, survey)
+    store.check_region(manifest.region_code, epsg)
     load_id = uuid.uuid4().hex
     current = store.meta()
     now = datetime.now(UTC).isoformat(timespec="seconds")
@@ -168,57 +204,93 @@ def _ingest(manifest: Manifest, store: Store, roles, progress: bool, allow_empty
             "crs": f"EPSG:{epsg}", "zone": str(zone[0]) if zone else "", "created_at": current.get("created_at", now),
             "updated_at": now, "version": package_version(), "last_load_id": load_id,
             "manifest": str(manifest.path)}
-    loaded = []
-    kept: dict = {}  # what the check against the county needs: xzq, and each survey layer's Coverage
-    write_seconds = 0.0
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    return IngestPlan(manifest, selected, epsg, load_id, meta, survey, allow_empty)
 
-        bar = tqdm(total=len(selected), unit="layer", file=sys.stderr, desc="load", leave=False)
-    try:
-        # each layer is staged as soon as it is loaded and let go (PostGIS writes it into a stage table;
-        # the GeoPackage keeps it): one layer in memory at a time, the store unchanged until publish
-        with store.staged_layers(meta) as staging:
-            for role in selected:
-                if bar is not None:
-                    bar.set_description(f"load {role}")
-                layer = load_role(manifest, role, epsg, progress=progress, _context=context)
-                layer.record.load_id = load_id
-                if not allow_empty:
-                    refuse_emptying(store, [layer], manifest)
-                if role in ("dltb", "dltb_prev", "xzq"):
-                    kept[role] = layer.gdf if role == "xzq" else Coverage.of(layer.gdf)
-                t = time.monotonic()
-                staging.stage(role, layer.gdf)
-                write_seconds += time.monotonic() - t
-                # an empty copy: a slice (iloc[:0]) would be a view keeping every row of the layer alive
-                loaded.append(LoadedLayer(layer.role, layer.gdf.iloc[:0].copy(), layer.record, layer.findings))
-                del layer
-                if bar is not None:
-                    bar.update()
-            records = [layer.record for layer in loaded]
-            findings = [f for layer in loaded for f in layer.findings]
-            findings += cross_layer_findings(kept, manifest.options)
-            if bar is not None:
-                sys.stderr.write(f"publishing {len(loaded)} layer(s) in {store.url} …\n")
-            t = time.monotonic()
-            staging.publish(records, findings)
-            write_seconds += time.monotonic() - t
-    finally:
-        if bar is not None:
-            bar.close()
 
+def load_and_stage(plan: IngestPlan, role: str, store: Store, staging, progress: bool = False) -> StagedLayer:
+    """Load, check and stage one role, then let its rows go: the unit of work of an ingest, the same whether
+    the roles run one after the other (``ingest``) or on several dask workers (services.jobs.ingest)."""
+    context = _Context(plan.survey, peer_later=True)
+    layer = load_role(plan.manifest, role, plan.epsg, progress=progress, _context=context)
+    layer.record.load_id = plan.load_id
+    if not plan.allow_empty:
+        refuse_emptying(store, [layer], plan.manifest)
+    kept: object | None = None
+    if role in ("dltb", "dltb_prev", "xzq"):
+        kept = layer.gdf if role == "xzq" else Coverage.of(layer.gdf)
+    t = time.monotonic()
+    staging.stage(role, layer.gdf)
+    seconds = time.monotonic() - t
+    # an empty copy: a slice (iloc[:0]) would be a view keeping every row of the layer alive
+    return StagedLayer(LoadedLayer(layer.role, layer.gdf.iloc[:0].copy(), layer.record, layer.findings), kept,
+                       seconds)
+
+
+def publish_ingest(plan: IngestPlan, staged: list[StagedLayer], staging) -> tuple[list[LoadRecord], list[Finding]]:
+    """The checks between layers (dltb_prev's code set against dltb's, the survey against the county), then
+    every staged layer published with its record and the findings in one transaction. ``staged`` in role
+    order."""
+    code_sets = {s.layer.role: s.layer.record.code_set for s in staged
+                 if s.layer.role in ("dltb", "dltb_prev") and s.layer.record.code_set is not None}
+    for s in staged:
+        if s.layer.role == "dltb_prev":
+            extra = peer_code_set_findings(plan.manifest, "dltb_prev", code_sets)
+            for f in extra:
+                f.layer = "dltb_prev"
+            s.layer.findings.extend(extra)
+    records = [s.layer.record for s in staged]
+    findings = [f for s in staged for f in s.layer.findings]
+    kept = {s.layer.role: s.kept for s in staged if s.kept is not None}
+    findings += cross_layer_findings(kept, plan.manifest.options)
+    staging.publish(records, findings)
+    return records, findings
+
+
+def ingest_result(plan: IngestPlan, store: Store, staged: list[StagedLayer], records: list[LoadRecord],
+                  findings: list[Finding], seconds: float, write_seconds: float) -> IngestResult:
     summaries = []
-    for layer in loaded:
-        r = layer.record
+    for s in staged:
+        layer, r = s.layer, s.layer.record
         summaries.append(LayerSummary(
             role=layer.role, rows_read=r.rows_read, rows_written=r.rows_written, repaired=r.repaired,
             dropped_empty=r.dropped_empty, duplicates=r.duplicates, area_mismatches=r.area_mismatches,
             warnings=sum(f.severity == WARNING for f in layer.findings),
             infos=sum(f.severity == INFO for f in layer.findings), source_crs=r.source_crs,
             crs_resolution=r.crs_resolution, transformation=r.transformation, code_set=r.code_set))
-    untouched = [n for n in store.layer_names() if n not in selected]
+    untouched = [n for n in store.layer_names() if n not in plan.roles]
+    manifest = plan.manifest
     return IngestResult(store=store.url, region_code=manifest.region_code, region_name=manifest.region_name,
-                        target_epsg=epsg, load_id=load_id, layers=summaries, records=records, findings=findings,
-                        seconds=time.monotonic() - started, write_seconds=write_seconds, untouched=untouched)
+                        target_epsg=plan.epsg, load_id=plan.load_id, layers=summaries, records=records,
+                        findings=findings, seconds=seconds, write_seconds=write_seconds, untouched=untouched)
+
+
+def _ingest(manifest: Manifest, store: Store, roles, progress: bool, allow_empty: bool = False) -> IngestResult:
+    started = time.monotonic()
+    plan = plan_ingest(manifest, store, roles, allow_empty)
+    staged: list[StagedLayer] = []
+    write_seconds = 0.0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(plan.roles), unit="layer", file=sys.stderr, desc="load", leave=False)
+    try:
+        # each layer is staged as soon as it is loaded and let go (PostGIS writes it into a stage table;
+        # the GeoPackage keeps it): one layer in memory at a time, the store unchanged until publish
+        with store.staged_layers(plan.meta) as staging:
+            for role in plan.roles:
+                if bar is not None:
+                    bar.set_description(f"load {role}")
+                staged.append(load_and_stage(plan, role, store, staging, progress=progress))
+                write_seconds += staged[-1].write_seconds
+                if bar is not None:
+                    bar.update()
+            if bar is not None:
+                sys.stderr.write(f"publishing {len(staged)} layer(s) in {store.url} …\n")
+            t = time.monotonic()
+            records, findings = publish_ingest(plan, staged, staging)
+            write_seconds += time.monotonic() - t
+    finally:
+        if bar is not None:
+            bar.close()
+    return ingest_result(plan, store, staged, records, findings, time.monotonic() - started, write_seconds)

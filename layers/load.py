@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +54,9 @@ class _Context:
 
     survey: RegionSurvey
     code_sets: dict[str, str | None] = field(default_factory=dict)
+    # True: the caller compares dltb_prev's code set with dltb's once both are loaded (peer_code_set_findings);
+    # layers.ingest does, so a county whose layers load on several workers gets the same finding
+    peer_later: bool = False
 
 
 _SURVEYS: dict[tuple, RegionSurvey] = {}  # region surveys by manifest content and file times
@@ -348,6 +352,28 @@ def _peer_code_set(manifest, role: str) -> str | None:
         return None
 
 
+def peer_code_set_findings(manifest, role: str, code_sets: Mapping[str, str | None]) -> list[Finding]:
+    """dltb_prev's code set against dltb's: a finding on dltb_prev when they differ (info when the crosswalk
+    bridges them). ``code_sets``: the sets of the survey layers loaded so far; dltb's, when it was not loaded,
+    is read from its file. Only dltb_prev carries the finding, whichever of the two loaded first."""
+    code_set = code_sets.get(role)
+    if role != "dltb_prev" or code_set is None:
+        return []
+    peer = "dltb"
+    peer_set = code_sets[peer] if peer in code_sets else _peer_code_set(manifest, peer)
+    if peer_set is None or peer_set == code_set:
+        return []
+    sets = {role: code_set, peer: peer_set}
+    bridged = set(sets.values()) == {SANDIAO, YDYH}
+    return [Finding(
+        layer=role, check="code_set_mismatch", severity=INFO if bridged else WARNING, count=1,
+        message=f"dltb_prev uses {CODE_SET_NAMES[sets['dltb_prev']]} codes but dltb uses "
+                f"{CODE_SET_NAMES[sets['dltb']]}; "
+                + (f"the analysis reconciles them through the crosswalk {crosswalk().label()}" if bridged
+                   else "change detection between them compares different code sets — convert one "
+                        "before analysis"))]
+
+
 def _join(values, sep: str = "; ") -> str:
     seen = list(dict.fromkeys(str(v) for v in values if v is not None and str(v) != ""))
     return sep.join(seen)
@@ -420,19 +446,8 @@ def load_role(manifest, role: str, target_epsg: int, progress: bool = False, *,
     findings += code_findings
     if role in ("dltb", "dltb_prev") and code_set is not None:
         context.code_sets[role] = code_set
-        peer = "dltb" if role == "dltb_prev" else "dltb_prev"
-        peer_set = context.code_sets.get(peer) if peer in context.code_sets else (
-            _peer_code_set(manifest, peer) if role == "dltb_prev" else None)
-        if peer_set is not None and peer_set != code_set:
-            sets = {role: code_set, peer: peer_set}
-            bridged = set(sets.values()) == {SANDIAO, YDYH}
-            findings.append(Finding(
-                layer=role, check="code_set_mismatch", severity=INFO if bridged else WARNING, count=1,
-                message=f"dltb_prev uses {CODE_SET_NAMES[sets['dltb_prev']]} codes but dltb uses "
-                        f"{CODE_SET_NAMES[sets['dltb']]}; "
-                        + (f"the analysis reconciles them through the crosswalk {crosswalk().label()}" if bridged
-                           else "change detection between them compares different code sets — convert one "
-                                "before analysis")))
+        if not context.peer_later:
+            findings += peer_code_set_findings(manifest, role, context.code_sets)
     area_mismatches = 0
     if role in SURVEY_ROLES and len(gdf):
         area_mismatches, survey = _survey_findings(gdf, role, ids, manifest.options, exact_area=area)

@@ -47,9 +47,9 @@ def province(tmp_path_factory, pg_url):
     schema = f"p_{uuid.uuid4().hex[:8]}"
     url = f"{pg_url}?schema={schema}"
     with jobs.region_cluster(workers=2) as client:
-        ingested = jobs.ingest_region(region_path, url, client, progress=False)
-        # every county (≈ 2 000 patches) is analysed and computes its indicators in spatial partitions of
-        # ≤ 1 000 patches
+        # every county (≈ 2 000 patches) loads each of its layers as a task of its own, is analysed and computes
+        # its indicators in spatial partitions of ≤ 1 000 patches
+        ingested = jobs.ingest_region(region_path, url, client, progress=False, rows_per_partition=PARTITION_ROWS)
         analysed = jobs.analyse_region(url, client, progress=False, rows_per_partition=PARTITION_ROWS)
         indicators, rollup = jobs.indicators_region(url, client, progress=False, rows_per_partition=PARTITION_ROWS)
     yield {"folder": folder, "region": region_path, "url": url, "schema": schema, "ingested": ingested,
@@ -91,10 +91,35 @@ def test_the_mini_province_spans_two_zones_and_two_cities(province):
             assert store.meta()["region_code"] == code
 
 
+FINDING_COLUMNS = ["layer", "check", "severity", "count", "message", "ids"]
+RECORD_COLUMNS = ["layer", "source_path", "source_layer", "sha256", "source_crs", "crs_resolution", "transformation",
+                  "target_crs", "encoding", "field_mapping", "code_set", "rows_read", "rows_written", "repaired",
+                  "dropped_empty", "duplicates", "area_mismatches"]
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """Load records as comparable dicts (PostGIS keeps field_mapping as JSONB, whose keys it orders)."""
+    rows = frame[RECORD_COLUMNS].astype(object).where(frame[RECORD_COLUMNS].notna(), None).to_dict("records")
+    for row in rows:
+        mapping = row["field_mapping"]
+        row["field_mapping"] = json.loads(mapping) if isinstance(mapping, str) else dict(mapping or {})
+    return rows
+
+
 def test_each_county_equals_the_single_county_path(province, single):
     region = RegionStore(province["url"])
     for code, one in single.items():
+        outcome = next(o for o in province["ingested"].outcomes if o.county == code)
         with open_store(region.county_url(code)) as prov, open_store(one["store"]) as alone:
+            # loaded on the cluster, one task per layer, and published as one write …
+            assert outcome.summary["layer_tasks"] == len(prov.layer_names()) - 2 == 11  # - the analysis layers
+            # … with the records and the 入库质检 findings of the one-process ingest, in the same order
+            ra, rb = prov.load_records(), alone.load_records()
+            ra, rb = ra[ra["load_id"] == ra["load_id"].iloc[0]], rb[rb["load_id"] == rb["load_id"].iloc[0]]
+            assert _records(ra) == _records(rb)
+            fa, fb = prov.findings(load_id=ra["load_id"].iloc[0]), alone.findings(load_id=rb["load_id"].iloc[0])
+            assert len(fa) == len(fb) > 5
+            assert fa[FINDING_COLUMNS].astype(str).values.tolist() == fb[FINDING_COLUMNS].astype(str).values.tolist()
             for layer in ("dltb", "monitoring", "approvals"):
                 a, b = prov.read_layer(layer), alone.read_layer(layer)
                 assert len(a) == len(b) > 0
@@ -223,6 +248,52 @@ def test_a_killed_worker_leaves_its_county_whole_and_the_next_run_completes(prov
         assert store.meta()["last_load_id"] == by[county].output_id != before_meta["last_load_id"]
         assert store.count("dltb") == before_rows
     assert region.state_of(county, "ingest")["status"] == "done"
+
+
+def _stage_tables(county_url: str) -> list[str]:
+    base, schema = county_url.split("?schema=")
+    with psycopg.connect(base) as conn:
+        return [r[0] for r in conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
+            r"AND c.relkind = 'r' AND c.relname LIKE '\_yzt\_stage\_%%'", (schema,))]
+
+
+def test_a_worker_killed_while_a_layer_task_stages_leaves_the_county_whole(province, tmp_path):
+    """The county loads its layers as tasks: the worker of the dltb task dies after its stage table committed.
+    Whichever worker held the county task, the county is never half written, and it ends up done (the county
+    task retried) or done by the next run, with no stage table left behind."""
+    from tests.region_fixtures import KillAfterStaging
+
+    url, region = province["url"], RegionStore(province["url"])
+    county = "130571"
+    county_url = region.county_url(county)
+    with open_store(county_url) as store:
+        before_meta, before_rows = store.meta(), store.count("dltb")
+    manifest = load_region(province["region"]).county(county).manifest_path
+    manifest.write_text(manifest.read_text(encoding="utf-8") + "# re-delivered again\n", encoding="utf-8")
+    marker = tmp_path / "kill-once"
+    marker.write_text("x")
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+            jobs.region_cluster(workers=2) as client:
+        client.register_plugin(KillAfterStaging(str(marker), county_url.split("schema=")[1]))
+        first = jobs.ingest_region(province["region"], url, client, progress=False, only=[county],
+                                   rows_per_partition=PARTITION_ROWS)
+    assert not marker.exists()  # a worker was killed after staging dltb
+    (outcome,) = first.outcomes
+    if outcome.status == "failed":  # the county task was on the killed worker: the county is as it was
+        assert "KilledWorker" in outcome.error
+        with open_store(county_url) as store:
+            assert store.meta() == before_meta and store.count("dltb") == before_rows
+        with jobs.region_cluster(workers=2) as client:
+            (outcome,) = jobs.ingest_region(province["region"], url, client, progress=False, only=[county],
+                                            rows_per_partition=PARTITION_ROWS).outcomes
+    assert outcome.status == "done" and outcome.summary["layer_tasks"] == 11
+    with open_store(county_url) as store:
+        assert store.meta()["last_load_id"] == outcome.output_id != before_meta["last_load_id"]
+        assert store.count("dltb") == before_rows
+        loads = store.load_records()
+        assert (loads["load_id"] == outcome.output_id).sum() == 11  # one record per layer: published once
+    assert _stage_tables(county_url) == []
 
 
 def test_a_county_with_bad_data_is_reported_and_the_others_go_on(province, tmp_path):

@@ -148,6 +148,14 @@ class Store(ABC):
         only swaps them in (layers/store/postgis.py)."""
         return LayerStaging(self, meta)
 
+    def join_staging(self, meta: Mapping[str, str], stage_id: str) -> LayerStaging:
+        """Stage layers into the staging ``stage_id`` that another process holds open and will publish (a
+        county whose layers load on several dask workers): ``stage`` as usual, then ``hand_over()`` the stage
+        tables, which the owner ``adopt``s before its publish. Only a store that writes staged layers at once
+        (PostGIS) can: the default keeps them in the process that staged them."""
+        raise StoreError(f"{self.url} keeps staged layers in the process that stages them; loading a county's "
+                         "layers on several workers needs a PostGIS store (postgresql://…)")
+
     def load_records(self, layer: str | None = None) -> pd.DataFrame:
         """All load records (history), newest last; optionally for one layer. field_mapping is a dict."""
         return records_frame(self._history(LOAD_TABLE, LOAD_COLUMNS, layer=layer))
@@ -191,6 +199,7 @@ class LayerStaging:
         self.store, self.meta = store, dict(meta)
         self.layers: dict[str, gpd.GeoDataFrame] = {}
         self.published = False
+        self.id = ""  # a staging other processes can join (Store.join_staging) has one
 
     def stage(self, name: str, gdf: gpd.GeoDataFrame) -> None:
         check_name(name)
@@ -202,6 +211,15 @@ class LayerStaging:
         self.store.write_layers(self.layers, records, meta=self.meta, findings=findings)
         self.published = True
         self.layers = {}
+
+    def hand_over(self) -> list[tuple[str, str, dict]]:
+        """A joined staging's stage tables, for its owner to ``adopt`` (Store.join_staging)."""
+        raise StoreError(f"{self.store.url}: only a joined staging hands its layers over")
+
+    def adopt(self, entries: list[tuple[str, str, dict]]) -> None:
+        """Take in the stage tables joined stagings handed over, to publish them with ours."""
+        raise StoreError(f"{self.store.url} keeps staged layers in the process that stages them; it cannot adopt "
+                         "layers staged elsewhere")
 
     def close(self) -> None:
         self.layers = {}

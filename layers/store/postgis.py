@@ -608,6 +608,12 @@ class PostGISStore(Store):
         lost connection) are dropped by the next one, never those of a live one."""
         return _PostGISStaging(self, meta)
 
+    def join_staging(self, meta: Mapping[str, str], stage_id: str) -> _PostGISStaging:
+        """Stage into the staging ``stage_id`` of another live process (Store.join_staging): its tables are
+        named by that id, so the owner's lock keeps them from being taken for orphans, and the owner drops
+        any it does not publish. Refused when the owner is gone."""
+        return _PostGISStaging(self, meta, join=stage_id)
+
     def write_tables(self, tables: Mapping[str, pd.DataFrame]) -> None:
         prepared = prepare_tables(tables)
         with self._writing("tables", prepared) as conn:
@@ -627,20 +633,27 @@ class _PostGISStaging(LayerStaging):
     """PostGISStore.staged_layers: each layer written and committed into a stage table as it comes, the
     swap in one short transaction at publish."""
 
-    def __init__(self, store: PostGISStore, meta: Mapping[str, str]):
+    def __init__(self, store: PostGISStore, meta: Mapping[str, str], join: str | None = None):
         import psycopg
 
         super().__init__(store, {str(k): str(v) for k, v in meta.items()})
         self.pg = store
-        self.id = uuid.uuid4().hex[:16]
+        if join is not None and not re.fullmatch(r"[0-9a-f]{16}", join):
+            raise StoreError(f"{join!r} is not a staging id (16 hexadecimal digits)")
+        self.id = join or uuid.uuid4().hex[:16]
+        self.joined = join is not None  # staging for another process, which publishes
         self.staged: list[tuple[str, str, dict]] = []
+        self.dropped_orphans: list[str] = []
         with store._writing("layers", []) as conn:  # a brief write: the schema's tables created, its meta read
             self._current = dict(conn.execute(f"SELECT key, value FROM {store._t(META_TABLE)}").fetchall())
         check_region_meta(store.url, self._current, self.meta.get("region_code"), self.meta.get("epsg"))
         self._conn = connect(store._target, application_name="yizhangtu")
         try:
-            self._conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (self._key(self.id),))
-            self.dropped_orphans = self._drop_orphans()
+            if self.joined:
+                self._require_owner()
+            else:
+                self._conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (self._key(self.id),))
+                self.dropped_orphans = self._drop_orphans()
         except psycopg.Error as exc:
             self._conn.close()
             raise write_failed("layers", [], store.url, first_line(exc)) from None
@@ -650,6 +663,13 @@ class _PostGISStaging(LayerStaging):
 
     def _key(self, stage_id: str) -> str:
         return f"yzt-stage:{self.pg.schema_name}:{stage_id}"
+
+    def _require_owner(self) -> None:
+        """StoreError unless another session holds this staging's lock (a joined staging's owner lives)."""
+        if self._conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (self._key(self.id),)).fetchone()[0]:
+            self._conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (self._key(self.id),))
+            raise StoreError(f"the ingest that opened staging {self.id} in {self.pg.url} is gone (its connection "
+                             "closed); run the ingest again")
 
     def _drop_orphans(self) -> list[str]:
         """Drop the stage tables of stagers that are gone (their session lock is free): a kill -9 or a lost
@@ -680,7 +700,8 @@ class _PostGISStaging(LayerStaging):
         check_name(name)
         if any(n == name for _, n, _ in self.staged):
             raise StoreError(f"layer {name!r} is staged twice in one write to {self.pg.url}")
-        tmp = f"{STAGE_PREFIX}{self.id}_{len(self.staged)}"
+        # a joined staging's tables get a suffix of their own: several processes stage under one id
+        tmp = f"{STAGE_PREFIX}{self.id}_{uuid.uuid4().hex[:8] if self.joined else len(self.staged)}"
         try:
             with self._conn.transaction():
                 _compress_with_lz4(self._conn)
@@ -701,7 +722,27 @@ class _PostGISStaging(LayerStaging):
             self._conn.execute("SELECT pg_stat_force_next_flush()")
         self._conn.execute(f"ANALYZE {self.pg._t(tmp)}")
 
+    def hand_over(self) -> list[tuple[str, str, dict]]:
+        """A joined staging: its stage tables, for the owner to adopt (the owner must still be there, else the
+        tables are dropped here and StoreError raised)."""
+        if not self.joined:
+            raise StoreError("hand_over() is for a joined staging (Store.join_staging); the owner publishes")
+        self._require_owner()
+        entries, self.staged = self.staged, []
+        return entries
+
+    def adopt(self, entries: list[tuple[str, str, dict]]) -> None:
+        """Take in stage tables that joined stagings handed over; they are published (or dropped) with ours."""
+        for tmp, name, entry in entries:
+            if not tmp.startswith(f"{STAGE_PREFIX}{self.id}_"):
+                raise StoreError(f"stage table {tmp!r} was not staged under staging {self.id}")
+            if any(n == name for _, n, _ in self.staged):
+                raise StoreError(f"layer {name!r} is staged twice in one write to {self.pg.url}")
+            self.staged.append((tmp, name, entry))
+
     def publish(self, records: list[LoadRecord], findings: list[Finding] | None = None) -> None:
+        if self.joined:
+            raise StoreError("a joined staging hands its layers over (hand_over); its owner publishes them")
         names = [name for _, name, _ in self.staged]
         with self.pg._writing("layers", names) as conn:
             current = dict(conn.execute(f"SELECT key, value FROM {self.pg._t(META_TABLE)}").fetchall())
@@ -726,6 +767,14 @@ class _PostGISStaging(LayerStaging):
                     with contextlib.suppress(Exception):
                         self._conn.execute(f"DROP TABLE IF EXISTS {self.pg._t(tmp)}")
             self.staged = []
+            if not self.joined:  # and whatever joined stagings left under our id (a task that failed, retried)
+                with contextlib.suppress(Exception):
+                    for (tmp,) in self._conn.execute(
+                            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                            "WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname LIKE %s",
+                            (self.pg.schema_name,
+                             f"{STAGE_PREFIX}{self.id}_".replace("_", r"\_") + "%")).fetchall():
+                        self._conn.execute(f"DROP TABLE IF EXISTS {self.pg._t(tmp)}")
         finally:
             self._conn.close()
 

@@ -16,7 +16,17 @@ from pathlib import Path
 
 import click
 
-from .options import force_opt, json_opt, manifest_arg, scheduler_opt, store_opt, worker_memory_opt, workers_opt
+from ..jobs.region import DEFAULT_PARTITION_ROWS
+from .options import (
+    force_opt,
+    json_opt,
+    manifest_arg,
+    partition_rows_opt,
+    scheduler_opt,
+    store_opt,
+    worker_memory_opt,
+    workers_opt,
+)
 
 
 @click.command("ingest")
@@ -31,10 +41,11 @@ from .options import force_opt, json_opt, manifest_arg, scheduler_opt, store_opt
 @scheduler_opt
 @worker_memory_opt
 @force_opt
+@partition_rows_opt(DEFAULT_PARTITION_ROWS, "loads its layers as tasks of their own")
 @json_opt
 def ingest(manifest: Path, store: str, roles: tuple[str, ...], no_progress: bool, allow_empty: bool,
            workers: int | None, scheduler: str | None, worker_memory: str | None, force: bool,
-           as_json: bool) -> None:
+           partition_rows: int | None, as_json: bool) -> None:
     """Load every layer of MANIFEST into STORE in one atomic write (入库).
 
     Any error (unreadable or damaged file, unknown CRS, missing required field, another region in the store,
@@ -43,7 +54,9 @@ def ingest(manifest: Path, store: str, roles: tuple[str, ...], no_progress: bool
 
     MANIFEST may be a region set (region.yaml listing county manifests): every county is then ingested into
     its own schema of the PostGIS province STORE, county by county on dask (docs/scale.md); counties whose
-    inputs did not change are skipped.
+    inputs did not change are skipped. A county of more DLTB patches than --partition-rows loads each layer
+    as a task of its own on the cluster; so does one county's manifest given --partition-rows N with
+    --workers or --scheduler (a PostGIS STORE).
     """
     from layers.region import is_region_file
 
@@ -57,16 +70,25 @@ def ingest(manifest: Path, store: str, roles: tuple[str, ...], no_progress: bool
 
             raise YztError("--role and --allow-empty re-ingest layers of one county: give that county's "
                            "manifest.yaml and its store (the province store's county schema)")
-        region.ingest(manifest, store, workers, scheduler, force, no_progress, as_json, worker_memory)
+        region.ingest(manifest, store, workers, scheduler, force, no_progress, as_json, worker_memory,
+                      DEFAULT_PARTITION_ROWS if partition_rows is None else partition_rows)
         return
-    if workers is not None or scheduler is not None or worker_memory is not None or force:
-        from layers.errors import YztError
+    if partition_rows is not None:  # one large county: its layers on the dask cluster
+        from .region import cluster, refuse_county_options
 
-        raise YztError(f"--workers, --scheduler, --worker-memory and --force apply to a region set (region.yaml); "
-                       f"{manifest} is one county's manifest")
+        refuse_county_options(None, None, force, f"{manifest} is one county's manifest")
+        with cluster(workers, scheduler, worker_memory) as client:
+            result = load(manifest, store, roles=list(roles) or None, progress=not no_progress,
+                          allow_empty=allow_empty, client=client, rows_per_partition=partition_rows)
+    else:
+        if workers is not None or scheduler is not None or worker_memory is not None or force:
+            from layers.errors import YztError
 
-    result = load(manifest, store, roles=list(roles) or None, progress=not no_progress,
-                  allow_empty=allow_empty)
+            raise YztError(f"--workers, --scheduler, --worker-memory and --force apply to a region set "
+                           f"(region.yaml), or to one county with --partition-rows N; {manifest} is one county's "
+                           "manifest")
+        result = load(manifest, store, roles=list(roles) or None, progress=not no_progress,
+                      allow_empty=allow_empty)
     click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) if as_json else result.to_text())
 
 

@@ -61,12 +61,12 @@ def table_format_option(default: str = "table"):
                         show_default=True, help="how to print the table")
 
 
-def partition_rows_opt(default: int):
-    """``--partition-rows N``: a large county in spatial partitions (whole 乡镇) on dask."""
+def partition_rows_opt(default: int, what: str = "computes in spatial partitions (whole 乡镇)"):
+    """``--partition-rows N``: a large county split on dask (``what`` says how)."""
     return click.option("--partition-rows", type=click.IntRange(1000, None), default=None, metavar="N",
-                        help="a county of more than N DLTB patches computes in spatial partitions (whole 乡镇) on "
-                             f"dask — the same results; a province store: default {default}, one county's store: "
-                             "with --workers (dask workers, then) or --scheduler")
+                        help=f"a county of more than N DLTB patches {what} on dask — the same results; a "
+                             f"province: default {default}, one county: with --workers (dask workers, then) or "
+                             "--scheduler")
 
 
 def _memory(ctx, param, value):
@@ -85,4 +85,4 @@ def _memory(ctx, param, value):
 worker_memory_opt = click.option(
     "--worker-memory", default=None, metavar="SIZE", callback=_memory,
     help="memory per worker of the local dask cluster (default 4GiB; the nanny restarts a worker past it): a "
-         "county of about 1 M DLTB patches needs 6GiB to ingest (docs/scale.md §6)")
+         "county of about 1 M DLTB patches ingests in 2.8 GB, a larger one may need more (docs/scale.md §6)")

@@ -39,11 +39,13 @@ def cluster(workers, scheduler, worker_memory: str | None):
     return region_cluster(workers, scheduler, memory_limit=worker_memory or "4GiB", echo=_echo)
 
 
-def ingest(manifest, store, workers, scheduler, force, no_progress, as_json, worker_memory=None) -> None:
+def ingest(manifest, store, workers, scheduler, force, no_progress, as_json, worker_memory=None,
+           rows_per_partition: int | None = None) -> None:
     from ..jobs.region import ingest_region
 
     with cluster(workers, scheduler, worker_memory) as client:
-        result = ingest_region(manifest, store, client, force=force, progress=not no_progress)
+        result = ingest_region(manifest, store, client, force=force, progress=not no_progress,
+                               rows_per_partition=rows_per_partition)
     _finish(result, as_json)
 
 

@@ -1,13 +1,32 @@
-"""入库: check a region's manifest (质检, nothing written) or load its layers into a store (one atomic write)."""
+"""入库: check a region's manifest (质检, nothing written) or load its layers into a store (one atomic write).
+
+A large county on dask (``client`` and ``rows_per_partition`` given, a PostGIS store, more DLTB patches than
+``rows_per_partition``): each layer is loaded, checked and staged by a task of its own on the cluster — the
+same ``layers.ingest.load_and_stage`` the one-process ingest runs role after role — into the staging the
+calling process holds open; the caller then publishes them all in its one transaction. The findings, the
+records and the stored rows are those of the one-process ingest (tests/test_region_province.py).
+"""
 
 from __future__ import annotations
 
+import time
+import uuid
 from pathlib import Path
 
 from layers.check import CheckReport, check_manifest
-from layers.ingest import IngestResult, ingest
-from layers.manifest import load_manifest
-from layers.store import open_store
+from layers.errors import YztError
+from layers.ingest import (
+    IngestPlan,
+    IngestResult,
+    StagedLayer,
+    ingest,
+    ingest_result,
+    load_and_stage,
+    plan_ingest,
+    publish_ingest,
+)
+from layers.manifest import Manifest, load_manifest
+from layers.store import Store, is_postgis, open_store
 
 
 def check(manifest_path: str | Path) -> CheckReport:
@@ -16,10 +35,68 @@ def check(manifest_path: str | Path) -> CheckReport:
 
 
 def load(manifest_path: str | Path, store_target: str | Path, *, roles: list[str] | None = None,
-         progress: bool = True, allow_empty: bool = False) -> IngestResult:
+         progress: bool = True, allow_empty: bool = False, client=None,
+         rows_per_partition: int | None = None) -> IngestResult:
     """Load every layer (or only ``roles``) of the manifest into the store, in one atomic write: any error
     stops before anything is written and the store keeps its previous content. An empty layer does not
-    replace a stored one that has features unless ``allow_empty``."""
+    replace a stored one that has features unless ``allow_empty``.
+
+    ``client`` (a dask Client, or ``distributed.worker_client`` in a county task) and ``rows_per_partition``:
+    a county of more DLTB patches than that, in a PostGIS store, loads its layers on the cluster, one task
+    per layer (module docstring); any other loads them here, one after the other."""
     manifest = load_manifest(manifest_path)
     with open_store(store_target) as store:
+        rows = survey_rows(manifest)
+        if client is not None and rows_per_partition and rows > rows_per_partition:
+            if not is_postgis(store):
+                raise YztError(f"{store.url}: a county of {rows:,} DLTB patches loads its layers on several "
+                               "workers only into a PostGIS store; ingest it without --partition-rows")
+            return _load_on_cluster(manifest, store, client, roles, allow_empty)
         return ingest(manifest, store, roles=roles or None, progress=progress, allow_empty=allow_empty)
+
+
+def survey_rows(manifest: Manifest) -> int:
+    """The DLTB patches of the manifest, counted from the sources' headers (nothing read)."""
+    from layers.read import source_info
+
+    return sum(source_info(spec).count for spec in manifest.layers.get("dltb", []))
+
+
+def _load_on_cluster(manifest: Manifest, store: Store, client, roles, allow_empty: bool) -> IngestResult:
+    from .partitions import client_context
+
+    started = time.monotonic()
+    plan = plan_ingest(manifest, store, roles or None, allow_empty)
+    with store.staged_layers(plan.meta) as staging:  # holds the staging's lock until it publishes or fails
+        stage_id = staging.id
+        with client_context(client) as cluster:
+            futures = [cluster.submit(stage_role, plan, store.url, role, stage_id, pure=False,
+                                      key=f"yzt-ingest-{manifest.region_code}-{role}-{uuid.uuid4().hex[:8]}")
+                       for role in plan.roles]
+            try:
+                staged: list[StagedLayer] = cluster.gather(futures)  # in role order
+            except BaseException:
+                cluster.cancel(futures)  # a task still running finds the staging gone and drops its table
+                raise
+        for layer in staged:
+            staging.adopt([layer.entry])
+        t = time.monotonic()
+        records, findings = publish_ingest(plan, staged, staging)
+        write_seconds = sum(s.write_seconds for s in staged) + time.monotonic() - t
+    result = ingest_result(plan, store, staged, records, findings, time.monotonic() - started, write_seconds)
+    result.layer_tasks = len(staged)
+    return result
+
+
+def stage_role(plan: IngestPlan, store_url: str, role: str, stage_id: str) -> StagedLayer:
+    """On a worker: load, check and stage one role into the staging ``stage_id`` and hand its table over."""
+    try:
+        with open_store(store_url) as store, store.join_staging(plan.meta, stage_id) as staging:
+            staged = load_and_stage(plan, role, store, staging)
+            (staged.entry,) = staging.hand_over()
+        return staged
+    except YztError as exc:
+        # the message is the whole story: the error travels without the chain behind it (a GDAL error in that
+        # chain does not unpickle, and dask would then deliver a bare Exception in place of the YztError)
+        exc.__context__ = exc.__cause__ = None
+        raise

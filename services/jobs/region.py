@@ -180,8 +180,11 @@ def _store_meta(url: str, key: str) -> str | None:
         return None
 
 
-def ingest_county(region_url: str, county: str, manifest_path: str, force: bool = False) -> CountyOutcome:
-    """Ingest one county's manifest into its schema with services.jobs.ingest.load (the single-county path)."""
+def ingest_county(region_url: str, county: str, manifest_path: str, force: bool = False,
+                  rows_per_partition: int | None = DEFAULT_PARTITION_ROWS) -> CountyOutcome:
+    """Ingest one county's manifest into its schema with services.jobs.ingest.load (the single-county path);
+    a county of more than ``rows_per_partition`` DLTB patches loads its layers as tasks of their own on the
+    same cluster (the county task secedes while they run, then publishes them in one transaction)."""
     from layers.manifest import load_manifest
 
     from .ingest import load
@@ -190,14 +193,20 @@ def ingest_county(region_url: str, county: str, manifest_path: str, force: bool 
         return manifest_checksum(load_manifest(manifest_path), _version())
 
     def work(url: str) -> tuple[str, dict]:
-        result = load(manifest_path, url, progress=False)
+        if rows_per_partition and _worker_name() != "local":
+            from distributed import worker_client
+
+            result = load(manifest_path, url, progress=False, client=worker_client,
+                          rows_per_partition=rows_per_partition)
+        else:
+            result = load(manifest_path, url, progress=False)
         with RegionStore(region_url) as region:
             from layers.crs import zone_of_gk_epsg
 
             zone = zone_of_gk_epsg(result.target_epsg)
             region.set_county_crs(county, result.target_epsg, zone[0] if zone else None)
         return result.load_id, {"epsg": result.target_epsg, "seconds": round(result.seconds, 2),
-                                "write_seconds": round(result.write_seconds, 2),
+                                "write_seconds": round(result.write_seconds, 2), "layer_tasks": result.layer_tasks,
                                 "rows": {s.role: s.rows_written for s in result.layers},
                                 "warnings": sum(f.severity == "warning" for f in result.findings)}
 
@@ -385,8 +394,10 @@ def _finish(region: RegionStore, stage: str, started: str, t0: float, outcomes, 
 
 
 def ingest_region(region_path: str | Path, store_url: str, client, *, force: bool = False, retries: int = 2,
-                  progress: bool = True, only: list[str] | None = None) -> RegionRunResult:
-    """Register the region set in the province store and ingest every county (or ``only`` these)."""
+                  progress: bool = True, only: list[str] | None = None,
+                  rows_per_partition: int | None = DEFAULT_PARTITION_ROWS) -> RegionRunResult:
+    """Register the region set in the province store and ingest every county (or ``only`` these); a county of
+    more than ``rows_per_partition`` DLTB patches loads its layers on several workers."""
     region_set: RegionSet = load_region(region_path)
     region = RegionStore(store_url)
     units = region_set.units()
@@ -396,7 +407,8 @@ def ingest_region(region_path: str | Path, store_url: str, client, *, force: boo
     region.register(region_set.code, region_set.name, region_set.level, units, str(region_set.path))
     started, t0 = _now(), time.perf_counter()
     counties = [c for c in region_set.counties if only is None or c.code in only]
-    tasks = [(c.code, ingest_county, (store_url, c.code, str(c.manifest_path), force)) for c in counties]
+    tasks = [(c.code, ingest_county, (store_url, c.code, str(c.manifest_path), force, rows_per_partition))
+             for c in counties]
     outcomes = _submit_all(client, "ingest", tasks, retries, progress)
     try:
         return _finish(region, "ingest", started, t0, outcomes, client)
