@@ -17,9 +17,11 @@ scaling efficiency T(1 worker) / (2 × T(2 workers)), and the load average befor
 machine is shared: figures taken under load are slower).
 
 Then one large county (--large patches, default 1 000 000; cached in bench/out/county-N): ingested and
-analysed by the single-county path, its indicator run whole in this process and in spatial partitions of
---partition-rows patches (whole 乡镇, services/jobs/partitions.py, the DLTB a dask-geopandas frame read by the
-workers) on 1 and on 2 workers — with the check that every value and drill-down id is identical.
+analysed by the single-county path; ingested again with each layer a dask task of its own on 1 and on 2
+workers (checked equal: every stored row, record and finding); its analysis and its indicator run whole in
+this process and in spatial partitions of --partition-rows patches (whole 乡镇, services/jobs/partitions.py, the
+DLTB a dask-geopandas frame read by the workers) on 1 and on 2 workers — with the check that every value and
+drill-down id is identical.
 
 The province files are cached in --dir (generation costs ~1 min of one core per 330 000-patch county; two are
 written at a time).
@@ -248,7 +250,7 @@ def _child(args: list[str]) -> tuple[float, float]:
 
 
 def large_county(folder: Path, patches: int, base_url: str, rows_per_partition: int,
-                 manifest: Path | None = None, partitions: bool = True) -> None:
+                 manifest: Path | None = None, partitions: bool = True, layer_tasks: bool = True) -> None:
     """One county of ``patches`` DLTB patches: ingest, analyse and indicators by the single-county path, each in
     a process of its own (wall time, peak RSS); then its analysis and its indicator run in spatial partitions
     (services/jobs/analyse_partitions.py, services/jobs/partitions.py) on a LocalCluster of 1 and of 2 workers,
@@ -278,6 +280,8 @@ def large_county(folder: Path, patches: int, base_url: str, rows_per_partition: 
     n = int(json.loads(whole.meta["input_loads"])["dltb"]["rows_written"])
     print(f"  {n:,} DLTB patches, whole (one process each): ingest {t_ingest:.1f} s ({m_ingest:.2f} GB), analyse "
           f"{t_analyse:.1f} s ({m_analyse:.2f} GB), indicators {t_whole:.1f} s ({m_whole:.2f} GB)", flush=True)
+    if layer_tasks:
+        ingest_in_layer_tasks(manifest, url, with_schema(base_url, f"big_{code}_t"), t_ingest)
     if not partitions:
         return
     key = ["indicator", "unit_code"]
@@ -309,36 +313,89 @@ def large_county(folder: Path, patches: int, base_url: str, rows_per_partition: 
               flush=True)
 
 
-def _partitioned_child(stage: str, url: str, rows: int, workers: int) -> dict:
+def _table_digest(url: str) -> dict[str, str]:
+    """Per layer of the last load: md5 of its rows as text in yzt_fid order (attributes and EWKB), by PostGIS."""
+    from layers.store import open_store
+
+    with open_store(url) as store:
+        records = store.load_records()
+        names = sorted(set(records.loc[records["load_id"] == store.meta()["last_load_id"], "layer"]))
+        conn = store._connection()
+        schema = store.schema_name
+        return {n: conn.execute(f'SELECT md5(string_agg(md5(t::text), \'\' ORDER BY yzt_fid)) FROM "{schema}"."{n}" t'
+                                ).fetchone()[0] for n in names}
+
+
+def ingest_in_layer_tasks(manifest: Path, whole_url: str, url: str, t_whole: float) -> None:
+    """The county ingested with each layer a dask task of its own (services.jobs.ingest.load with a client) on 1
+    and on 2 workers, into another schema; checked equal to the one-process ingest: every stored row (an md5
+    per layer), the load records and the 入库质检 findings."""
+    import pandas as pd
+
+    from layers.store import open_store
+
+    def facts(u: str):
+        with open_store(u) as store:
+            records = store.load_records()
+            records = records[records["load_id"] == store.meta()["last_load_id"]]
+            findings = store.findings(load_id=store.meta()["last_load_id"])
+        cols = ["layer", "sha256", "code_set", "rows_read", "rows_written", "repaired", "dropped_empty", "duplicates",
+                "area_mismatches", "transformation"]
+        return (records[cols].astype(str).values.tolist(),
+                pd.DataFrame(findings).drop(columns="load_id").astype(str).values.tolist())
+
+    base_digest, base_facts = _table_digest(whole_url), facts(whole_url)
+    seconds = {}
+    for workers in (1, 2):
+        out = _partitioned_child("ingest", url, 1000, workers, str(manifest))
+        seconds[workers] = out["seconds"]
+        same_rows = _table_digest(url) == base_digest
+        same_facts = facts(url) == base_facts
+        ratio = t_whole / out["seconds"]
+        print(f"  ingest in layer tasks on {workers} worker(s): {out['seconds']:.1f} s (× {ratio:.2f} of whole);"
+              f" peak RSS per worker {out['workers_gb']} GB, the county task {out['county_gb']:.2f} GB; "
+              f"stored rows identical {same_rows}, records and findings identical {same_facts}; load {load()}",
+              flush=True)
+    print(f"  ingest layer tasks: 1 → 2 workers × {seconds[1] / seconds[2]:.2f} (efficiency "
+          f"{seconds[1] / (2 * seconds[2]):.2f})", flush=True)
+
+
+def _partitioned_child(stage: str, url: str, rows: int, workers: int, manifest: str = "") -> dict:
     """Run one stage of the county in partitions in a process of its own (its peak RSS is the county task's)."""
     import json
     import subprocess
 
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--partition-child", stage, url, str(rows),
-                           str(workers)], capture_output=True, text=True, cwd=ROOT)
+                           str(workers), manifest], capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise SystemExit(f"the partitioned {stage} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def partition_child(stage: str, url: str, rows: int, workers: int) -> None:
-    """(In the child) one stage in partitions on a fresh LocalCluster; its figures as one JSON line."""
+def partition_child(stage: str, url: str, rows: int, workers: int, manifest: str = "") -> None:
+    """(In the child) one stage in partitions (ingest: in layer tasks) on a fresh LocalCluster; its figures as
+    one JSON line."""
     import json
 
     from services.jobs import region as jobs
     from services.jobs.analyse import run_analysis
     from services.jobs.indicators import run_indicators
+    from services.jobs.ingest import load as ingest
 
     with jobs.region_cluster(workers=workers, memory_limit="8GiB") as client:
         t = time.perf_counter()
-        if stage == "analyse":
+        if stage == "ingest":
+            loaded = ingest(manifest, url, progress=False, client=client, rows_per_partition=rows)
+        elif stage == "analyse":
             result = run_analysis(url, write=False, client=client, rows_per_partition=rows)
         else:
             run = run_indicators(url, save=False, client=client, rows_per_partition=rows)
         seconds = time.perf_counter() - t
         peaks = worker_stats(client)
     out: dict = {"seconds": seconds, "workers_gb": [v[0] for v in peaks.values()], "county_gb": vm_hwm_gb()}
-    if stage == "analyse":
+    if stage == "ingest":
+        out.update(layer_tasks=loaded.layer_tasks)
+    elif stage == "analyse":
         out.update(why=result.partitions["why"], timings=result.timings, jcbh=result.flagged["JCBH"].tolist(),
                    verdict=result.flagged["verdict"].tolist(), flagged_area=result.flagged["area_m2"].tolist(),
                    conflict_id=result.conflicts["conflict_id"].tolist(),
@@ -356,17 +413,18 @@ def main() -> int:
     ap.add_argument("--patches", type=int, default=330_000, help="DLTB patches per county")
     ap.add_argument("--dir", type=Path, default=None, help="province files (default bench/out/province-N-P)")
     ap.add_argument("--skip", default="",
-                    help="comma list of runs to skip: single,1,2,large, partitions (the large county's)")
+                    help="comma list of runs to skip: single,1,2,large, partitions (the large county's analysis "
+                         "and indicators), tasks (its ingest in layer tasks)")
     ap.add_argument("--large", type=int, default=1_000_000, help="DLTB patches of the one large county")
     ap.add_argument("--partition-rows", type=int, default=250_000, help="the large county's partition size")
     ap.add_argument("--large-from", type=Path, default=None, metavar="MANIFEST",
                     help="measure the partitions on this county instead of generating --large patches")
-    ap.add_argument("--partition-child", nargs=4, metavar=("STAGE", "URL", "ROWS", "WORKERS"), default=None,
-                    help=argparse.SUPPRESS)
+    ap.add_argument("--partition-child", nargs=5, metavar=("STAGE", "URL", "ROWS", "WORKERS", "MANIFEST"),
+                    default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.partition_child:
-        stage, url, rows, workers = args.partition_child
-        partition_child(stage, url, int(rows), int(workers))
+        stage, url, rows, workers, manifest = args.partition_child
+        partition_child(stage, url, int(rows), int(workers), manifest)
         return 0
     folder = (args.dir or ROOT / "bench" / "out" / f"province-{args.counties}-{args.patches}").resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -424,7 +482,8 @@ def main() -> int:
             print(f"single-county path / province on 2 workers = {results['single'] / results[2]:.2f}×")
         if "large" not in skip:
             large_county(ROOT / "bench" / "out" / f"county-{args.large}", args.large, cluster.url,
-                         args.partition_rows, args.large_from, partitions="partitions" not in skip)
+                         args.partition_rows, args.large_from, partitions="partitions" not in skip,
+                         layer_tasks="tasks" not in skip)
     finally:
         cluster.stop()
         shutil.rmtree(base, ignore_errors=True)

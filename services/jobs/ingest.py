@@ -57,9 +57,17 @@ def load(manifest_path: str | Path, store_target: str | Path, *, roles: list[str
 
 def survey_rows(manifest: Manifest) -> int:
     """The DLTB patches of the manifest, counted from the sources' headers (nothing read)."""
+    return _rows(manifest, "dltb")
+
+
+def _rows(manifest: Manifest, role: str) -> int:
+    """A role's features by its sources' headers; 0 for a source that cannot tell (its task will say why)."""
     from layers.read import source_info
 
-    return sum(source_info(spec).count for spec in manifest.layers.get("dltb", []))
+    try:
+        return sum(source_info(spec).count for spec in manifest.layers.get(role, []))
+    except YztError:
+        return 0
 
 
 def _load_on_cluster(manifest: Manifest, store: Store, client, roles, allow_empty: bool) -> IngestResult:
@@ -70,13 +78,15 @@ def _load_on_cluster(manifest: Manifest, store: Store, client, roles, allow_empt
     with store.staged_layers(plan.meta) as staging:  # holds the staging's lock until it publishes or fails
         stage_id = staging.id
         with client_context(client) as cluster:
-            futures = [cluster.submit(stage_role, plan, store.url, role, stage_id, pure=False,
-                                      key=f"yzt-ingest-{manifest.region_code}-{role}-{uuid.uuid4().hex[:8]}")
-                       for role in plan.roles]
+            # the largest layers first: dask starts tasks in the order they come, and a survey layer left for
+            # last would run alone while the other workers idle
+            futures = {role: cluster.submit(stage_role, plan, store.url, role, stage_id, pure=False,
+                                            key=f"yzt-ingest-{manifest.region_code}-{role}-{uuid.uuid4().hex[:8]}")
+                       for role in sorted(plan.roles, key=lambda r: -_rows(manifest, r))}
             try:
-                staged: list[StagedLayer] = cluster.gather(futures)  # in role order
+                staged: list[StagedLayer] = cluster.gather([futures[role] for role in plan.roles])  # role order
             except BaseException:
-                cluster.cancel(futures)  # a task still running finds the staging gone and drops its table
+                cluster.cancel(list(futures.values()))  # a task still running finds the staging gone, drops its table
                 raise
         for layer in staged:
             staging.adopt([layer.entry])
