@@ -3,10 +3,12 @@
     result = ingest(load_manifest("data/sample/manifest.yaml"), open_store("out/store.gpkg"))
     print(result.to_text())
 
-Order of work: resolve the store CRS (``resolve_target_epsg``), refuse a store that holds another region or
-CRS, load each role with ``load_role`` (any YztError aborts here, before anything is written), then one
-``store.write_layers`` call with every layer, its LoadRecord (one ``load_id`` for the whole run), the
-入库质检 findings and the region metadata. ``roles=[…]`` re-ingests only those layers; the others stay.
+Order of work: ``plan_ingest`` resolves the store CRS (``resolve_target_epsg``) and refuses a store that holds
+another region or CRS; ``load_and_stage`` loads one role with ``load_role``, checks it and stages it into the
+store (any YztError aborts before anything is published), then lets its rows go; ``publish_ingest`` adds the
+checks between layers and publishes every staged layer, its LoadRecord (one ``load_id`` for the whole run), the
+入库质检 findings and the region metadata in one transaction. ``roles=[…]`` re-ingests only those layers; the
+others stay. services.jobs.ingest runs the same three steps with ``load_and_stage`` as one dask task per role.
 """
 
 from __future__ import annotations

@@ -9,7 +9,10 @@ dask.distributed, then the 村 → 乡 → 县 → 市 → 省 roll-up.
 Each county is one dask task that calls the SAME function as the single-county command on the county's own
 store (layers/store/province.py: schema ``<region schema>_<code>``): ``services.jobs.ingest.load``,
 ``services.jobs.analyse.run_analysis``, ``services.jobs.indicators.run_indicators``. So a county's records and
-indicators are exactly what ``yzt ingest|analyse|indicators --store <county URL>`` gives.
+indicators are exactly what ``yzt ingest|analyse|indicators --store <county URL>`` gives. A county of more than
+``rows_per_partition`` DLTB patches splits on the same cluster (its task secedes meanwhile): its ingest one task per
+layer (services/jobs/ingest.py), its analysis and indicators in spatial partitions of whole 乡镇
+(services/jobs/analyse_partitions.py, services/jobs/partitions.py).
 
 Re-runs redo only what changed. Before it works, a task computes the county's input checksum for its stage:
 
