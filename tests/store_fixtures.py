@@ -92,3 +92,15 @@ def assert_same_layer(got: gpd.GeoDataFrame, want: gpd.GeoDataFrame) -> None:
     got_wkb = shapely.to_wkb(np.asarray(got.geometry.values, dtype=object))
     assert (want_wkb == got_wkb).all()
     np.testing.assert_allclose(ellipsoidal_area(got.geometry, EPSG), want["area_m2"], rtol=0, atol=0.01)
+
+
+def stage_tables(url: str) -> list[str]:
+    """The stage tables (``_yzt_stage_…``) of the PostGIS schema of ``url``, as the server lists them."""
+    import psycopg
+
+    base, schema = url.split("?schema=")
+    with psycopg.connect(base) as conn:
+        return [r[0] for r in conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            r"WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname LIKE '\_yzt\_stage\_%%' ORDER BY 1",
+            (schema,))]

@@ -21,6 +21,7 @@ from layers.store.postgis import STAGE_PREFIX
 from services.jobs import region as jobs
 from services.jobs.ingest import load
 from tests.layers_fixtures import X0, Y0, dltb_frame, manifest, write, write_xzq
+from tests.store_fixtures import stage_tables
 
 pytestmark = [pytest.mark.postgis, pytest.mark.slow]
 
@@ -46,15 +47,6 @@ def schemas(pg_url):
     with psycopg.connect(pg_url, autocommit=True) as conn:
         for name in made:
             conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-
-
-def stage_tables(url: str) -> list[str]:
-    base, schema = url.split("?schema=")
-    with psycopg.connect(base) as conn:
-        return [r[0] for r in conn.execute(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname LIKE %s",
-            (schema, STAGE_PREFIX.replace("_", r"\_") + "%"))]
 
 
 def county(folder):
@@ -237,3 +229,38 @@ def test_cli_one_large_county_on_a_local_cluster(tmp_path, schemas):
     assert gpkg.exit_code == 2
     assert ("a county of 1,200 DLTB patches loads its layers on several workers only into a PostGIS store; ingest "
             "it without --partition-rows") in gpkg.stderr
+
+
+class InlineClient:
+    """A dask stand-in that runs each task at once in this process, recording what it was sent."""
+
+    class Done:
+        def __init__(self, value, key):
+            self.value, self.key = value, key
+
+    def __init__(self):
+        self.sent: list[tuple] = []
+
+    def submit(self, fn, *args, key=None, pure=None):
+        self.sent.append(args)
+        return self.Done(fn(*args), key)
+
+    def gather(self, futures):
+        return [f.value for f in futures]
+
+    def cancel(self, futures):
+        pass
+
+
+def test_the_layer_tasks_get_the_store_url_with_its_password(tmp_path, schemas):
+    """The store's printable url leaves the password out; the tasks connect on their own, so they must get the
+    URL as given (a password the test cluster's trust authentication accepts and ignores)."""
+    m = county(tmp_path)
+    url = schemas().replace("postgresql://postgres@", "postgresql://postgres:s3cr%40t@")
+    client = InlineClient()
+    result = load(m.path, url, progress=False, client=client, rows_per_partition=1)
+    assert result.layer_tasks == len(LAYERS) and "s3cr" not in result.store
+    assert [args[2] for args in client.sent] == ["dltb", "dltb_prev", "yjjbnt", "parcels", "xzq"]  # largest first
+    assert {args[1] for args in client.sent} == {url}
+    with open_store(url) as store:
+        assert store.meta()["last_load_id"] == result.load_id and store.count("dltb") == 12

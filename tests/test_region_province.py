@@ -27,6 +27,7 @@ from services.jobs import region as jobs
 from services.jobs.analyse import run_analysis
 from services.jobs.indicators import run_indicators
 from services.jobs.ingest import load
+from tests.store_fixtures import stage_tables
 
 pytestmark = [pytest.mark.postgis, pytest.mark.slow]
 
@@ -250,14 +251,6 @@ def test_a_killed_worker_leaves_its_county_whole_and_the_next_run_completes(prov
     assert region.state_of(county, "ingest")["status"] == "done"
 
 
-def _stage_tables(county_url: str) -> list[str]:
-    base, schema = county_url.split("?schema=")
-    with psycopg.connect(base) as conn:
-        return [r[0] for r in conn.execute(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
-            r"AND c.relkind = 'r' AND c.relname LIKE '\_yzt\_stage\_%%'", (schema,))]
-
-
 def test_a_worker_killed_while_a_layer_task_stages_leaves_the_county_whole(province, tmp_path):
     """The county loads its layers as tasks: the worker of the dltb task dies after its stage table committed.
     Whichever worker held the county task, the county is never half written, and it ends up done (the county
@@ -293,7 +286,7 @@ def test_a_worker_killed_while_a_layer_task_stages_leaves_the_county_whole(provi
         assert store.count("dltb") == before_rows
         loads = store.load_records()
         assert (loads["load_id"] == outcome.output_id).sum() == 11  # one record per layer: published once
-    assert _stage_tables(county_url) == []
+    assert stage_tables(county_url) == []
 
 
 def test_a_county_with_bad_data_is_reported_and_the_others_go_on(province, tmp_path):

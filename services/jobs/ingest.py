@@ -4,7 +4,8 @@ A large county on dask (``client`` and ``rows_per_partition`` given, a PostGIS s
 ``rows_per_partition``): each layer is loaded, checked and staged by a task of its own on the cluster — the
 same ``layers.ingest.load_and_stage`` the one-process ingest runs role after role — into the staging the
 calling process holds open; the caller then publishes them all in its one transaction. The findings, the
-records and the stored rows are those of the one-process ingest (tests/test_region_province.py).
+records and the stored rows are those of the one-process ingest (tests/test_ingest_layer_tasks.py,
+tests/test_region_province.py).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def load(manifest_path: str | Path, store_target: str | Path, *, roles: list[str
             if not is_postgis(store):
                 raise YztError(f"{store.url}: a county of {rows:,} DLTB patches loads its layers on several "
                                "workers only into a PostGIS store; ingest it without --partition-rows")
-            return _load_on_cluster(manifest, store, client, roles, allow_empty)
+            return _load_on_cluster(manifest, store, str(store_target), client, roles, allow_empty, progress)
         return ingest(manifest, store, roles=roles or None, progress=progress, allow_empty=allow_empty)
 
 
@@ -70,7 +71,10 @@ def _rows(manifest: Manifest, role: str) -> int:
         return 0
 
 
-def _load_on_cluster(manifest: Manifest, store: Store, client, roles, allow_empty: bool) -> IngestResult:
+def _load_on_cluster(manifest: Manifest, store: Store, target: str, client, roles, allow_empty: bool,
+                     progress: bool = False) -> IngestResult:
+    """``target``: the store URL as given — with its password, which ``store.url`` leaves out and the workers
+    need to connect."""
     from .partitions import client_context
 
     started = time.monotonic()
@@ -80,10 +84,12 @@ def _load_on_cluster(manifest: Manifest, store: Store, client, roles, allow_empt
         with client_context(client) as cluster:
             # the largest layers first: dask starts tasks in the order they come, and a survey layer left for
             # last would run alone while the other workers idle
-            futures = {role: cluster.submit(stage_role, plan, store.url, role, stage_id, pure=False,
+            futures = {role: cluster.submit(stage_role, plan, target, role, stage_id, pure=False,
                                             key=f"yzt-ingest-{manifest.region_code}-{role}-{uuid.uuid4().hex[:8]}")
                        for role in sorted(plan.roles, key=lambda r: -_rows(manifest, r))}
             try:
+                if progress:
+                    _progress(list(futures.values()), {f.key: r for r, f in futures.items()})
                 staged: list[StagedLayer] = cluster.gather([futures[role] for role in plan.roles])  # role order
             except BaseException:
                 cluster.cancel(list(futures.values()))  # a task still running finds the staging gone, drops its table
@@ -96,6 +102,21 @@ def _load_on_cluster(manifest: Manifest, store: Store, client, roles, allow_empt
     result = ingest_result(plan, store, staged, records, findings, time.monotonic() - started, write_seconds)
     result.layer_tasks = len(staged)
     return result
+
+
+def _progress(futures: list, roles: dict) -> None:
+    """A bar on stderr over the layer tasks as they finish (a failed one ends it: gather raises its error)."""
+    import sys
+
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    with tqdm(total=len(futures), unit="layer", desc="load on dask", file=sys.stderr, leave=False) as bar:
+        for future in as_completed(futures):
+            bar.set_postfix_str(roles.get(future.key, ""))
+            bar.update()
+            if future.status != "finished":
+                return
 
 
 def stage_role(plan: IngestPlan, store_url: str, role: str, stage_id: str) -> StagedLayer:
