@@ -236,10 +236,7 @@ def publish_ingest(plan: IngestPlan, staged: list[StagedLayer], staging) -> tupl
                  if s.layer.role in ("dltb", "dltb_prev") and s.layer.record.code_set is not None}
     for s in staged:
         if s.layer.role == "dltb_prev":
-            extra = peer_code_set_findings(plan.manifest, "dltb_prev", code_sets)
-            for f in extra:
-                f.layer = "dltb_prev"
-            s.layer.findings.extend(extra)
+            s.layer.findings.extend(peer_code_set_findings(plan.manifest, "dltb_prev", code_sets))
     records = [s.layer.record for s in staged]
     findings = [f for s in staged for f in s.layer.findings]
     kept = {s.layer.role: s.kept for s in staged if s.kept is not None}
@@ -249,7 +246,7 @@ def publish_ingest(plan: IngestPlan, staged: list[StagedLayer], staging) -> tupl
 
 
 def ingest_result(plan: IngestPlan, store: Store, staged: list[StagedLayer], records: list[LoadRecord],
-                  findings: list[Finding], seconds: float, write_seconds: float) -> IngestResult:
+                  findings: list[Finding], seconds: float, write_seconds: float, layer_tasks: int = 0) -> IngestResult:
     summaries = []
     for s in staged:
         layer, r = s.layer, s.layer.record
@@ -263,7 +260,8 @@ def ingest_result(plan: IngestPlan, store: Store, staged: list[StagedLayer], rec
     manifest = plan.manifest
     return IngestResult(store=store.url, region_code=manifest.region_code, region_name=manifest.region_name,
                         target_epsg=plan.epsg, load_id=plan.load_id, layers=summaries, records=records,
-                        findings=findings, seconds=seconds, write_seconds=write_seconds, untouched=untouched)
+                        findings=findings, seconds=seconds, write_seconds=write_seconds, untouched=untouched,
+                        layer_tasks=layer_tasks)
 
 
 def _ingest(manifest: Manifest, store: Store, roles, progress: bool, allow_empty: bool = False) -> IngestResult:

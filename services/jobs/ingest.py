@@ -99,9 +99,8 @@ def _load_on_cluster(manifest: Manifest, store: Store, target: str, client, role
         t = time.monotonic()
         records, findings = publish_ingest(plan, staged, staging)
         write_seconds = sum(s.write_seconds for s in staged) + time.monotonic() - t
-    result = ingest_result(plan, store, staged, records, findings, time.monotonic() - started, write_seconds)
-    result.layer_tasks = len(staged)
-    return result
+    return ingest_result(plan, store, staged, records, findings, time.monotonic() - started, write_seconds,
+                         layer_tasks=len(staged))
 
 
 def _progress(futures: list, roles: dict) -> None:
