@@ -47,8 +47,8 @@ def load(manifest_path: str | Path, store_target: str | Path, *, roles: list[str
     per layer (module docstring); any other loads them here, one after the other."""
     manifest = load_manifest(manifest_path)
     with open_store(store_target) as store:
-        rows = survey_rows(manifest)
-        if client is not None and rows_per_partition and rows > rows_per_partition:
+        rows = survey_rows(manifest) if client is not None and rows_per_partition else 0
+        if rows_per_partition and rows > rows_per_partition:
             if not is_postgis(store):
                 raise YztError(f"{store.url}: a county of {rows:,} DLTB patches loads its layers on several "
                                "workers only into a PostGIS store; ingest it without --partition-rows")
