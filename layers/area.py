@@ -76,11 +76,15 @@ def _segment_sums(coords: np.ndarray, ring_id: np.ndarray, x_ref: np.ndarray, n_
     s = u[:-1] + u[1:]
     p = u[:-1] * u[1:]
     ss = s * s
-    starts = np.flatnonzero(np.r_[True, ring_id[1:-1] != ring_id[:-2]])  # first segment of each ring
-    a = np.add.reduceat(dv * s, starts) / 2.0
-    su = np.add.reduceat(dv * (ss - p), starts) / 6.0
-    suu = np.add.reduceat(dv * s * (ss - 2.0 * p), starts) / 12.0
-    if len(a) != n_rings:  # pragma: no cover - every ring has ≥ 4 coordinates
+    # summed segment after segment in ring order (bincount), so a ring's sums are the same bits whatever rings
+    # come before or after it in the batch: a layer measured whole or in partitions gives identical areas
+    # (np.add.reduceat sums pairwise, and its pairing shifts with the zero step that follows every ring but
+    # the batch's last)
+    seg = ring_id[:-1]
+    a = np.bincount(seg, dv * s, minlength=n_rings) / 2.0
+    su = np.bincount(seg, dv * (ss - p), minlength=n_rings) / 6.0
+    suu = np.bincount(seg, dv * s * (ss - 2.0 * p), minlength=n_rings) / 12.0
+    if len(a) != n_rings:  # pragma: no cover - ring ids run 0 … n_rings − 1
         raise ValueError("ring bookkeeping failed")
     return a, su, suu
 
