@@ -281,7 +281,7 @@ def large_county(folder: Path, patches: int, base_url: str, rows_per_partition: 
     print(f"  {n:,} DLTB patches, whole (one process each): ingest {t_ingest:.1f} s ({m_ingest:.2f} GB), analyse "
           f"{t_analyse:.1f} s ({m_analyse:.2f} GB), indicators {t_whole:.1f} s ({m_whole:.2f} GB)", flush=True)
     if layer_tasks:
-        ingest_in_layer_tasks(manifest, url, with_schema(base_url, f"big_{code}_t"), t_ingest)
+        ingest_in_layer_tasks(manifest, url, with_schema(base_url, f"big_{code}_t"), t_ingest, rows_per_partition)
     if not partitions:
         return
     key = ["indicator", "unit_code"]
@@ -326,10 +326,12 @@ def _table_digest(url: str) -> dict[str, str]:
                                 ).fetchone()[0] for n in names}
 
 
-def ingest_in_layer_tasks(manifest: Path, whole_url: str, url: str, t_whole: float) -> None:
+def ingest_in_layer_tasks(manifest: Path, whole_url: str, url: str, t_whole: float, rows_per_partition: int
+                          ) -> None:
     """The county ingested with each layer a dask task of its own (services.jobs.ingest.load with a client) on 1
-    and on 2 workers, into another schema; checked equal to the one-process ingest: every stored row (an md5
-    per layer), the load records and the 入库质检 findings."""
+    and on 2 workers, into another schema, each survey layer's areas and coverage validation in spatial
+    partitions of ``rows_per_partition`` rows; checked equal to the one-process ingest: every stored row (an
+    md5 per layer), the load records and the 入库质检 findings."""
     import pandas as pd
 
     from layers.store import open_store
@@ -347,13 +349,14 @@ def ingest_in_layer_tasks(manifest: Path, whole_url: str, url: str, t_whole: flo
     base_digest, base_facts = _table_digest(whole_url), facts(whole_url)
     seconds = {}
     for workers in (1, 2):
-        out = _partitioned_child("ingest", url, 1000, workers, str(manifest))
+        out = _partitioned_child("ingest", url, rows_per_partition, workers, str(manifest))
         seconds[workers] = out["seconds"]
         same_rows = _table_digest(url) == base_digest
         same_facts = facts(url) == base_facts
         ratio = t_whole / out["seconds"]
         print(f"  ingest in layer tasks on {workers} worker(s): {out['seconds']:.1f} s (× {ratio:.2f} of whole);"
-              f" peak RSS per worker {out['workers_gb']} GB, the county task {out['county_gb']:.2f} GB; "
+              f" coverage partitions {out['partitions']}; peak RSS per worker {out['workers_gb']} GB, the county "
+              f"task {out['county_gb']:.2f} GB; "
               f"stored rows identical {same_rows}, records and findings identical {same_facts}; load {load()}",
               flush=True)
     print(f"  ingest layer tasks: 1 → 2 workers × {seconds[1] / seconds[2]:.2f} (efficiency "
@@ -394,7 +397,8 @@ def partition_child(stage: str, url: str, rows: int, workers: int, manifest: str
         peaks = worker_stats(client)
     out: dict = {"seconds": seconds, "workers_gb": [v[0] for v in peaks.values()], "county_gb": vm_hwm_gb()}
     if stage == "ingest":
-        out.update(layer_tasks=loaded.layer_tasks)
+        out.update(layer_tasks=loaded.layer_tasks, partitions={s.role: s.partitions for s in loaded.layers
+                                                               if s.partitions})
     elif stage == "analyse":
         out.update(why=result.partitions["why"], timings=result.timings, jcbh=result.flagged["JCBH"].tolist(),
                    verdict=result.flagged["verdict"].tolist(), flagged_area=result.flagged["area_m2"].tolist(),

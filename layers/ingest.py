@@ -26,6 +26,7 @@ from .errors import ManifestError, SourceError
 from .fields import ROLES
 from .georef import RegionSurvey, survey_region
 from .load import (
+    CoverageChecks,
     LoadedLayer,
     _Context,
     load_role,
@@ -56,6 +57,7 @@ class LayerSummary:
     crs_resolution: str
     transformation: str
     code_set: str | None
+    partitions: int = 0  # spatial partitions its coverage checks ran in on dask (0: the whole layer at once)
 
 
 @dataclass
@@ -101,6 +103,9 @@ class IngestResult:
         for r in [header, *rows]:
             cells = [_pad(r[0], widths[0])] + [_pad(r[i], widths[i], right=True) for i in range(1, len(widths))]
             lines.append("  ".join([*cells, str(r[-1])]).rstrip())
+        split = [f"{s.role} in {s.partitions}" for s in self.layers if s.partitions]
+        if split:
+            lines.append(f"areas and coverage checked in spatial partitions: {', '.join(split)}")
         if self.untouched:
             lines.append(f"kept as stored: {', '.join(self.untouched)}")
         shown = [f for f in self.findings if f.severity in (ERROR, WARNING)]
@@ -209,10 +214,13 @@ def plan_ingest(manifest: Manifest, store: Store, roles=None, allow_empty: bool 
     return IngestPlan(manifest, selected, epsg, load_id, meta, survey, allow_empty)
 
 
-def load_and_stage(plan: IngestPlan, role: str, store: Store, staging, progress: bool = False) -> StagedLayer:
+def load_and_stage(plan: IngestPlan, role: str, store: Store, staging, progress: bool = False,
+                   coverage_checks: CoverageChecks | None = None) -> StagedLayer:
     """Load, check and stage one role, then let its rows go: the unit of work of an ingest, the same whether
-    the roles run one after the other (``ingest``) or on several dask workers (services.jobs.ingest)."""
-    context = _Context(plan.survey, peer_later=True)
+    the roles run one after the other (``ingest``) or on several dask workers (services.jobs.ingest).
+    ``coverage_checks``: how a survey layer's areas and coverage validation are computed when not over the
+    whole layer here (services.jobs.ingest: in spatial partitions on the cluster)."""
+    context = _Context(plan.survey, peer_later=True, coverage_checks=coverage_checks)
     layer = load_role(plan.manifest, role, plan.epsg, progress=progress, _context=context)
     layer.record.load_id = plan.load_id
     if not plan.allow_empty:
@@ -224,8 +232,8 @@ def load_and_stage(plan: IngestPlan, role: str, store: Store, staging, progress:
     staging.stage(role, layer.gdf)
     seconds = time.monotonic() - t
     # an empty copy: a slice (iloc[:0]) would be a view keeping every row of the layer alive
-    return StagedLayer(LoadedLayer(layer.role, layer.gdf.iloc[:0].copy(), layer.record, layer.findings), kept,
-                       seconds)
+    return StagedLayer(LoadedLayer(layer.role, layer.gdf.iloc[:0].copy(), layer.record, layer.findings,
+                                   layer.partitions), kept, seconds)
 
 
 def publish_ingest(plan: IngestPlan, staged: list[StagedLayer], staging) -> tuple[list[LoadRecord], list[Finding]]:
@@ -255,7 +263,8 @@ def ingest_result(plan: IngestPlan, store: Store, staged: list[StagedLayer], rec
             dropped_empty=r.dropped_empty, duplicates=r.duplicates, area_mismatches=r.area_mismatches,
             warnings=sum(f.severity == WARNING for f in layer.findings),
             infos=sum(f.severity == INFO for f in layer.findings), source_crs=r.source_crs,
-            crs_resolution=r.crs_resolution, transformation=r.transformation, code_set=r.code_set))
+            crs_resolution=r.crs_resolution, transformation=r.transformation, code_set=r.code_set,
+            partitions=layer.partitions))
     untouched = [n for n in store.layer_names() if n not in plan.roles]
     manifest = plan.manifest
     return IngestResult(store=store.url, region_code=manifest.region_code, region_name=manifest.region_name,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +46,12 @@ class LoadedLayer:
     gdf: gpd.GeoDataFrame  # target CRS; yzt_fid, standard columns, area_m2, geometry
     record: LoadRecord
     findings: list[Finding]
+    partitions: int = 0  # spatial partitions a survey layer's coverage checks ran in (0: the whole layer at once)
+
+
+# (geometries in the target CRS, its EPSG) -> (ellipsoidal area, invalid_edges mask, partitions): a survey
+# layer's coverage checks computed elsewhere, services.jobs.ingest's spatial partitions on dask
+CoverageChecks = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray, int]]
 
 
 @dataclass
@@ -57,6 +63,8 @@ class _Context:
     # True: the caller compares dltb_prev's code set with dltb's once both are loaded (peer_code_set_findings);
     # layers.ingest does, so a county whose layers load on several workers gets the same finding
     peer_later: bool = False
+    # a survey layer's area and coverage validation, when not computed here over the whole layer
+    coverage_checks: CoverageChecks | None = None
 
 
 _SURVEYS: dict[tuple, RegionSurvey] = {}  # region surveys by manifest content and file times
@@ -436,7 +444,10 @@ def load_role(manifest, role: str, target_epsg: int, progress: bool = False, *,
                                                 f"{code.lower()}, set {code.lower()}: on its entry in the manifest"))
     gdf = gpd.GeoDataFrame(attrs[columns], geometry=gpd.GeoSeries(clean.geoms, crs=f"EPSG:{target_epsg}"))
     gdf.insert(0, FID, np.arange(1, len(gdf) + 1, dtype=np.int64))
-    if len(gdf) and role not in ("cameras",):
+    invalid, partitions = None, 0
+    if len(gdf) and role in SURVEY_ROLES and context.coverage_checks is not None:
+        area, invalid, partitions = context.coverage_checks(clean.geoms, target_epsg)
+    elif len(gdf) and role not in ("cameras",):
         area = chunked(lambda g: ellipsoidal_area(g, target_epsg), clean.geoms, show, f"area {role}", dtype=float)
     else:
         area = np.zeros(len(gdf))
@@ -453,7 +464,7 @@ def load_role(manifest, role: str, target_epsg: int, progress: bool = False, *,
         area_mismatches, survey = _survey_findings(gdf, role, ids, manifest.options, exact_area=area)
         findings += survey
     findings += _value_findings(gdf, role, ids, manifest.region_code)
-    findings += layer_findings(gdf, role, ids, manifest.options)
+    findings += layer_findings(gdf, role, ids, manifest.options, invalid=invalid)
 
     record = LoadRecord(
         layer=role,
@@ -479,7 +490,7 @@ def load_role(manifest, role: str, target_epsg: int, progress: bool = False, *,
     )
     for f in findings:
         f.layer = role
-    return LoadedLayer(role=role, gdf=gdf, record=record, findings=findings)
+    return LoadedLayer(role=role, gdf=gdf, record=record, findings=findings, partitions=partitions)
 
 
 def _merge_mappings(mappings: list[dict]) -> dict:

@@ -10,6 +10,11 @@ Speed: GEOS's coverage validator (shapely.coverage_invalid_edges) finds the few 
 match their neighbours' in one pass over a county (0.4 s for 26 000 patches); exact pair tests only run on those.
 The coverage's union, for the gaps, is GEOS's coverage union of the matching patches plus an ordinary union of
 the rest.
+
+A large survey layer can be validated in spatial partitions (``spatial_parts``, ``coverage_part``): the
+validator judges a patch against the patches whose envelopes meet its own, so a partition that reads every row
+whose envelope meets the box of its own rows gives each of its own rows the answer the whole layer gives; the
+ellipsoidal area is a patch's own. services.jobs.ingest runs the partitions on dask.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 
 from .area import ellipsoidal_area
@@ -57,6 +63,89 @@ def invalid_edges(geoms: np.ndarray) -> np.ndarray:
     if len(geoms) == 0:
         return np.zeros(0, dtype=bool)
     return ~shapely.is_empty(shapely.coverage_invalid_edges(geoms, gap_width=0.0))
+
+
+@dataclass(frozen=True)
+class SpatialPart:
+    """One spatial partition of a layer: ``core``, the positions of the rows it answers for; ``rows``, those it
+    reads (the core and every row whose envelope meets ``box``, the envelope of the core rows)."""
+
+    core: np.ndarray
+    rows: np.ndarray
+    box: tuple[float, float, float, float]
+
+
+LARGE_ENVELOPE = 8.0  # × the layer's median envelope side: a patch read around by its own neighbours (a road)
+
+
+def spatial_parts(geoms: np.ndarray, parts: int) -> list[SpatialPart]:
+    """``geoms`` cut into ``parts`` spatial partitions of about equal row counts: a k-d split of the envelope
+    centres, each cut across the longer side of the rows it splits, so every partition is compact. A partition
+    reads every row whose envelope meets ``box``, the envelope of its own rows, so each of its rows has all
+    its envelope neighbours at hand. Its own rows of a far larger envelope than the layer's usual (a road or a
+    river across the county) stay out of the box, which they would stretch over the county; their neighbours
+    are found one by one (an STRtree of those envelopes) and read as well. Every row is the core of exactly one
+    partition."""
+    geoms = np.asarray(geoms, dtype=object)
+    bounds = shapely.bounds(geoms)
+    centres = np.column_stack([(bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2])
+    side = np.fmax(bounds[:, 2] - bounds[:, 0], bounds[:, 3] - bounds[:, 1])
+    known = np.isfinite(side)
+    large = known & (side > LARGE_ENVELOPE * np.median(side[known])) if known.any() else known
+    around = _envelope_neighbours(geoms, bounds, np.flatnonzero(large))
+    out = []
+    for core in _kd_split(np.arange(len(geoms)), centres, max(1, min(int(parts), len(geoms)))):
+        core = np.sort(core)
+        b = bounds[core[known[core] & ~large[core]]]
+        box = (float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())) \
+            if len(b) else (np.nan,) * 4
+        with np.errstate(invalid="ignore"):
+            meets = ((bounds[:, 0] <= box[2]) & (bounds[:, 2] >= box[0])
+                     & (bounds[:, 1] <= box[3]) & (bounds[:, 3] >= box[1]))
+        rows = [core, np.flatnonzero(meets), *(around[k] for k in core[large[core]])]
+        out.append(SpatialPart(core, np.unique(np.concatenate(rows)), box))
+    return out
+
+
+def _envelope_neighbours(geoms: np.ndarray, bounds: np.ndarray, rows: np.ndarray) -> dict[int, np.ndarray]:
+    """For each of ``rows``: every row whose envelope meets its envelope."""
+    if len(rows) == 0:
+        return {}
+    tree = shapely.STRtree(shapely.box(*bounds[rows].T))
+    present = np.flatnonzero(np.isfinite(bounds).all(axis=1))
+    near, which = tree.query(geoms[present])  # no predicate: envelopes meeting, the validator's own test
+    near, which = present[near], rows[which]
+    order = np.argsort(which, kind="stable")
+    near, which = near[order], which[order]
+    starts = np.searchsorted(which, rows)
+    ends = np.searchsorted(which, rows, side="right")
+    return {int(r): near[a:e] for r, a, e in zip(rows, starts, ends)}
+
+
+def _kd_split(idx: np.ndarray, centres: np.ndarray, parts: int) -> list[np.ndarray]:
+    if parts <= 1 or len(idx) < 2:
+        return [idx]
+    c = centres[idx]
+    with np.errstate(invalid="ignore"):
+        spread = np.nanmax(c, axis=0) - np.nanmin(c, axis=0) if np.isfinite(c).any() else np.zeros(2)
+    axis = 0 if not spread[1] > spread[0] else 1
+    ordered = idx[np.argsort(c[:, axis], kind="stable")]  # a row without an envelope (NaN) sorts last
+    left = parts // 2
+    cut = int(round(len(idx) * left / parts))
+    return _kd_split(ordered[:cut], centres, left) + _kd_split(ordered[cut:], centres, parts - left)
+
+
+CORE = "yzt_core"  # column of a partition frame: the row is one the partition answers for
+
+
+def coverage_part(frame: gpd.GeoDataFrame, crs) -> pd.DataFrame:
+    """The coverage checks of one spatial partition (a GeoDataFrame of its rows, ``CORE`` marking its own,
+    indexed by position in the layer): for each own row its ellipsoidal area and whether the validator finds
+    an edge of it that does not match its neighbours' — the same functions the whole layer goes through."""
+    geoms = np.asarray(frame.geometry.values, dtype=object)
+    core = frame[CORE].to_numpy(dtype=bool)
+    return pd.DataFrame({"area": ellipsoidal_area(geoms[core], crs), "invalid": invalid_edges(geoms)[core]},
+                        index=frame.index[core])
 
 
 def overlap_findings(gdf: gpd.GeoDataFrame, role: str, ids: np.ndarray, tolerance_m2: float,
@@ -220,12 +309,14 @@ def county_boundary(xzq: gpd.GeoDataFrame | None):
 SURVEY_UNION = "yzt_coverage_union"  # GeoDataFrame.attrs key: the survey layer's union, kept for the xzq check
 
 
-def layer_findings(gdf: gpd.GeoDataFrame, role: str, ids: np.ndarray, options) -> list[Finding]:
+def layer_findings(gdf: gpd.GeoDataFrame, role: str, ids: np.ndarray, options,
+                   invalid: np.ndarray | None = None) -> list[Finding]:
     """The topology findings of one layer: overlaps and gaps of a survey coverage, overlaps inside a control
-    line or planning-zone layer. A survey layer's union is kept in ``gdf.attrs`` for cross_layer_findings."""
+    line or planning-zone layer. A survey layer's union is kept in ``gdf.attrs`` for cross_layer_findings.
+    ``invalid``: a survey layer's invalid_edges mask when it was computed already (in spatial partitions)."""
     if role in ("dltb", "dltb_prev"):
         geoms = np.asarray(gdf.geometry.values, dtype=object)
-        invalid = invalid_edges(geoms)
+        invalid = invalid_edges(geoms) if invalid is None else np.asarray(invalid, dtype=bool)
         union = coverage_union(geoms, invalid)
         gdf.attrs[SURVEY_UNION] = union
         return (overlap_findings(gdf, role, ids, options.overlap_tolerance_m2, invalid=invalid)

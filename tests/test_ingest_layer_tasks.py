@@ -20,7 +20,7 @@ from layers.store import open_store
 from layers.store.postgis import STAGE_PREFIX
 from services.jobs import region as jobs
 from services.jobs.ingest import load
-from tests.layers_fixtures import X0, Y0, dltb_frame, manifest, write, write_xzq
+from tests.layers_fixtures import X0, Y0, dltb_frame, manifest, patch_boxes, write, write_xzq
 from tests.store_fixtures import stage_tables
 
 pytestmark = [pytest.mark.postgis, pytest.mark.slow]
@@ -51,11 +51,15 @@ def schemas(pg_url):
 
 def county(folder):
     """A county whose findings span every kind of check: per patch (an unknown code, a TBMJ far off, a
-    bow-tie parcel), in the layer (a patch exported twice, two YJJBNT polygons overlapping, a ZDDM given
-    twice), between layers (dltb_prev in 用地用海 codes while dltb is 三调; the survey does not cover the
-    county)."""
+    bow-tie parcel), in the layer (a patch exported twice, two DLTB patches overlapping, a slit between DLTB
+    patches that none covers, two YJJBNT polygons overlapping, a ZDDM given twice), between layers (dltb_prev
+    in 用地用海 codes while dltb is 三调; the survey does not cover the county). With --partition-rows 1 every
+    DLTB patch is a spatial partition of its own, so the overlap and the gap lie across partition borders."""
     write_xzq(folder)
-    dltb = dltb_frame()
+    boxes = patch_boxes(size=100.0)  # 4 × 3 patches tiling 400 m × 300 m
+    boxes[5] = shapely.box(X0 + 105, Y0 + 100, X0 + 200, Y0 + 200)  # leaves a 5 m slit beside patch 4: a gap
+    boxes[6] = shapely.box(X0 + 190, Y0 + 100, X0 + 300, Y0 + 200)  # over patch 5 by 10 m × 100 m
+    dltb = dltb_frame(boxes=boxes)
     dltb.loc[2, "DLBM"] = "0199"
     dltb.loc[5, "TBMJ"] = round(dltb.loc[5, "TBMJ"] * 1.3, 2)
     dltb.loc[5, "TBDLMJ"] = round(dltb.loc[5, "TBMJ"] - dltb.loc[5, "KCMJ"], 2)
@@ -88,7 +92,11 @@ def test_layer_tasks_store_what_the_one_process_ingest_stores(tmp_path, schemas,
     one = load(m.path, one_url, progress=False)
     many = load(m.path, many_url, progress=False, client=client, rows_per_partition=1)
     assert (one.layer_tasks, many.layer_tasks) == (0, len(LAYERS))
+    assert {s.role: s.partitions for s in many.layers} == {"xzq": 0, "dltb": 12, "dltb_prev": 12, "yjjbnt": 0,
+                                                           "parcels": 0}
+    assert {s.partitions for s in one.layers} == {0}
     assert "layers loaded as 5 dask tasks" in many.to_text()
+    assert "areas and coverage checked in spatial partitions: dltb in 12, dltb_prev in 12" in many.to_text()
     with open_store(one_url) as a, open_store(many_url) as b:
         assert a.layer_names() == b.layer_names() == sorted(LAYERS)
         for name in LAYERS:
@@ -99,7 +107,8 @@ def test_layer_tasks_store_what_the_one_process_ingest_stores(tmp_path, schemas,
         found = _findings(b)
         assert found == _findings(a)
         checks = {(f[0], f[1]) for f in found}
-        assert {("dltb", "unknown_code"), ("dltb", "area_large_discrepancy"), ("dltb_prev", "duplicate_geometry"),
+        assert {("dltb", "unknown_code"), ("dltb", "area_large_discrepancy"), ("dltb", "overlap"), ("dltb", "gap"),
+                ("dltb_prev", "duplicate_geometry"),
                 ("dltb_prev", "code_set_mismatch"), ("dltb", "gap_xzq"), ("dltb_prev", "gap_xzq"),
                 ("yjjbnt", "self_overlap"), ("parcels", "invalid_geometry_repaired"),
                 ("parcels", "duplicate_id")} <= checks, checks

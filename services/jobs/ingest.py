@@ -3,8 +3,11 @@
 A large county on dask (``client`` and ``rows_per_partition`` given, a PostGIS store, more DLTB patches than
 ``rows_per_partition``): each layer is loaded, checked and staged by a task of its own on the cluster — the
 same ``layers.ingest.load_and_stage`` the one-process ingest runs role after role — into the staging the
-calling process holds open; the caller then publishes them all in its one transaction. The findings, the
-records and the stored rows are those of the one-process ingest (tests/test_ingest_layer_tasks.py,
+calling process holds open; the caller then publishes them all in its one transaction. Inside a survey layer
+of more rows than ``rows_per_partition``, the geometry work that is local to a patch and its neighbours — the
+ellipsoidal areas and GEOS's coverage validation — runs in spatial partitions of about that many rows, a
+dask-geopandas GeoDataFrame on the same cluster (``PartitionedCoverage``). The findings, the records and the
+stored rows are those of the one-process ingest (tests/test_ingest_layer_tasks.py,
 tests/test_region_province.py).
 """
 
@@ -14,8 +17,14 @@ import time
 import uuid
 from pathlib import Path
 
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
 from layers.check import CheckReport, check_manifest
 from layers.errors import YztError
+from layers.fields import SURVEY_ROLES
 from layers.ingest import (
     IngestPlan,
     IngestResult,
@@ -28,6 +37,7 @@ from layers.ingest import (
 )
 from layers.manifest import Manifest, load_manifest
 from layers.store import Store, is_postgis, open_store
+from layers.topology import CORE, coverage_part, spatial_parts
 
 
 def check(manifest_path: str | Path) -> CheckReport:
@@ -52,7 +62,8 @@ def load(manifest_path: str | Path, store_target: str | Path, *, roles: list[str
             if not is_postgis(store):
                 raise YztError(f"{store.url}: a county of {rows:,} DLTB patches loads its layers on several "
                                "workers only into a PostGIS store; ingest it without --partition-rows")
-            return _load_on_cluster(manifest, store, str(store_target), client, roles, allow_empty, progress)
+            return _load_on_cluster(manifest, store, str(store_target), client, roles, allow_empty, progress,
+                                    rows_per_partition)
         return ingest(manifest, store, roles=roles or None, progress=progress, allow_empty=allow_empty)
 
 
@@ -71,22 +82,30 @@ def _rows(manifest: Manifest, role: str) -> int:
         return 0
 
 
+def survey_parts(rows: int, rows_per_partition: int | None) -> int:
+    """The spatial partitions of a survey layer's coverage checks: ⌈rows / rows_per_partition⌉ (1: whole)."""
+    return max(1, -(-rows // rows_per_partition)) if rows_per_partition else 1
+
+
 def _load_on_cluster(manifest: Manifest, store: Store, target: str, client, roles, allow_empty: bool,
-                     progress: bool = False) -> IngestResult:
+                     progress: bool = False, rows_per_partition: int | None = None) -> IngestResult:
     """``target``: the store URL as given — with its password, which ``store.url`` leaves out and the workers
     need to connect."""
     from .partitions import client_context
 
     started = time.monotonic()
     plan = plan_ingest(manifest, store, roles or None, allow_empty)
+    rows = {role: _rows(manifest, role) for role in plan.roles}
     with store.staged_layers(plan.meta) as staging:  # holds the staging's lock until it publishes or fails
         stage_id = staging.id
         with client_context(client) as cluster:
             # the largest layers first: dask starts tasks in the order they come, and a survey layer left for
             # last would run alone while the other workers idle
-            futures = {role: cluster.submit(stage_role, plan, target, role, stage_id, pure=False,
+            futures = {role: cluster.submit(stage_role, plan, target, role, stage_id,
+                                            survey_parts(rows[role], rows_per_partition)
+                                            if role in SURVEY_ROLES else 1, pure=False,
                                             key=f"yzt-ingest-{manifest.region_code}-{role}-{uuid.uuid4().hex[:8]}")
-                       for role in sorted(plan.roles, key=lambda r: -_rows(manifest, r))}
+                       for role in sorted(plan.roles, key=lambda r: -rows[r])}
             try:
                 if progress:
                     _progress(list(futures.values()), {f.key: r for r, f in futures.items()})
@@ -118,11 +137,13 @@ def _progress(futures: list, roles: dict) -> None:
                 return
 
 
-def stage_role(plan: IngestPlan, store_url: str, role: str, stage_id: str) -> StagedLayer:
-    """On a worker: load, check and stage one role into the staging ``stage_id`` and hand its table over."""
+def stage_role(plan: IngestPlan, store_url: str, role: str, stage_id: str, parts: int = 1) -> StagedLayer:
+    """On a worker: load, check and stage one role into the staging ``stage_id`` and hand its table over.
+    ``parts`` > 1: a survey layer's areas and coverage validation run in that many spatial partitions."""
     try:
         with open_store(store_url) as store, store.join_staging(plan.meta, stage_id) as staging:
-            staged = load_and_stage(plan, role, store, staging)
+            staged = load_and_stage(plan, role, store, staging,
+                                    coverage_checks=PartitionedCoverage(parts) if parts > 1 else None)
             (staged.entry,) = staging.hand_over()
         return staged
     except YztError as exc:
@@ -130,3 +151,58 @@ def stage_role(plan: IngestPlan, store_url: str, role: str, stage_id: str) -> St
         # chain does not unpickle, and dask would then deliver a bare Exception in place of the YztError)
         exc.__context__ = exc.__cause__ = None
         raise
+
+
+class PartitionedCoverage:
+    """A survey layer's ellipsoidal areas and coverage validation in ``parts`` spatial partitions
+    (layers.topology.spatial_parts: compact cells of about equal row counts, each with the rows around it that
+    the validator compares its own with), as a dask-geopandas GeoDataFrame on the cluster the layer task runs
+    on, each partition through layers.topology.coverage_part — the functions the whole layer goes through, so
+    each row gets the same answer. The layer task secedes while they run. Called outside a dask worker (a
+    stand-in client), the partitions run here, one after the other."""
+
+    def __init__(self, parts: int):
+        self.parts = parts
+
+    def __call__(self, geoms: np.ndarray, epsg: int) -> tuple[np.ndarray, np.ndarray, int]:
+        cut = spatial_parts(geoms, self.parts)
+        crs = f"EPSG:{epsg}"
+        frames = [gpd.GeoDataFrame({CORE: np.isin(p.rows, p.core), "geometry": geoms[p.rows]}, index=p.rows,
+                                   geometry="geometry", crs=crs) for p in cut]
+        if _on_worker():
+            result = self._on_cluster(frames, cut, crs)
+        else:
+            result = pd.concat([coverage_part(frame, crs) for frame in frames])
+        result = result.sort_index()
+        if not np.array_equal(result.index.to_numpy(), np.arange(len(geoms))):
+            raise RuntimeError("the spatial partitions of a coverage check lost or repeated a row")
+        return result["area"].to_numpy(dtype=float), result["invalid"].to_numpy(dtype=bool), len(cut)
+
+    @staticmethod
+    def _on_cluster(frames: list[gpd.GeoDataFrame], cut, crs: str) -> pd.DataFrame:
+        import dask.dataframe as dd
+        import dask_geopandas
+        from distributed import get_client, rejoin, secede
+
+        client = get_client()
+        layer = dask_geopandas.from_dask_dataframe(
+            dd.from_delayed(client.scatter(frames), meta=frames[0].iloc[:0], verify_meta=False))
+        layer.spatial_partitions = gpd.GeoSeries([shapely.box(*p.box) for p in cut], crs=crs)
+        meta = pd.DataFrame({"area": pd.Series(dtype=float), "invalid": pd.Series(dtype=bool)})
+        future = client.compute(layer.map_partitions(coverage_part, crs, meta=meta))
+        del frames[:]  # the workers hold the partitions now
+        secede()  # the partitions may run on this worker's thread while the layer task waits
+        try:
+            return future.result()
+        finally:
+            rejoin()
+
+
+def _on_worker() -> bool:
+    try:
+        from distributed import get_worker
+
+        get_worker()
+        return True
+    except (ImportError, ValueError):
+        return False

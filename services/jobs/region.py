@@ -210,6 +210,7 @@ def ingest_county(region_url: str, county: str, manifest_path: str, force: bool 
             region.set_county_crs(county, result.target_epsg, zone[0] if zone else None)
         return result.load_id, {"epsg": result.target_epsg, "seconds": round(result.seconds, 2),
                                 "write_seconds": round(result.write_seconds, 2), "layer_tasks": result.layer_tasks,
+                                "coverage_partitions": {s.role: s.partitions for s in result.layers if s.partitions},
                                 "rows": {s.role: s.rows_written for s in result.layers},
                                 "warnings": sum(f.severity == "warning" for f in result.findings)}
 
