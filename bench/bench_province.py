@@ -361,6 +361,13 @@ def ingest_in_layer_tasks(manifest: Path, whole_url: str, url: str, t_whole: flo
               flush=True)
     print(f"  ingest layer tasks: 1 → 2 workers × {seconds[1] / seconds[2]:.2f} (efficiency "
           f"{seconds[1] / (2 * seconds[2]):.2f})", flush=True)
+    # the yearly 年度变更 delivery replaces dltb alone: one survey layer, where only its spatial partitions can
+    # bring the second worker in
+    t_alone, m_alone = _child(["ingest", str(manifest), "--store", whole_url, "--role", "dltb", "--no-progress"])
+    out = _partitioned_child("ingest-dltb", url, rows_per_partition, 2, str(manifest))
+    print(f"  dltb alone (--role dltb): whole in one process {t_alone:.1f} s ({m_alone:.2f} GB); as a layer task "
+          f"on 2 workers, coverage partitions {out['partitions']}: {out['seconds']:.1f} s "
+          f"(× {t_alone / out['seconds']:.2f}); peak RSS per worker {out['workers_gb']} GB; load {load()}", flush=True)
 
 
 def _partitioned_child(stage: str, url: str, rows: int, workers: int, manifest: str = "") -> dict:
@@ -387,8 +394,9 @@ def partition_child(stage: str, url: str, rows: int, workers: int, manifest: str
 
     with jobs.region_cluster(workers=workers, memory_limit="8GiB") as client:
         t = time.perf_counter()
-        if stage == "ingest":
-            loaded = ingest(manifest, url, progress=False, client=client, rows_per_partition=rows)
+        if stage.startswith("ingest"):
+            loaded = ingest(manifest, url, progress=False, client=client, rows_per_partition=rows,
+                            roles=["dltb"] if stage == "ingest-dltb" else None)
         elif stage == "analyse":
             result = run_analysis(url, write=False, client=client, rows_per_partition=rows)
         else:
@@ -396,7 +404,7 @@ def partition_child(stage: str, url: str, rows: int, workers: int, manifest: str
         seconds = time.perf_counter() - t
         peaks = worker_stats(client)
     out: dict = {"seconds": seconds, "workers_gb": [v[0] for v in peaks.values()], "county_gb": vm_hwm_gb()}
-    if stage == "ingest":
+    if stage.startswith("ingest"):
         out.update(layer_tasks=loaded.layer_tasks, partitions={s.role: s.partitions for s in loaded.layers
                                                                if s.partitions})
     elif stage == "analyse":

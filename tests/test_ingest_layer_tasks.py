@@ -250,7 +250,7 @@ class InlineClient:
     def __init__(self):
         self.sent: list[tuple] = []
 
-    def submit(self, fn, *args, key=None, pure=None):
+    def submit(self, fn, *args, key=None, pure=None, resources=None):
         self.sent.append(args)
         return self.Done(fn(*args), key)
 
@@ -273,3 +273,45 @@ def test_the_layer_tasks_get_the_store_url_with_its_password(tmp_path, schemas):
     assert {args[1] for args in client.sent} == {url}
     with open_store(url) as store:
         assert store.meta()["last_load_id"] == result.load_id and store.count("dltb") == 12
+
+
+def test_two_survey_layers_never_load_on_one_worker_at_once(tmp_path, schemas):
+    """A survey layer's task secedes while its spatial partitions run; the worker resource it holds keeps the
+    worker from starting the other survey layer meanwhile (two whole layers in one worker's memory). One
+    worker of two threads and one slot: the two survey tasks run one after the other, the rest beside them."""
+    from distributed import Client, LocalCluster, get_task_stream
+
+    from services.jobs.ingest import SURVEY_SLOT
+
+    m = county(tmp_path)
+    url = schemas()
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0",
+                      resources={SURVEY_SLOT: 1}) as cluster, Client(cluster) as c, get_task_stream(c) as stream:
+        many = load(m.path, url, progress=False, client=c, rows_per_partition=4)
+    assert {s.role: s.partitions for s in many.layers if s.partitions} == {"dltb": 3, "dltb_prev": 3}
+    spans = {}
+    for task in stream.data:
+        for role in ("dltb", "dltb_prev"):
+            if f"-{role}-" in str(task["key"]):
+                (compute,) = [s for s in task["startstops"] if s["action"] == "compute"]
+                spans[role] = (compute["start"], compute["stop"])
+    (a0, a1), (b0, b1) = spans["dltb"], spans["dltb_prev"]
+    assert a1 <= b0 or b1 <= a0, spans
+
+
+def test_a_cluster_without_the_survey_slot_checks_each_survey_layer_whole(tmp_path, schemas):
+    """Workers started without --resources yzt-survey=1: the layers still load as tasks, each survey layer
+    checked whole in its task (no task secedes), and the store is the one-process ingest's."""
+    from distributed import Client, LocalCluster
+
+    m = county(tmp_path)
+    one_url, url = schemas(), schemas()
+    load(m.path, one_url, progress=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
+            Client(cluster) as c:
+        many = load(m.path, url, progress=False, client=c, rows_per_partition=1)
+    assert many.layer_tasks == len(LAYERS) and {s.partitions for s in many.layers} == {0}
+    assert "spatial partitions" not in many.to_text()
+    with open_store(one_url) as a, open_store(url) as b:
+        assert _findings(b) == _findings(a)
+        assert list(a.read_layer("dltb").geometry.to_wkb()) == list(b.read_layer("dltb").geometry.to_wkb())

@@ -6,9 +6,13 @@ same ``layers.ingest.load_and_stage`` the one-process ingest runs role after rol
 calling process holds open; the caller then publishes them all in its one transaction. Inside a survey layer
 of more rows than ``rows_per_partition``, the geometry work that is local to a patch and its neighbours — the
 ellipsoidal areas and GEOS's coverage validation — runs in spatial partitions of about that many rows, a
-dask-geopandas GeoDataFrame on the same cluster (``PartitionedCoverage``). The findings, the records and the
-stored rows are those of the one-process ingest (tests/test_ingest_layer_tasks.py,
-tests/test_region_province.py).
+dask-geopandas GeoDataFrame on the same cluster (``PartitionedCoverage``). The layer task secedes while they
+run, so its worker could start another task meanwhile: a survey layer's task therefore holds the worker
+resource ``yzt-survey`` (one per worker: region_cluster's workers have it; `dask worker --resources
+yzt-survey=1` for a cluster of one's own), and no worker ever holds two whole survey layers. On a cluster
+whose workers do not all offer it, or of one thread in all, each survey layer is checked whole in its task.
+The findings, the records and the stored rows are those of the one-process ingest
+(tests/test_ingest_layer_tasks.py, tests/test_coverage_partitions.py, tests/test_region_province.py).
 """
 
 from __future__ import annotations
@@ -82,6 +86,18 @@ def _rows(manifest: Manifest, role: str) -> int:
         return 0
 
 
+SURVEY_SLOT = "yzt-survey"  # dask worker resource: one survey layer task at a time on a worker
+
+
+def survey_slots(cluster) -> bool:
+    """Whether survey layers may be checked in spatial partitions on ``cluster``: two threads or more, and every
+    worker offering the ``SURVEY_SLOT`` resource (module docstring)."""
+    info = getattr(cluster, "scheduler_info", None)
+    workers = info().get("workers", {}) if callable(info) else {}
+    return (sum(w.get("nthreads", 0) for w in workers.values()) >= 2
+            and all((w.get("resources") or {}).get(SURVEY_SLOT, 0) >= 1 for w in workers.values()))
+
+
 def survey_parts(rows: int, rows_per_partition: int | None) -> int:
     """The spatial partitions of a survey layer's coverage checks: ⌈rows / rows_per_partition⌉ (1: whole)."""
     return max(1, -(-rows // rows_per_partition)) if rows_per_partition else 1
@@ -99,13 +115,16 @@ def _load_on_cluster(manifest: Manifest, store: Store, target: str, client, role
     with store.staged_layers(plan.meta) as staging:  # holds the staging's lock until it publishes or fails
         stage_id = staging.id
         with client_context(client) as cluster:
+            split = survey_slots(cluster)
             # the largest layers first: dask starts tasks in the order they come, and a survey layer left for
             # last would run alone while the other workers idle
-            futures = {role: cluster.submit(stage_role, plan, target, role, stage_id,
-                                            survey_parts(rows[role], rows_per_partition)
-                                            if role in SURVEY_ROLES else 1, pure=False,
-                                            key=f"yzt-ingest-{manifest.region_code}-{role}-{uuid.uuid4().hex[:8]}")
-                       for role in sorted(plan.roles, key=lambda r: -rows[r])}
+            futures = {}
+            for role in sorted(plan.roles, key=lambda r: -rows[r]):
+                survey = split and role in SURVEY_ROLES
+                futures[role] = cluster.submit(
+                    stage_role, plan, target, role, stage_id, survey_parts(rows[role], rows_per_partition)
+                    if survey else 1, pure=False, resources={SURVEY_SLOT: 1} if survey else None,
+                    key=f"yzt-ingest-{manifest.region_code}-{role}-{uuid.uuid4().hex[:8]}")
             try:
                 if progress:
                     _progress(list(futures.values()), {f.key: r for r, f in futures.items()})

@@ -98,11 +98,14 @@ def region_cluster(workers: int | None = None, scheduler: str | None = None, *, 
                 client = Client(scheduler, timeout="20s")
             except OSError as exc:
                 raise YztError(f"cannot reach the dask scheduler {scheduler}: {exc}; start it with "
-                               "`dask scheduler` and workers with `dask worker ADDRESS`") from None
+                               "`dask scheduler` and workers with `dask worker ADDRESS --nthreads 1 "
+                               "--resources yzt-survey=1`") from None
         else:
+            from .ingest import SURVEY_SLOT
+
             cluster = LocalCluster(n_workers=workers or DEFAULT_WORKERS, threads_per_worker=1, processes=True,
                                    memory_limit=memory_limit, dashboard_address=dashboard,
-                                   silence_logs=logging.ERROR)
+                                   silence_logs=logging.ERROR, resources={SURVEY_SLOT: 1})
             client = Client(cluster)
     except ImportError as exc:  # pragma: no cover - a broken install
         raise YztError(f"dask.distributed is not installed ({exc}); run make setup") from None
