@@ -30,6 +30,7 @@ written at a time).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import shutil
@@ -364,10 +365,12 @@ def ingest_in_layer_tasks(manifest: Path, whole_url: str, url: str, t_whole: flo
     # the yearly 年度变更 delivery replaces dltb alone: one survey layer, where only its spatial partitions can
     # bring the second worker in
     t_alone, m_alone = _child(["ingest", str(manifest), "--store", whole_url, "--role", "dltb", "--no-progress"])
-    out = _partitioned_child("ingest-dltb", url, rows_per_partition, 2, str(manifest))
-    print(f"  dltb alone (--role dltb): whole in one process {t_alone:.1f} s ({m_alone:.2f} GB); as a layer task "
-          f"on 2 workers, coverage partitions {out['partitions']}: {out['seconds']:.1f} s "
-          f"(× {t_alone / out['seconds']:.2f}); peak RSS per worker {out['workers_gb']} GB; load {load()}", flush=True)
+    print(f"  dltb alone (--role dltb): in one process {t_alone:.1f} s ({m_alone:.2f} GB)", flush=True)
+    for stage, what in (("ingest-dltb-whole", "checked whole (workers without the yzt-survey slot)"),
+                        ("ingest-dltb", "in coverage partitions")):
+        out = _partitioned_child(stage, url, rows_per_partition, 2, str(manifest))
+        print(f"  dltb alone as a layer task on 2 workers, {what} {out['partitions']}: {out['seconds']:.1f} s; "
+              f"peak RSS per worker {out['workers_gb']} GB; load {load()}", flush=True)
 
 
 def _partitioned_child(stage: str, url: str, rows: int, workers: int, manifest: str = "") -> dict:
@@ -392,11 +395,19 @@ def partition_child(stage: str, url: str, rows: int, workers: int, manifest: str
     from services.jobs.indicators import run_indicators
     from services.jobs.ingest import load as ingest
 
-    with jobs.region_cluster(workers=workers, memory_limit="8GiB") as client:
+    if stage == "ingest-dltb-whole":  # workers without the yzt-survey resource: survey layers checked whole
+        from distributed import Client, LocalCluster
+
+        cluster = contextlib.ExitStack()
+        clients = Client(cluster.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1,
+                                                            memory_limit="8GiB", dashboard_address=":0")))
+    else:
+        cluster, clients = contextlib.ExitStack(), jobs.region_cluster(workers=workers, memory_limit="8GiB")
+    with cluster, clients as client:
         t = time.perf_counter()
         if stage.startswith("ingest"):
             loaded = ingest(manifest, url, progress=False, client=client, rows_per_partition=rows,
-                            roles=["dltb"] if stage == "ingest-dltb" else None)
+                            roles=["dltb"] if stage.startswith("ingest-dltb") else None)
         elif stage == "analyse":
             result = run_analysis(url, write=False, client=client, rows_per_partition=rows)
         else:

@@ -102,8 +102,10 @@ def spatial_parts(geoms: np.ndarray, parts: int) -> list[SpatialPart]:
         with np.errstate(invalid="ignore"):
             meets = ((bounds[:, 0] <= box[2]) & (bounds[:, 2] >= box[0])
                      & (bounds[:, 1] <= box[3]) & (bounds[:, 3] >= box[1]))
-        rows = [core, np.flatnonzero(meets), *(around[k] for k in core[large[core]])]
-        out.append(SpatialPart(core, np.unique(np.concatenate(rows)), box))
+        for k in core[large[core]]:
+            meets[around[k]] = True
+        meets[core] = True
+        out.append(SpatialPart(core, np.flatnonzero(meets), box))
     return out
 
 
@@ -129,9 +131,11 @@ def _kd_split(idx: np.ndarray, centres: np.ndarray, parts: int) -> list[np.ndarr
     with np.errstate(invalid="ignore"):
         spread = np.nanmax(c, axis=0) - np.nanmin(c, axis=0) if np.isfinite(c).any() else np.zeros(2)
     axis = 0 if not spread[1] > spread[0] else 1
-    ordered = idx[np.argsort(c[:, axis], kind="stable")]  # a row without an envelope (NaN) sorts last
     left = parts // 2
     cut = int(round(len(idx) * left / parts))
+    # the rows below the cut's value on one side (argpartition: no full sort); a row without an envelope (NaN)
+    # goes to the far side
+    ordered = idx[np.argpartition(c[:, axis], cut)] if 0 < cut < len(idx) else idx
     return _kd_split(ordered[:cut], centres, left) + _kd_split(ordered[cut:], centres, parts - left)
 
 
