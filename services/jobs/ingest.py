@@ -184,11 +184,18 @@ class PartitionedCoverage:
         self.parts = parts
 
     def __call__(self, geoms: np.ndarray, epsg: int) -> tuple[np.ndarray, np.ndarray, int]:
-        cut = spatial_parts(geoms, self.parts)
+        on_worker = _on_worker()
+        parts = self.parts
+        if on_worker:  # a multiple of the cluster's threads, so that each gets the same share
+            from distributed import get_client
+
+            threads = sum(w.get("nthreads", 1) for w in get_client().scheduler_info().get("workers", {}).values())
+            parts = -(-parts // max(threads, 1)) * max(threads, 1)
+        cut = spatial_parts(geoms, parts)
         crs = f"EPSG:{epsg}"
         frames = [gpd.GeoDataFrame({CORE: np.isin(p.rows, p.core), "geometry": geoms[p.rows]}, index=p.rows,
                                    geometry="geometry", crs=crs) for p in cut]
-        if _on_worker():
+        if on_worker:
             result = self._on_cluster(frames, cut, crs)
         else:
             result = pd.concat([coverage_part(frame, crs) for frame in frames])
@@ -201,18 +208,23 @@ class PartitionedCoverage:
     def _on_cluster(frames: list[gpd.GeoDataFrame], cut, crs: str) -> pd.DataFrame:
         import dask.dataframe as dd
         import dask_geopandas
-        from distributed import get_client, rejoin, secede
+        from distributed import get_client, get_worker, rejoin, secede
 
         client = get_client()
         layer = dask_geopandas.from_dask_dataframe(
             dd.from_delayed(client.scatter(frames), meta=frames[0].iloc[:0], verify_meta=False))
         layer.spatial_partitions = gpd.GeoSeries([shapely.box(*p.box) for p in cut], crs=crs)
         meta = pd.DataFrame({"area": pd.Series(dtype=float), "invalid": pd.Series(dtype=bool)})
-        future = client.compute(layer.map_partitions(coverage_part, crs, meta=meta))
-        del frames[:]  # the workers hold the partitions now
+        del frames[:]  # the worker holds the partitions now
+        # scattered from a task, every partition lies on this worker; dealt round the workers, each fetches its
+        # own at once (work stealing alone moved them late and unevenly)
+        here = get_worker().address
+        ring = [here, *sorted(a for a in client.scheduler_info().get("workers", {}) if a != here)]
+        futures = [client.compute(part, workers=[ring[i % len(ring)]], allow_other_workers=True)
+                   for i, part in enumerate(layer.map_partitions(coverage_part, crs, meta=meta).to_delayed())]
         secede()  # the partitions may run on this worker's thread while the layer task waits
         try:
-            return future.result()
+            return pd.concat(client.gather(futures))
         finally:
             rejoin()
 
