@@ -316,3 +316,48 @@ def test_a_cluster_without_the_survey_slot_checks_each_survey_layer_whole(tmp_pa
     with open_store(one_url) as a, open_store(url) as b:
         assert _findings(b) == _findings(a)
         assert list(a.read_layer("dltb").geometry.to_wkb()) == list(b.read_layer("dltb").geometry.to_wkb())
+
+
+def test_dltb_alone_spreads_its_partitions_over_the_idle_worker(tmp_path, schemas, client):
+    """The yearly 变更调查 re-ingests dltb alone: one layer task, the other worker idle. Its partitions are
+    dealt to both (those of the other worker computed there), and the store is the one-process ingest's."""
+    from distributed import get_task_stream
+
+    m = county(tmp_path)
+    one_url, url = schemas(), schemas()
+    load(m.path, one_url, progress=False)
+    load(m.path, one_url, progress=False, roles=["dltb"])
+    load(m.path, url, progress=False, client=client, rows_per_partition=1)
+    with get_task_stream(client) as stream:
+        alone = load(m.path, url, progress=False, client=client, rows_per_partition=3, roles=["dltb"])
+    assert [(s.role, s.partitions) for s in alone.layers] == [("dltb", 4)] and alone.layer_tasks == 1
+    (layer_worker,) = {t["worker"] for t in stream.data if "yzt-ingest" in str(t["key"])}
+    elsewhere = {t["worker"] for t in stream.data if "coverage_part" in str(t["key"])}
+    assert elsewhere and layer_worker not in elsewhere  # this worker's share ran in the layer task itself
+    with open_store(one_url) as a, open_store(url) as b:
+        assert _findings(b) == _findings(a)
+        la, lb = a.read_layer("dltb"), b.read_layer("dltb")
+        pd.testing.assert_frame_equal(pd.DataFrame(la.drop(columns="geometry")),
+                                      pd.DataFrame(lb.drop(columns="geometry")))
+
+
+def test_a_county_that_loads_whole_holds_the_survey_slot_in_a_province(tmp_path):
+    """In a province, a county that loads whole on its worker holds the slot too: it loads survey layers, so it
+    may not start beside a large county's survey layer waiting seceded on that worker."""
+    from types import SimpleNamespace
+
+    from services.jobs.region import whole_county_slots
+
+    m = county(tmp_path)  # 12 DLTB patches
+    counties = [SimpleNamespace(code="130599", manifest_path=m.path)]
+
+    def cluster(resources):
+        workers = {f"tcp://w{i}": {"nthreads": 1, "resources": resources} for i in range(2)}
+        return SimpleNamespace(scheduler_info=lambda: {"workers": workers})
+
+    slotted, bare = cluster({"yzt-survey": 1}), cluster({})
+    assert whole_county_slots(slotted, counties, 100) == {"130599": {"yzt-survey": 1}}
+    assert whole_county_slots(slotted, counties, 12) == {"130599": {"yzt-survey": 1}}  # not more than N: whole
+    assert whole_county_slots(slotted, counties, 11) == {}  # split: its survey layer tasks hold the slots
+    assert whole_county_slots(bare, counties, 100) == {}
+    assert whole_county_slots(slotted, counties, None) == {}

@@ -175,10 +175,10 @@ def stage_role(plan: IngestPlan, store_url: str, role: str, stage_id: str, parts
 class PartitionedCoverage:
     """A survey layer's ellipsoidal areas and coverage validation in ``parts`` spatial partitions
     (layers.topology.spatial_parts: compact cells of about equal row counts, each with the rows around it that
-    the validator compares its own with), as a dask-geopandas GeoDataFrame on the cluster the layer task runs
-    on, each partition through layers.topology.coverage_part — the functions the whole layer goes through, so
-    each row gets the same answer. The layer task secedes while they run. Called outside a dask worker (a
-    stand-in client), the partitions run here, one after the other."""
+    the validator compares its own with), those dealt to other workers as a dask-geopandas GeoDataFrame on the
+    cluster the layer task runs on, each partition through layers.topology.coverage_part — the functions the
+    whole layer goes through, so each row gets the same answer (``_on_cluster``). Called outside a dask
+    worker (a stand-in client), the partitions run here, one after the other."""
 
     def __init__(self, parts: int):
         self.parts = parts
@@ -206,27 +206,43 @@ class PartitionedCoverage:
 
     @staticmethod
     def _on_cluster(frames: list[gpd.GeoDataFrame], cut, crs: str) -> pd.DataFrame:
+        """The partitions dealt round this worker and the workers with nothing to do; this worker's share in
+        this task's own thread, the others' on theirs meanwhile; then the task secedes until they are done.
+        A worker busy with a task (another survey layer's load) gets none: it would hold this layer's
+        partitions beside its own, and this task would wait for it. With no worker idle, every partition runs
+        here, one after the other — the whole layer's work, cut in cells."""
         import dask.dataframe as dd
         import dask_geopandas
         from distributed import get_client, get_worker, rejoin, secede
 
         client = get_client()
-        layer = dask_geopandas.from_dask_dataframe(
-            dd.from_delayed(client.scatter(frames), meta=frames[0].iloc[:0], verify_meta=False))
-        layer.spatial_partitions = gpd.GeoSeries([shapely.box(*p.box) for p in cut], crs=crs)
-        meta = pd.DataFrame({"area": pd.Series(dtype=float), "invalid": pd.Series(dtype=bool)})
-        del frames[:]  # the worker holds the partitions now
-        # scattered from a task, every partition lies on this worker; dealt round the workers, each fetches its
-        # own at once (work stealing alone moved them late and unevenly)
         here = get_worker().address
-        ring = [here, *sorted(a for a in client.scheduler_info().get("workers", {}) if a != here)]
-        futures = [client.compute(part, workers=[ring[i % len(ring)]], allow_other_workers=True)
-                   for i, part in enumerate(layer.map_partitions(coverage_part, crs, meta=meta).to_delayed())]
-        secede()  # the partitions may run on this worker's thread while the layer task waits
-        try:
-            return pd.concat(client.gather(futures))
-        finally:
-            rejoin()
+        ring = [here, *sorted(a for a, keys in client.processing().items() if a != here and not keys)]
+        away = [i for i in range(len(frames)) if i % len(ring)]
+        futures = []
+        if away:
+            # scattered from a task, the partitions stay on this worker: each is computed where it is dealt,
+            # and its worker fetches it at once (work stealing alone moved them late and unevenly)
+            layer = dask_geopandas.from_dask_dataframe(
+                dd.from_delayed(client.scatter([frames[i] for i in away]), meta=frames[0].iloc[:0],
+                                verify_meta=False))
+            layer.spatial_partitions = gpd.GeoSeries([shapely.box(*cut[i].box) for i in away], crs=crs)
+            meta = pd.DataFrame({"area": pd.Series(dtype=float), "invalid": pd.Series(dtype=bool)})
+            parts = layer.map_partitions(coverage_part, crs, meta=meta).to_delayed()
+            futures = [client.compute(part, workers=[ring[i % len(ring)]], allow_other_workers=True)
+                       for i, part in zip(away, parts)]
+        done = []
+        for i in range(len(frames)):
+            if i not in away:
+                done.append(coverage_part(frames[i], crs))
+            frames[i] = None  # let it go: a scattered one is the worker's now
+        if futures:
+            secede()
+            try:
+                done += client.gather(futures)
+            finally:
+                rejoin()
+        return pd.concat(done)
 
 
 def _on_worker() -> bool:

@@ -356,15 +356,38 @@ class RegionRunResult:
         return "\n".join(lines)
 
 
+def whole_county_slots(client, counties, rows_per_partition: int | None) -> dict[str, dict[str, int]]:
+    """The worker resource each county's ingest task holds: ``yzt-survey`` for a county that loads whole on its
+    worker (no more DLTB patches than ``rows_per_partition``), when the cluster checks survey layers in spatial
+    partitions. A large county's survey layer tasks hold the slot while they wait seceded; a whole county
+    loads survey layers too, so it may not start beside one of them on the same worker."""
+    from layers.manifest import load_manifest
+
+    from .ingest import SURVEY_SLOT, survey_rows, survey_slots
+
+    if not rows_per_partition or not survey_slots(client):
+        return {}
+    slots = {}
+    for c in counties:
+        try:
+            whole = survey_rows(load_manifest(c.manifest_path)) <= rows_per_partition
+        except YztError:  # its task reports the manifest's error
+            whole = False
+        if whole:
+            slots[c.code] = {SURVEY_SLOT: 1}
+    return slots
+
+
 def _submit_all(client, stage: str, tasks: list[tuple[str, Callable, tuple]], retries: int,
-                progress: bool) -> list[CountyOutcome]:
-    """Submit one task per county, collect as they finish (a progress bar on stderr), never stop at a failure."""
+                progress: bool, resources: dict[str, dict[str, int]] | None = None) -> list[CountyOutcome]:
+    """Submit one task per county, collect as they finish (a progress bar on stderr), never stop at a failure.
+    ``resources``: the worker resources a county's task holds, by county code."""
     from distributed import as_completed
 
     futures = {}
     for county, fn, args in tasks:
         future = client.submit(fn, *args, key=f"yzt-{stage}-{county}-{uuid.uuid4().hex[:8]}", pure=False,
-                               retries=retries)
+                               retries=retries, resources=(resources or {}).get(county))
         futures[future] = county
     outcomes: list[CountyOutcome] = []
     bar = None
@@ -416,7 +439,8 @@ def ingest_region(region_path: str | Path, store_url: str, client, *, force: boo
     counties = [c for c in region_set.counties if only is None or c.code in only]
     tasks = [(c.code, ingest_county, (store_url, c.code, str(c.manifest_path), force, rows_per_partition))
              for c in counties]
-    outcomes = _submit_all(client, "ingest", tasks, retries, progress)
+    outcomes = _submit_all(client, "ingest", tasks, retries, progress,
+                           resources=whole_county_slots(client, counties, rows_per_partition))
     try:
         return _finish(region, "ingest", started, t0, outcomes, client)
     finally:
