@@ -367,7 +367,7 @@ def ingest_in_layer_tasks(manifest: Path, whole_url: str, url: str, t_whole: flo
     t_alone, m_alone = _child(["ingest", str(manifest), "--store", whole_url, "--role", "dltb", "--no-progress"])
     print(f"  dltb alone (--role dltb): in one process {t_alone:.1f} s ({m_alone:.2f} GB)", flush=True)
     for stage, what in (("ingest-dltb-whole", "checked whole (workers without the yzt-survey slot)"),
-                        ("ingest-dltb", "in coverage partitions")):
+                        ("ingest-dltb", "in coverage partitions")) * 2:  # twice, alternating: the runs vary
         out = _partitioned_child(stage, url, rows_per_partition, 2, str(manifest))
         print(f"  dltb alone as a layer task on 2 workers, {what} {out['partitions']}: {out['seconds']:.1f} s; "
               f"peak RSS per worker {out['workers_gb']} GB; load {load()}", flush=True)

@@ -31,7 +31,8 @@ META_SAME = ["region_code", "region_name", "epsg", "crs", "zone", "version", "ma
 
 @pytest.fixture(scope="module")
 def client():
-    with jobs.region_cluster(workers=2) as c:
+    """Three workers: a thread beside the two survey layers, so they are checked in spatial partitions."""
+    with jobs.region_cluster(workers=3) as c:
         yield c
 
 
@@ -278,18 +279,18 @@ def test_the_layer_tasks_get_the_store_url_with_its_password(tmp_path, schemas):
 def test_two_survey_layers_never_load_on_one_worker_at_once(tmp_path, schemas):
     """A survey layer's task secedes while its spatial partitions run; the worker resource it holds keeps the
     worker from starting the other survey layer meanwhile (two whole layers in one worker's memory). One
-    worker of two threads and one slot: the two survey tasks run one after the other, the rest beside them."""
+    worker of three threads and one slot: the two survey tasks run one after the other, the rest beside them."""
     from distributed import Client, LocalCluster, get_task_stream
 
     from services.jobs.ingest import SURVEY_SLOT
 
     m = county(tmp_path)
     url = schemas()
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0",
+    with LocalCluster(n_workers=1, threads_per_worker=3, processes=False, dashboard_address=":0",
                       resources={SURVEY_SLOT: 1}) as cluster, Client(cluster) as c, get_task_stream(c) as stream:
         many = load(m.path, url, progress=False, client=c, rows_per_partition=4)
-    # ⌈12 / 4⌉ = 3 partitions, rounded up to a multiple of the cluster's 2 threads
-    assert {s.role: s.partitions for s in many.layers if s.partitions} == {"dltb": 4, "dltb_prev": 4}
+    # ⌈12 / 4⌉ = 3 partitions, a multiple of the cluster's 3 threads
+    assert {s.role: s.partitions for s in many.layers if s.partitions} == {"dltb": 3, "dltb_prev": 3}
     spans = {}
     for task in stream.data:
         for role in ("dltb", "dltb_prev"):
@@ -319,8 +320,8 @@ def test_a_cluster_without_the_survey_slot_checks_each_survey_layer_whole(tmp_pa
 
 
 def test_dltb_alone_spreads_its_partitions_over_the_idle_worker(tmp_path, schemas, client):
-    """The yearly 变更调查 re-ingests dltb alone: one layer task, the other worker idle. Its partitions are
-    dealt to both (those of the other worker computed there), and the store is the one-process ingest's."""
+    """The yearly 变更调查 re-ingests dltb alone: one layer task, the other workers idle. Its partitions are
+    dealt to all (those of the other workers computed there), and the store is the one-process ingest's."""
     from distributed import get_task_stream
 
     m = county(tmp_path)
@@ -330,7 +331,8 @@ def test_dltb_alone_spreads_its_partitions_over_the_idle_worker(tmp_path, schema
     load(m.path, url, progress=False, client=client, rows_per_partition=1)
     with get_task_stream(client) as stream:
         alone = load(m.path, url, progress=False, client=client, rows_per_partition=3, roles=["dltb"])
-    assert [(s.role, s.partitions) for s in alone.layers] == [("dltb", 4)] and alone.layer_tasks == 1
+    # ⌈12 / 3⌉ = 4 partitions, rounded up to a multiple of the cluster's 3 threads
+    assert [(s.role, s.partitions) for s in alone.layers] == [("dltb", 6)] and alone.layer_tasks == 1
     (layer_worker,) = {t["worker"] for t in stream.data if "yzt-ingest" in str(t["key"])}
     elsewhere = {t["worker"] for t in stream.data if "coverage_part" in str(t["key"])}
     assert elsewhere and layer_worker not in elsewhere  # this worker's share ran in the layer task itself
@@ -351,11 +353,12 @@ def test_a_county_that_loads_whole_holds_the_survey_slot_in_a_province(tmp_path)
     m = county(tmp_path)  # 12 DLTB patches
     counties = [SimpleNamespace(code="130599", manifest_path=m.path)]
 
-    def cluster(resources):
-        workers = {f"tcp://w{i}": {"nthreads": 1, "resources": resources} for i in range(2)}
+    def cluster(resources, n=3):
+        workers = {f"tcp://w{i}": {"nthreads": 1, "resources": resources} for i in range(n)}
         return SimpleNamespace(scheduler_info=lambda: {"workers": workers})
 
     slotted, bare = cluster({"yzt-survey": 1}), cluster({})
+    assert whole_county_slots(cluster({"yzt-survey": 1}, n=2), counties, 100) == {}  # no county checks in cells
     assert whole_county_slots(slotted, counties, 100) == {"130599": {"yzt-survey": 1}}
     assert whole_county_slots(slotted, counties, 12) == {"130599": {"yzt-survey": 1}}  # not more than N: whole
     assert whole_county_slots(slotted, counties, 11) == {}  # split: its survey layer tasks hold the slots

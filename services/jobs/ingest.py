@@ -10,7 +10,8 @@ dask-geopandas GeoDataFrame on the same cluster (``PartitionedCoverage``). The l
 run, so its worker could start another task meanwhile: a survey layer's task therefore holds the worker
 resource ``yzt-survey`` (one per worker: region_cluster's workers have it; `dask worker --resources
 yzt-survey=1` for a cluster of one's own), and no worker ever holds two whole survey layers. On a cluster
-whose workers do not all offer it, or of one thread in all, each survey layer is checked whole in its task.
+whose workers do not all offer it, or of no more threads than the county has survey layers to load, each
+survey layer is checked whole in its task.
 The findings, the records and the stored rows are those of the one-process ingest
 (tests/test_ingest_layer_tasks.py, tests/test_coverage_partitions.py, tests/test_region_province.py).
 """
@@ -89,13 +90,15 @@ def _rows(manifest: Manifest, role: str) -> int:
 SURVEY_SLOT = "yzt-survey"  # dask worker resource: one survey layer task at a time on a worker
 
 
-def survey_slots(cluster) -> bool:
-    """Whether survey layers may be checked in spatial partitions on ``cluster``: two threads or more, and every
-    worker offering the ``SURVEY_SLOT`` resource (module docstring)."""
+def survey_slots(cluster) -> int:
+    """The threads of ``cluster`` when every worker offers the ``SURVEY_SLOT`` resource, else 0: survey layers
+    are checked in spatial partitions only when some thread is left beside the survey layers loading (module
+    docstring)."""
     info = getattr(cluster, "scheduler_info", None)
     workers = info().get("workers", {}) if callable(info) else {}
-    return (sum(w.get("nthreads", 0) for w in workers.values()) >= 2
-            and all((w.get("resources") or {}).get(SURVEY_SLOT, 0) >= 1 for w in workers.values()))
+    if not all((w.get("resources") or {}).get(SURVEY_SLOT, 0) >= 1 for w in workers.values()):
+        return 0
+    return sum(w.get("nthreads", 0) for w in workers.values())
 
 
 def survey_parts(rows: int, rows_per_partition: int | None) -> int:
@@ -115,7 +118,9 @@ def _load_on_cluster(manifest: Manifest, store: Store, target: str, client, role
     with store.staged_layers(plan.meta) as staging:  # holds the staging's lock until it publishes or fails
         stage_id = staging.id
         with client_context(client) as cluster:
-            split = survey_slots(cluster)
+            # cells only where a thread is left beside the survey layers: on as many threads as survey layers,
+            # each layer's task keeps its own worker busy, and the slot would only hold the other layers back
+            split = survey_slots(cluster) > sum(role in SURVEY_ROLES for role in plan.roles)
             # the largest layers first: dask starts tasks in the order they come, and a survey layer left for
             # last would run alone while the other workers idle
             futures = {}

@@ -361,11 +361,12 @@ def whole_county_slots(client, counties, rows_per_partition: int | None) -> dict
     worker (no more DLTB patches than ``rows_per_partition``), when the cluster checks survey layers in spatial
     partitions. A large county's survey layer tasks hold the slot while they wait seceded; a whole county
     loads survey layers too, so it may not start beside one of them on the same worker."""
+    from layers.fields import SURVEY_ROLES
     from layers.manifest import load_manifest
 
     from .ingest import SURVEY_SLOT, survey_rows, survey_slots
 
-    if not rows_per_partition or not survey_slots(client):
+    if not rows_per_partition or survey_slots(client) <= len(SURVEY_ROLES):  # no large county checks in cells
         return {}
     slots = {}
     for c in counties:
