@@ -5,11 +5,12 @@ A large county on dask (``client`` and ``rows_per_partition`` given, a PostGIS s
 same ``layers.ingest.load_and_stage`` the one-process ingest runs role after role — into the staging the
 calling process holds open; the caller then publishes them all in its one transaction. Inside a survey layer
 of more rows than ``rows_per_partition``, the geometry work that is local to a patch and its neighbours — the
-ellipsoidal areas and GEOS's coverage validation — runs in spatial partitions of about that many rows, a
-dask-geopandas GeoDataFrame on the same cluster (``PartitionedCoverage``). The layer task secedes while they
-run, so its worker could start another task meanwhile: a survey layer's task therefore holds the worker
-resource ``yzt-survey`` (one per worker: region_cluster's workers have it; `dask worker --resources
-yzt-survey=1` for a cluster of one's own), and no worker ever holds two whole survey layers. On a cluster
+ellipsoidal areas and GEOS's coverage validation — runs in spatial partitions of at most that many rows
+(their count rounded up to a multiple of the cluster's threads), dealt to the layer task's worker and the idle
+ones, a dask-geopandas GeoDataFrame on the same cluster (``PartitionedCoverage``). The layer task secedes
+while the others' run, so its worker could start another task meanwhile: a survey layer's task therefore
+holds the worker resource ``yzt-survey`` (one per worker: region_cluster's workers have it; `dask worker
+--resources yzt-survey=1` for a cluster of one's own), and no worker ever holds two whole survey layers. On a cluster
 whose workers do not all offer it, or of no more threads than the county has survey layers to load, each
 survey layer is checked whole in its task.
 The findings, the records and the stored rows are those of the one-process ingest
