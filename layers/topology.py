@@ -68,7 +68,8 @@ def invalid_edges(geoms: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class SpatialPart:
     """One spatial partition of a layer: ``core``, the positions of the rows it answers for; ``rows``, those it
-    reads (the core and every row whose envelope meets ``box``, the envelope of the core rows)."""
+    reads (the core, every row whose envelope meets ``box`` — the envelope of the core rows but the very large
+    ones — and the envelope neighbours of those very large ones)."""
 
     core: np.ndarray
     rows: np.ndarray

@@ -91,7 +91,7 @@ def _rows(manifest: Manifest, role: str) -> int:
 SURVEY_SLOT = "yzt-survey"  # dask worker resource: one survey layer task at a time on a worker
 
 
-def survey_slots(cluster) -> int:
+def slotted_threads(cluster) -> int:
     """The threads of ``cluster`` when every worker offers the ``SURVEY_SLOT`` resource, else 0: survey layers
     are checked in spatial partitions only when some thread is left beside the survey layers loading (module
     docstring)."""
@@ -121,7 +121,7 @@ def _load_on_cluster(manifest: Manifest, store: Store, target: str, client, role
         with client_context(client) as cluster:
             # cells only where a thread is left beside the survey layers: on as many threads as survey layers,
             # each layer's task keeps its own worker busy, and the slot would only hold the other layers back
-            split = survey_slots(cluster) > sum(role in SURVEY_ROLES for role in plan.roles)
+            split = slotted_threads(cluster) > sum(role in SURVEY_ROLES for role in plan.roles)
             # the largest layers first: dask starts tasks in the order they come, and a survey layer left for
             # last would run alone while the other workers idle
             futures = {}

@@ -364,9 +364,9 @@ def whole_county_slots(client, counties, rows_per_partition: int | None) -> dict
     from layers.fields import SURVEY_ROLES
     from layers.manifest import load_manifest
 
-    from .ingest import SURVEY_SLOT, survey_rows, survey_slots
+    from .ingest import SURVEY_SLOT, slotted_threads, survey_rows
 
-    if not rows_per_partition or survey_slots(client) <= len(SURVEY_ROLES):  # no large county checks in cells
+    if not rows_per_partition or slotted_threads(client) <= len(SURVEY_ROLES):  # no large county checks in cells
         return {}
     slots = {}
     for c in counties:
